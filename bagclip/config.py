@@ -24,6 +24,8 @@ class Config:
     # --- backbone (frozen) ---
     backbone: str = "ViT-L-14-336"  # any open_clip ViT name, or "bagclip-tiny" (offline, random)
     pretrained: str | None = "openai"  # open_clip tag, a local checkpoint path, or None (seeded random)
+    quick_gelu: bool | None = None  # QuickGELU activations; None -> True for OpenAI weights (their training)
+    backbone_seed: int = 0  # seeds the backbone's random weights when pretrained is None
     image_size: int = 518  # square input side in pixels; must be a multiple of the patch size
     taps: tuple[int, ...] = (6, 12, 18, 24)  # 1-indexed transformer blocks whose outputs feed the detail branch
     detail_attention: str = "none"  # "none": paper's text; "vv": our dual V-V attention stream (DESIGN.md)

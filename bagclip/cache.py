@@ -1,0 +1,146 @@
+"""Feature cache: the backbone is frozen, so its Tokens per image are computed once.
+
+Each image's `Tokens` (patches (L, N, W), cls (E,)) is stored as one float16 safetensors file,
+named by a SHA-256 of the backbone identity (name, weights, size, taps, detail attention,
+bsa_start) and the image file's bytes. Writes are atomic (temp file + rename); every entry
+carries a checksum of its tensor bytes, so a truncated or corrupted file is detected, removed
+and recomputed, never silently used.
+
+Disk cost per image: 2 * L * N * W bytes, e.g. 11.2 MB for ViT-L-14-336 at 518 (L=4, N=1369,
+W=1024), 0.26 MB for bagclip-tiny at 224.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from .backbone import Backbone, Tokens
+from .config import atomic_write_bytes
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("BAGCLIP_CACHE", Path.home() / ".cache" / "bagclip")) / "features"
+
+
+def _file_digest(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _tensor_digest(patches: torch.Tensor, cls: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    for t in (patches, cls):
+        h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+class FeatureCache:
+    """Disk cache of backbone Tokens, one file per (backbone identity, image content)."""
+
+    def __init__(self, backbone: Backbone, root: str | os.PathLike | None = None):
+        self.backbone = backbone
+        ident = json.dumps(backbone.identity(), sort_keys=True)
+        self.key = hashlib.sha256(ident.encode()).hexdigest()[:16]
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.dir = self.root / self.key
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.dir / "identity.json", ident.encode())
+        self.hits = self.misses = self.repaired = 0
+
+    def path_for(self, image_path: str | os.PathLike) -> Path:
+        return self.dir / f"{_file_digest(image_path)}.safetensors"
+
+    def _read(self, path: Path) -> Tokens | None:
+        """Load one entry, or None (and delete the file) if it is missing or corrupt."""
+        if not path.exists():
+            return None
+        try:
+            data = load_file(path)
+            p, c = data["patches"], data["cls"]
+            with open(path, "rb") as f:  # safetensors header: 8-byte length, then JSON
+                n = int.from_bytes(f.read(8), "little")
+                meta = json.loads(f.read(n)).get("__metadata__", {})
+            if meta.get("sha256") != _tensor_digest(p, c):
+                raise ValueError("checksum mismatch")
+            return Tokens(p, c)
+        except (SafetensorError, ValueError, KeyError, OSError, json.JSONDecodeError) as err:
+            warnings.warn(f"feature cache entry {path} is corrupt ({err}); recomputing it")
+            path.unlink(missing_ok=True)
+            self.repaired += 1
+            return None
+
+    def _write(self, path: Path, patches: torch.Tensor, cls: torch.Tensor) -> None:
+        p = patches.to(torch.float16).contiguous().cpu()
+        c = cls.to(torch.float16).contiguous().cpu()
+        blob = save({"patches": p, "cls": c}, metadata={"sha256": _tensor_digest(p, c)})
+        atomic_write_bytes(path, blob)
+
+    def get(self, image_paths: Sequence[str | os.PathLike], batch_size: int = 8,
+            progress: bool = True) -> Tokens:
+        """Tokens for these images (computing and storing the missing ones), stacked in order.
+
+        Returns float16 Tokens(patches (B, L, N, W), cls (B, E)) on the CPU; cast with `.float()`.
+        """
+        paths = [Path(p) for p in image_paths]
+        if not paths:
+            raise ValueError("FeatureCache.get: no images given")
+        entries = [self.path_for(p) for p in paths]
+        loaded = self._fill(paths, entries, batch_size, progress, keep=True)
+        return Tokens(torch.stack([loaded[i].patches for i in range(len(paths))]),
+                      torch.stack([loaded[i].cls for i in range(len(paths))]))
+
+    def ensure(self, image_paths: Sequence[str | os.PathLike], batch_size: int = 8,
+               progress: bool = True) -> list[Path]:
+        """Encode and store every missing entry without keeping tokens in memory; entry paths."""
+        paths = [Path(p) for p in image_paths]
+        entries = [self.path_for(p) for p in paths]
+        self._fill(paths, entries, batch_size, progress, keep=False)
+        return entries
+
+    def load_entry(self, entry: Path) -> Tokens:
+        """One stored entry (from `ensure`), float16 Tokens(patches (L, N, W), cls (E,))."""
+        t = self._read(entry)
+        if t is None:
+            raise FileNotFoundError(f"feature cache entry {entry} is missing; run ensure() again")
+        return t
+
+    def _fill(self, paths: list[Path], entries: list[Path], batch_size: int, progress: bool,
+              keep: bool) -> dict[int, Tokens]:
+        from tqdm.auto import tqdm
+
+        from .data import load_image
+
+        loaded: dict[int, Tokens] = {}
+        todo = []
+        for i, e in enumerate(entries):
+            t = self._read(e)  # verifies the checksum; a corrupt entry is removed
+            if t is None:
+                todo.append(i)
+            elif keep:
+                loaded[i] = t
+        self.hits += len(entries) - len(todo)
+        self.misses += len(todo)
+        size = self.backbone.cfg.image_size
+        bar = tqdm(total=len(todo), desc="encoding images", unit="img", disable=not progress or not todo)
+        for s in range(0, len(todo), batch_size):
+            idx = todo[s:s + batch_size]
+            imgs = torch.stack([load_image(paths[i], size) for i in idx])
+            tok = self.backbone.encode(imgs)
+            for j, i in enumerate(idx):
+                self._write(entries[i], tok.patches[j], tok.cls[j])
+                if keep:
+                    loaded[i] = self._read(entries[i])  # read back: the cached values, bit for bit
+            bar.update(len(idx))
+        bar.close()
+        return loaded

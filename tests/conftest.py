@@ -1,0 +1,38 @@
+"""Shared fixtures: the tiny offline backbone, small generated images."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    from bagclip import Config
+
+    return Config.quick(image_size=112)  # grid 8, N = 64
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tiny_cfg):
+    from bagclip import load_backbone
+
+    return load_backbone(tiny_cfg)
+
+
+@pytest.fixture()
+def image_files(tmp_path):
+    """Four small RGB PNGs with distinct content."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(4):
+        p = tmp_path / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 255, (60 + i, 80, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    return paths

@@ -1,0 +1,167 @@
+"""The backbone against open_clip's own computations."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import bagclip
+from bagclip import Config
+from bagclip.backbone import interpolate_pos_embed, vv_attention
+
+
+def test_native_grid_interpolation_is_identity_and_cls_equals_encode_image():
+    cfg = Config.quick()  # 224 = bagclip-tiny's native size: interpolation runs, at the same grid
+    bb = bagclip.load_backbone(cfg)
+    pos = bb.visual.positional_embedding
+    assert torch.equal(interpolate_pos_embed(pos, 16), pos)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    tok = bb.encode(x)
+    ref = bb.model.encode_image(x)
+    torch.testing.assert_close(tok.cls, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_interpolation_keeps_class_row_and_reproduces_constant_grid():
+    pos = torch.zeros(1 + 4, 3)
+    pos[0] = 7.0
+    pos[1:] = 2.5  # a constant field stays constant under bicubic resampling
+    out = interpolate_pos_embed(pos, 6)
+    assert out.shape == (37, 3)
+    assert torch.equal(out[0], pos[0])
+    torch.testing.assert_close(out[1:], torch.full((36, 3), 2.5))
+
+
+def test_taps_equal_open_clip_intermediates(tiny_backbone):
+    x = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(1))
+    tok = tiny_backbone.encode(x)
+    assert tok.patches.shape == (2, 4, 64, 128) and tok.cls.shape == (2, 64)
+    ref = tiny_backbone.visual.forward_intermediates(
+        x, indices=[t - 1 for t in tiny_backbone.taps], output_fmt="NLC", intermediates_only=True)
+    for l, r in enumerate(ref["image_intermediates"]):
+        torch.testing.assert_close(tok.patches[:, l], r, rtol=1e-5, atol=1e-6)
+    # distinct taps really are distinct blocks (the peers' aliasing bug made them identical)
+    assert not torch.allclose(tok.patches[:, 0], tok.patches[:, 3])
+
+
+def _vv_numpy(block, x):
+    """Hand-written V-V attention of one block in float64 numpy."""
+    x = x.double().numpy()[0]  # (T, W)
+    ln = block.ln_1
+    mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    h = (x - mu) / np.sqrt(var + ln.eps) * ln.weight.double().numpy() + ln.bias.double().numpy()
+    W = x.shape[1]
+    a = block.attn
+    wv = a.in_proj_weight.double().numpy()[2 * W:]
+    bv = a.in_proj_bias.double().numpy()[2 * W:]
+    v = h @ wv.T + bv
+    nh = a.num_heads
+    hs = W // nh
+    out = np.zeros_like(v)
+    for i in range(nh):
+        vi = v[:, i * hs:(i + 1) * hs]
+        s = vi @ vi.T / math.sqrt(hs)
+        p = np.exp(s - s.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        out[:, i * hs:(i + 1) * hs] = p @ vi
+    y = out @ a.out_proj.weight.double().numpy().T + a.out_proj.bias.double().numpy()
+    return x + y
+
+
+def test_vv_stream_matches_hand_written_attention():
+    cfg = Config.quick(image_size=112, detail_attention="vv", bsa_start=3)
+    bb = bagclip.load_backbone(cfg)
+    x = torch.randn(1, 3, 112, 112, generator=torch.Generator().manual_seed(2))
+    tok = bb.encode(x)
+    # block inputs of the standard stream, from open_clip
+    inter = bb.visual.forward_intermediates(x, indices=[0, 1, 2, 3], output_fmt="NLC",
+                                            intermediates_only=True, output_extra_tokens=True)
+    def stream(i):  # residual stream (with class token) after block i (1-indexed)
+        return torch.cat([inter["image_intermediates_prefix"][i - 1], inter["image_intermediates"][i - 1]], 1)
+    # taps 1, 2 are standard; taps 3, 4 are V-V outputs of blocks 3, 4 fed by the standard stream
+    torch.testing.assert_close(tok.patches[:, 0], inter["image_intermediates"][0])
+    for tap, blk in ((2, 3), (3, 4)):
+        ref = _vv_numpy(bb.blocks[blk - 1], stream(blk - 1))[1:]
+        np.testing.assert_allclose(tok.patches[0, tap].numpy(), ref, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(vv_attention(bb.blocks[blk - 1], stream(blk - 1))[:, 1:], tok.patches[:, tap])
+    # the global branch is untouched by the detail stream
+    torch.testing.assert_close(tok.cls, bb.model.encode_image(x), rtol=1e-5, atol=1e-6)
+
+
+def test_encode_text_is_renormalised_mean_of_normalised_sentences(tiny_backbone):
+    from bagclip.prompts import prompt_sentences
+
+    T = tiny_backbone.encode_text(["wood", "metal nut"])
+    assert T.shape == (2, 2, 64)
+    for c, name in enumerate(["wood", "metal nut"]):
+        for s, sentences in enumerate(prompt_sentences(name)):
+            assert len(sentences) >= 4 * 2
+            e = tiny_backbone.model.encode_text(tiny_backbone.tokenizer(sentences)).double()
+            e = e / e.norm(dim=-1, keepdim=True)
+            m = e.mean(0)
+            torch.testing.assert_close(T[c, s].double(), m / m.norm(), rtol=1e-5, atol=1e-6)
+    assert "wood" in tiny_backbone._text_cache  # cached per name
+    assert tiny_backbone.encode_text("wood")[0].data_ptr() != 0
+
+
+def test_paper_states_in_prompts():
+    from bagclip.prompts import prompt_sentences
+
+    normal, abnormal = prompt_sentences("insulator")
+    for s in ("flawless insulator", "insulator without defect", "unblemished insulator", "perfect insulator"):
+        assert any(s in t for t in normal)
+    for s in ("damaged insulator", "insulator with defect", "insulator with flaw", "broken insulator"):
+        assert any(s in t for t in abnormal)
+
+
+def test_encode_rejects_wrong_size(tiny_backbone):
+    with pytest.raises(ValueError, match=r"\(B, 3, 112, 112\)"):
+        tiny_backbone.encode(torch.zeros(1, 3, 100, 100))
+
+
+def test_backbone_is_frozen(tiny_backbone):
+    assert not any(p.requires_grad for p in tiny_backbone.parameters())
+    tiny_backbone.train()
+    assert not tiny_backbone.training
+
+
+def test_weights_that_cannot_be_fetched_fail_fast_naming_both_fixes(monkeypatch):
+    import open_clip
+
+    def offline(*a, **k):
+        raise RuntimeError("Failed to download weights for tag 'openai'")
+
+    monkeypatch.setattr(open_clip, "create_model", offline)
+    with pytest.raises(RuntimeError) as e:
+        bagclip.load_backbone(Config(backbone="ViT-B-32", image_size=224, taps=(3, 6, 9, 12)))
+    msg = str(e.value)
+    assert "local file" in msg and "Config.quick()" in msg and "--quick" in msg
+
+
+def test_missing_checkpoint_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.safetensors"):
+        bagclip.load_backbone(Config.quick(pretrained=str(tmp_path / "nothere.safetensors")))
+
+
+def test_local_checkpoint_file_loads(tmp_path):
+    from safetensors.torch import save_file
+
+    src = bagclip.load_backbone(Config.quick(backbone_seed=5))
+    sd = {k: v.contiguous() for k, v in src.model.state_dict().items()}
+    f = tmp_path / "tiny.safetensors"
+    save_file(sd, f)
+    bb = bagclip.load_backbone(Config.quick(pretrained=str(f)))  # backbone_seed 0: differs unless loaded
+    x = torch.randn(1, 3, 224, 224)
+    torch.testing.assert_close(bb.encode(x).cls, src.encode(x).cls)
+
+
+@pytest.mark.slow
+def test_real_architecture_at_518():
+    """ViT-L-14-336 (random weights) at 518: the paper's tap shapes."""
+    cfg = Config(pretrained=None)
+    bb = bagclip.load_backbone(cfg)
+    assert bb.visual.positional_embedding.shape == (1 + 37 * 37, 1024)
+    tok = bb.encode(torch.randn(1, 3, 518, 518))
+    assert tok.patches.shape == (1, 4, 1369, 1024)
+    assert tok.cls.shape == (1, 768)
+    assert torch.isfinite(tok.patches).all()
