@@ -1,0 +1,141 @@
+"""Inference: anomaly maps and image scores for images, folders or cached features.
+
+`predict(...)` is the single-image / folder entry point (CPU or GPU): maps come back at each
+image's own resolution, smoothed with the Gaussian of `cfg.smoothing_sigma` (applied at the
+model's input size, then resized). `scorer(...)` adapts heads to the evaluator's callable
+contract; `predict_cached(...)` runs heads over feature-cache entries (sweeps, ablations).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .backbone import Backbone, Tokens
+from .config import Config
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class Prediction:
+    path: str | None  # source file, if any
+    anomaly_map: np.ndarray  # (H, W) float32 in [0, 1] at the input image's resolution
+    image_score: float  # per cfg.image_score
+    p_img: float  # global-branch abnormal probability
+
+    def is_anomalous(self, threshold: float) -> bool:
+        return self.image_score >= threshold
+
+
+@torch.no_grad()
+def heads_forward(model, tokens: Tokens, text: torch.Tensor, cfg: Config):
+    """(smoothed maps (B, S, S), image scores (B,), p_img (B,)) from tokens and text (B, 2, E)."""
+    from .model import score_image, smooth_maps
+
+    out = model(tokens, text)
+    maps = smooth_maps(out.anomaly_map, cfg.smoothing_sigma) if cfg.smoothing_sigma > 0 else out.anomaly_map
+    return maps, score_image(out.p_img, maps, cfg.image_score), out.p_img
+
+
+def scorer(model, backbone: Backbone, cfg: Config) -> Callable:
+    """The evaluator's callable: fn(images (B, 3, S, S), class_name) -> (maps (B, S, S), scores (B,))."""
+    from .train import class_texts
+
+    def fn(images: torch.Tensor, class_name: str):
+        text = class_texts(backbone, [class_name], cfg)[class_name]
+        tok = backbone.encode(images)
+        t = text.to(tok.cls.device).expand(images.shape[0], -1, -1)
+        maps, scores, _ = heads_forward(model, tok, t, cfg)
+        return maps.cpu(), scores.cpu()
+
+    return fn
+
+
+@torch.no_grad()
+def predict_cached(model, cfg: Config, cache, entries: Sequence[Path], class_names: Sequence[str],
+                   texts: dict[str, torch.Tensor], batch_size: int = 16):
+    """Run heads over cache entries: (maps (n, S, S) float32, scores (n,), p_img (n,)) on the CPU."""
+    device = next(model.parameters()).device
+    maps, scores, pimg = [], [], []
+    for s in range(0, len(entries), batch_size):
+        toks = [cache.load_entry(e) for e in entries[s:s + batch_size]]
+        tok = Tokens(torch.stack([t.patches for t in toks]).float().to(device),
+                     torch.stack([t.cls for t in toks]).float().to(device))
+        text = torch.stack([texts[c] for c in class_names[s:s + batch_size]]).to(device)
+        m, sc, p = heads_forward(model, tok, text, cfg)
+        maps.append(m.cpu())
+        scores.append(sc.cpu())
+        pimg.append(p.cpu())
+    return torch.cat(maps), torch.cat(scores), torch.cat(pimg)
+
+
+def _collect(images) -> list:
+    """Expand a path / folder / list into a list of paths or tensors."""
+    if isinstance(images, torch.Tensor):
+        return list(images) if images.ndim == 4 else [images]
+    if isinstance(images, (str, os.PathLike)):
+        p = Path(images)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {p}")
+            return files
+        if not p.exists():
+            raise FileNotFoundError(f"image not found: {p}")
+        return [p]
+    return [x for item in images for x in _collect(item)]
+
+
+def predict(images, checkpoint: str | os.PathLike | None = None, class_name: str = "object",
+            cfg: Config | None = None, backbone: Backbone | None = None, model=None,
+            device: str | torch.device | None = None, batch_size: int = 8) -> list[Prediction]:
+    """Anomaly maps and scores for one image, a list, a folder, or a tensor batch.
+
+    images: path, folder, list of paths, or normalised tensors (3, S, S) / (B, 3, S, S).
+    checkpoint: a run folder or heads.safetensors from `bagclip train`; None uses `model` or
+    untrained heads built from `cfg` (for demos: untrained heads are not a detector).
+    class_name: folder-style class name, mapped to a prompt name (e.g. "pcb1").
+    """
+    from .data import load_image
+    from .train import build_heads, class_texts, load_heads
+    from .backbone import load_backbone
+
+    if checkpoint is not None:
+        model, cfg, backbone = load_heads(checkpoint, backbone=backbone, device=device)
+    else:
+        cfg = cfg or (backbone.cfg if backbone is not None else Config.quick())
+        backbone = backbone or load_backbone(cfg, device=device)
+        model = (model or build_heads(cfg, backbone)).to(backbone.device).eval()
+    items = _collect(images)
+    text = class_texts(backbone, [class_name], cfg)[class_name]
+    s = cfg.image_size
+    results: list[Prediction] = []
+    for b in range(0, len(items), batch_size):
+        chunk = items[b:b + batch_size]
+        sizes, batch = [], []
+        for it in chunk:
+            if isinstance(it, torch.Tensor):
+                batch.append(it)
+                sizes.append(tuple(it.shape[-2:]))
+            else:
+                from PIL import Image
+
+                with Image.open(it) as im:
+                    sizes.append((im.height, im.width))
+                batch.append(load_image(it, s))
+        imgs = torch.stack(batch).to(backbone.device)
+        tok = backbone.encode(imgs)
+        maps, scores, pimg = heads_forward(model, tok, text.to(backbone.device).expand(len(chunk), -1, -1), cfg)
+        for j, it in enumerate(chunk):
+            m = maps[j:j + 1, None]
+            if sizes[j] != (s, s):
+                m = F.interpolate(m, size=sizes[j], mode="bilinear", align_corners=False)
+            results.append(Prediction(None if isinstance(it, torch.Tensor) else str(it),
+                                      m[0, 0].float().cpu().numpy(), float(scores[j]), float(pimg[j])))
+    return results
