@@ -1,0 +1,322 @@
+"""Exact anomaly-detection metrics: image and pixel AUROC, AP, F1-max, and the MVTec AD AUPRO.
+
+All pixel metrics share one sort. Each pixel becomes one uint64 key, high 32 bits an
+order-preserving code of its float32 score (descending), low 32 bits a global region id
+(0 = normal pixel, k > 0 = k-th 8-connected ground-truth region). A single in-place sort of
+the keys gives the descending order; one streaming pass over it, in fixed-size chunks, merges
+tied scores (a threshold is a distinct score, as in scikit-learn) and accumulates
+
+    AUROC   trapezoid over (FP/N, TP/P) points, exact integer sums
+    AP      sum_n (R_n - R_{n-1}) P_n                         (scikit-learn's definition)
+    F1-max  max_n 2 TP_n / (TP_n + FP_n + P)   (= max 2PR/(P+R) over the PR curve)
+    AUPRO   MVTec AD: FPR = FP/N, PRO = sum of 1/|region| over detected pixels / #regions,
+            curve from (0, 0), cut at fpr_limit with one interpolated point, area / fpr_limit
+
+Memory: 8 bytes per pixel held (the keys) plus O(chunk) scratch; see PixelMetricAccumulator.
+Pixel scores are compared at float32 resolution (maps are stored as float32).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Iterable, Iterator
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["compute_metrics", "aupro", "aupro_cflow200", "PixelMetricAccumulator",
+           "binary_metrics", "IMAGE_KEYS", "PIXEL_KEYS", "METRIC_KEYS"]
+
+IMAGE_KEYS = ("image_auroc", "image_f1_max", "image_ap")
+PIXEL_KEYS = ("pixel_auroc", "pixel_f1_max", "pixel_ap", "pixel_aupro")
+METRIC_KEYS = IMAGE_KEYS + PIXEL_KEYS
+_EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity, as the MVTec AD reference
+_CHUNK = 1 << 20                      # pixels per streaming step: bounds the scratch memory
+_NAN4 = {"auroc": math.nan, "ap": math.nan, "f1_max": math.nan, "aupro": math.nan}
+
+
+def _to_numpy(x, dtype=None) -> np.ndarray:
+    """Tensor or array-like -> numpy (no copy when already numpy of the right dtype)."""
+    if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=dtype)
+
+
+def _desc_key32(scores: np.ndarray) -> np.ndarray:
+    """float32 scores (any shape) -> uint32 codes whose ascending order is descending score.
+
+    Equal scores get equal codes (-0.0 is folded onto +0.0); NaN is rejected.
+    """
+    s = np.asarray(scores, dtype=np.float32).ravel() + np.float32(0.0)  # -0.0 + 0.0 = +0.0
+    if np.isnan(s).any():
+        raise ValueError("anomaly scores contain NaN")
+    b = s.view(np.uint32)
+    # Negative floats: bits already grow as the value falls. Positive: invert, clear sign bit.
+    return np.where(b >> np.uint32(31), b, ~b & np.uint32(0x7FFFFFFF))
+
+
+def _lookahead(chunks: Iterable[tuple]) -> Iterator[tuple]:
+    """Yield (key, y, w, first key of the next chunk or None) so ties across chunks merge."""
+    pending = None
+    for c in chunks:
+        if pending is not None:
+            yield (*pending, c[0][0])
+        pending = c
+    if pending is not None:
+        yield (*pending, None)
+
+
+def _sweep(chunks: Iterable[tuple], n_pos: int, n_neg: int, n_regions: int,
+           fpr_limit: float) -> dict:
+    """One pass over (key, y bool, w float64 or None) chunks in descending score order.
+
+    Equal keys are tied scores; only the last point of a run of ties is kept.
+    Returns auroc, ap, f1_max, aupro (NaN where undefined).
+    """
+    tp = fp = 0                 # running totals over all pixels seen
+    cw = 0.0                    # running sum of region weights 1/|k|
+    last_tp, last_fp, last_w = 0, 0, 0.0   # last kept point; the curves start at (0, 0)
+    auc2 = 0                    # 2 * P * N * AUROC, exact in Python ints
+    ap, f1 = 0.0, 0.0
+    pro_area, pro_open, has_w = 0.0, True, False
+    for key, y, w, nxt in _lookahead(chunks):
+        m = key.shape[0]
+        ends = np.flatnonzero(key[:-1] != key[1:])
+        if nxt is None or key[-1] != nxt:
+            ends = np.append(ends, m - 1)
+        ctp = np.cumsum(y, dtype=np.int64)
+        if w is not None:
+            cwc, has_w = np.cumsum(w), True
+        if ends.size:
+            TP = np.concatenate(([last_tp], ctp[ends] + tp))
+            FP = np.concatenate(([last_fp], ends + 1 - ctp[ends] + fp))
+            dT, dF = np.diff(TP), np.diff(FP)
+            auc2 += int(np.dot(dF, TP[1:] + TP[:-1]))
+            ap += float(np.dot(dT, TP[1:] / (TP[1:] + FP[1:])))
+            f1 = max(f1, float(np.max(2.0 * TP[1:] / (TP[1:] + FP[1:] + n_pos))))
+            if w is not None and pro_open and n_regions and n_neg:
+                x = FP / n_neg
+                W = np.concatenate(([last_w], cwc[ends] + cw))
+                yv = np.minimum(W / n_regions, 1.0)  # clipped like the reference: rounding
+                over = np.flatnonzero(x[1:] > fpr_limit)
+                stop = over[0] + 1 if over.size else x.size   # first point past the limit
+                xs, ys = x[:stop], yv[:stop]
+                pro_area += float(np.sum(0.5 * (ys[1:] + ys[:-1]) * np.diff(xs)))
+                if over.size:  # one linearly interpolated point at fpr_limit, then stop
+                    x0, x1, y0, y1 = x[stop - 1], x[stop], yv[stop - 1], yv[stop]
+                    yi = y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0)
+                    pro_area += 0.5 * (yi + y0) * (fpr_limit - x0)
+                    pro_open = False
+                last_w = float(W[-1])
+            last_tp, last_fp = int(TP[-1]), int(FP[-1])
+        tp += int(ctp[-1])
+        fp += m - int(ctp[-1])
+        if w is not None:
+            cw += float(cwc[-1])
+    if n_pos == 0 or n_neg == 0:
+        return dict(_NAN4)
+    return {"auroc": auc2 / (2 * n_pos * n_neg), "ap": ap / n_pos, "f1_max": f1,
+            "aupro": pro_area / fpr_limit if (n_regions and has_w) else math.nan}
+
+
+def binary_metrics(scores, labels) -> dict:
+    """AUROC, AP, F1-max of 1-D scores (n,) against 0/1 labels (n,), exact, float64 scores.
+
+    NaN for every metric when only one label is present.
+    """
+    s = _to_numpy(scores, np.float64).ravel()
+    y = _to_numpy(labels).ravel() != 0
+    if s.shape != y.shape:
+        raise ValueError(f"scores {s.shape} and labels {y.shape} differ in length")
+    if np.isnan(s).any():
+        raise ValueError("scores contain NaN")
+    order = np.argsort(-s, kind="stable")
+    n_pos = int(y.sum())
+    out = _sweep([(s[order], y[order], None)], n_pos, s.size - n_pos, 0, 0.3)
+    out.pop("aupro")
+    return out
+
+
+class PixelMetricAccumulator:
+    """Exact pixel AUROC, AP, F1-max and MVTec AUPRO over batches of anomaly maps.
+
+    update(maps (B, H, W) or (H, W), masks same shape, bool or 0/1); sizes may differ between
+    calls. compute() -> {"auroc", "ap", "f1_max", "aupro"}.
+
+    Memory bound: 8 bytes per pixel held (one uint64 key), plus O(1 M pixels) of scratch during
+    update/compute; the keys are sorted in place. Give `capacity` (total pixels) to allocate
+    the key buffer once; without it, batches are kept as parts and copied into one buffer at
+    compute(), each part freed as soon as it is copied (resident peak stays near 8 B/pixel,
+    allocated address space briefly 16 B/pixel).
+    """
+
+    def __init__(self, fpr_limit: float = 0.3, capacity: int | None = None):
+        if not 0 < fpr_limit <= 1:
+            raise ValueError("fpr_limit must be in (0, 1]")
+        self.fpr_limit = fpr_limit
+        self._buf = np.empty(int(capacity), np.uint64) if capacity else None
+        self._parts: list[np.ndarray] = []
+        self._n = 0
+        self._sizes: list[np.ndarray] = [np.zeros(1, np.int64)]  # region sizes; id 0 = normal
+        self._n_regions = 0
+        self._n_pos = 0
+
+    @property
+    def n_pixels(self) -> int:
+        return self._n
+
+    def update(self, maps, masks) -> "PixelMetricAccumulator":
+        maps = _to_numpy(maps, np.float32)
+        masks = _to_numpy(masks)
+        if maps.ndim == 2:
+            maps, masks = maps[None], masks[None]
+        if maps.shape != masks.shape or maps.ndim != 3:
+            raise ValueError(f"maps {maps.shape} and masks {masks.shape} must both be (B, H, W)")
+        for amap, gt in zip(maps, masks):
+            gt = gt != 0
+            keys = self._reserve(amap.size)
+            np.left_shift(_desc_key32(amap).astype(np.uint64), np.uint64(32), out=keys)
+            lab, k = ndimage.label(gt, structure=_EIGHT)
+            if k:
+                rid = lab.ravel().astype(np.uint64)
+                rid[rid > 0] += np.uint64(self._n_regions)
+                keys |= rid
+                self._sizes.append(np.bincount(lab.ravel(), minlength=k + 1)[1:])
+                self._n_regions += k
+                self._n_pos += int(gt.sum())
+        return self
+
+    def _reserve(self, size: int) -> np.ndarray:
+        """A writable uint64 slot of `size` keys (in the preallocated buffer when it fits)."""
+        if self._buf is not None and not self._parts and self._n + size <= self._buf.size:
+            out = self._buf[self._n:self._n + size]
+        else:
+            out = np.empty(size, np.uint64)
+            self._parts.append(out)
+        self._n += size
+        if self._n >= 2 ** 40 or self._n_regions >= 2 ** 32 - 1:
+            raise OverflowError("too many pixels or regions for one accumulator")
+        return out
+
+    def _keys(self) -> np.ndarray:
+        """All keys as one array, moving parts into it one by one (each freed after copy)."""
+        held = self._n - sum(p.size for p in self._parts)
+        if not self._parts:
+            return self._buf[:held] if self._buf is not None else np.empty(0, np.uint64)
+        if self._buf is None and len(self._parts) == 1:
+            self._buf = self._parts.pop()
+            return self._buf
+        if self._buf is None or self._buf.size < self._n:
+            new = np.empty(self._n, np.uint64)
+            if held:
+                new[:held] = self._buf[:held]
+            self._buf = new
+        pos = held
+        while self._parts:
+            p = self._parts.pop(0)
+            self._buf[pos:pos + p.size] = p
+            pos += p.size
+            del p
+        return self._buf[:self._n]
+
+    def compute(self) -> dict:
+        keys = self._keys()
+        keys.sort()  # in place: ascending key == descending score
+        wtab = 1.0 / np.maximum(np.concatenate(self._sizes), 1)
+        wtab[0] = 0.0
+        lo = np.uint64(0xFFFFFFFF)
+
+        def chunks():
+            for i in range(0, keys.size, _CHUNK):
+                c = keys[i:i + _CHUNK]
+                rid = c & lo
+                yield c >> np.uint64(32), rid != 0, wtab[rid]
+
+        return _sweep(chunks(), self._n_pos, self._n - self._n_pos, self._n_regions,
+                      self.fpr_limit)
+
+
+def aupro(anomaly_maps, masks, fpr_limit: float = 0.3) -> float:
+    """MVTec AD AUPRO of maps (n, H, W) against masks (n, H, W), normalised by fpr_limit.
+
+    NaN when there is no anomalous region or no normal pixel.
+    """
+    maps = _to_numpy(anomaly_maps, np.float32)
+    acc = PixelMetricAccumulator(fpr_limit, capacity=maps.size)
+    return acc.update(maps, masks).compute()["aupro"]
+
+
+def aupro_cflow200(anomaly_maps, masks, fpr_limit: float = 0.3, n_thresholds: int = 200):
+    """The AUPRO several peers report (from cflow-ad); NOT comparable to `aupro`. See aupro.py."""
+    from .aupro import aupro_cflow200 as impl
+    return impl(anomaly_maps, masks, fpr_limit, n_thresholds)
+
+
+def _warn_nan(metric: str, where: str) -> None:
+    warnings.warn(f"{metric} is undefined for {where} (only one label present): reported as NaN",
+                  RuntimeWarning, stacklevel=3)
+
+
+def _group_metrics(scores, labels, maps, masks, where: str, fpr_limit: float) -> dict:
+    out = {}
+    img = binary_metrics(scores, labels)
+    for k in IMAGE_KEYS:
+        out[k] = img[k[len("image_"):]]
+        if math.isnan(out[k]):
+            _warn_nan(k, where)
+    if maps is None:
+        out.update({k: math.nan for k in PIXEL_KEYS})
+        return out
+    acc = PixelMetricAccumulator(fpr_limit, capacity=int(np.prod(maps.shape)))
+    for i in range(0, maps.shape[0], 16):  # batches bound the packing scratch
+        acc.update(maps[i:i + 16], masks[i:i + 16])
+    pix = acc.compute()
+    for k in PIXEL_KEYS:
+        out[k] = pix[k[len("pixel_"):]]
+        if math.isnan(out[k]):
+            _warn_nan(k, where)
+    return out
+
+
+def mean_over_classes(per_class: dict) -> dict:
+    """Unweighted mean over classes of each metric, NaN classes left out (NaN if all are)."""
+    out = {}
+    for k in METRIC_KEYS:
+        v = [d[k] for d in per_class.values() if not math.isnan(d[k])]
+        out[k] = float(np.mean(v)) if v else math.nan
+    return out
+
+
+def compute_metrics(image_scores, image_labels, anomaly_maps=None, masks=None,
+                    class_names=None, fpr_limit: float = 0.3) -> dict:
+    """All seven metrics as fractions in [0, 1].
+
+    image_scores (n,), image_labels (n,) 0/1, anomaly_maps (n, H, W) float, masks (n, H, W)
+    bool/0-1 (numpy or torch); maps/masks None -> pixel keys NaN. With class_names (n,), the
+    metrics per class go under "per_class" and the top-level values are their unweighted mean
+    (classes where a metric is undefined are left out of that metric's mean, with a warning).
+    """
+    scores = _to_numpy(image_scores, np.float64).ravel()
+    labels = _to_numpy(image_labels).ravel()
+    if (anomaly_maps is None) != (masks is None):
+        raise ValueError("give both anomaly_maps and masks, or neither")
+    if anomaly_maps is not None:
+        anomaly_maps, masks = _to_numpy(anomaly_maps, np.float32), _to_numpy(masks)
+        if anomaly_maps.shape != masks.shape or anomaly_maps.shape[0] != scores.size:
+            raise ValueError(f"maps {anomaly_maps.shape} / masks {masks.shape} do not match "
+                             f"{scores.size} image scores")
+    if class_names is None:
+        return _group_metrics(scores, labels, anomaly_maps, masks, "the dataset", fpr_limit)
+    names = np.asarray([str(c) for c in class_names])
+    if names.size != scores.size:
+        raise ValueError("class_names needs one entry per image")
+    per_class = {}
+    for c in dict.fromkeys(names.tolist()):  # first-seen order
+        idx = np.flatnonzero(names == c)
+        per_class[c] = _group_metrics(
+            scores[idx], labels[idx],
+            None if anomaly_maps is None else anomaly_maps[idx],
+            None if masks is None else masks[idx], f"class {c!r}", fpr_limit)
+    out = mean_over_classes(per_class)
+    out["per_class"] = per_class
+    return out
