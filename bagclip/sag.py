@@ -1,0 +1,194 @@
+"""Self-Attention Graph (paper 3.3) and GCN propagation (3.4), as DESIGN.md reads them.
+
+Given patch features H `(N, D)` (one tap's F_pre), `build_graph` makes the dense normalised
+adjacency in six steps (d2 -> sigma -> S -> tau / A_adj -> A_sym, A* -> A_norm); `SAG` stacks
+P GCN layers F^(p+1) = relu(A_norm F^(p) W^(p)) on it.
+
+Each node keeps at most K-1 out-edges, so A_norm has about 2K non-zeros a row. `SAG` therefore
+propagates with an edge list (`build_sparse_graph` + `propagate`, an `embedding_bag` sum that
+never materialises N x N or N x K x D) unless `sparse=False`; both paths agree to float
+tolerance (tests/test_sag.py). Timings: benchmarks/sag.py.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+EPS = 1e-8  # floor on the squared K-th neighbour distance: duplicate features give sigma > 0
+
+
+class GraphParts(NamedTuple):
+    """Every step of `build_graph`, for notebooks. Shapes `(B, N, N)` / `(B, N)` (or unbatched)."""
+    d2: torch.Tensor  # squared distances
+    sigma: torch.Tensor  # local scales, distance to the K-th nearest neighbour
+    S: torch.Tensor  # self-tuning Gaussian affinities
+    tau: torch.Tensor  # per-node thresholds, the K-th largest affinity (self excluded)
+    A_adj: torch.Tensor  # relu(S - tau), directed, zero diagonal
+    A_sym: torch.Tensor  # A_adj + A_adj^T
+    A_norm: torch.Tensor  # D*^-1/2 (A_sym + I) D*^-1/2
+
+
+def _as_batched(h: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    if h.dim() == 2:
+        return h.unsqueeze(0), True
+    if h.dim() == 3:
+        return h, False
+    raise ValueError(f"expected h of shape (N, D) or (B, N, D), got {tuple(h.shape)}")
+
+
+def pairwise_d2(h: torch.Tensor, metric: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared distances `(B, N, N)` of h `(B, N, D)` (after h @ W_phi^T if a metric is given).
+
+    ||a||^2 + ||b||^2 - 2 a.b in float32 after centring the features: distances do not change,
+    but CLIP's residual stream has a large shared component whose norm would otherwise
+    dominate the cancellation error. Diagonal exactly 0, clamped >= 0.
+    """
+    h = h.float()
+    if metric is not None:
+        h = h @ metric.float().t()
+    h = h - h.mean(dim=-2, keepdim=True)
+    sq = (h * h).sum(-1)  # (B, N)
+    d2 = torch.baddbmm(sq.unsqueeze(-1) + sq.unsqueeze(-2), h, h.transpose(-1, -2), alpha=-2.0)
+    d2 = d2.clamp_min(0.0)
+    return d2 * (1.0 - torch.eye(d2.shape[-1], device=d2.device, dtype=d2.dtype))
+
+
+def _sigma(d2: torch.Tensor, k: int) -> torch.Tensor:
+    """sigma_i = sqrt(d2 to the K-th nearest neighbour, self excluded), `(B, N)`."""
+    n = d2.shape[-1]
+    if not 1 <= k < n:
+        raise ValueError(f"k={k} must be in [1, N-1] with N={n}")
+    self_inf = torch.diag(torch.full((n,), float("inf"), device=d2.device))
+    kth = torch.topk(d2 + self_inf, k, dim=-1, largest=False).values[..., k - 1]
+    return kth.clamp_min(EPS).sqrt()
+
+
+def build_graph(h: torch.Tensor, k: int, metric: torch.Tensor | None = None,
+                return_parts: bool = False) -> torch.Tensor | GraphParts:
+    """Dense normalised adjacency A_norm `(B, N, N)` (or `(N, N)`) of h `(B, N, D)` / `(N, D)`.
+
+    metric: optional W_phi `(D, D)`. Gradients flow through the values of d2, sigma, S and tau;
+    which entries top-k picks is not differentiated. Runs in float32 with autocast off.
+    """
+    h, unbatched = _as_batched(h)
+    with torch.autocast(device_type=h.device.type, enabled=False):
+        d2 = pairwise_d2(h, metric)  # step 1
+        sigma = _sigma(d2, k)  # step 2
+        S = torch.exp(-d2 / (sigma.unsqueeze(-1) * sigma.unsqueeze(-2)))  # step 3
+        n = d2.shape[-1]
+        eye = torch.eye(n, device=d2.device, dtype=d2.dtype)
+        tau = torch.topk(S - 2.0 * eye, k, dim=-1).values[..., k - 1]  # step 4 (S <= 1: self out)
+        A_adj = F.relu(S - tau.unsqueeze(-1)) * (1.0 - eye)
+        A_sym = A_adj + A_adj.transpose(-1, -2)  # step 5
+        A_star = A_sym + eye
+        dinv = A_star.sum(-1).rsqrt()  # degree >= 1 thanks to the self-loop
+        A_norm = dinv.unsqueeze(-1) * A_star * dinv.unsqueeze(-2)
+    if return_parts:
+        parts = GraphParts(d2, sigma, S, tau, A_adj, A_sym, A_norm)
+        return GraphParts(*(p.squeeze(0) for p in parts)) if unbatched else parts
+    return A_norm.squeeze(0) if unbatched else A_norm
+
+
+class SparseGraph(NamedTuple):
+    """A_norm as an edge list over the flattened batch (node b*N + i), sorted by row.
+
+    rows/cols/values: `(nnz,)`; offsets: `(B*N,)` start of each row in the list (embedding_bag
+    form). Every row holds its self-loop, so no bag is empty.
+    """
+    rows: torch.Tensor
+    cols: torch.Tensor
+    values: torch.Tensor
+    offsets: torch.Tensor
+    batch: int
+    n: int
+
+    def to_dense(self) -> torch.Tensor:
+        """`(B, N, N)` dense A_norm (tests and notebooks)."""
+        bn = self.batch * self.n
+        dense = torch.zeros(bn, bn, device=self.values.device, dtype=self.values.dtype)
+        dense = dense.index_put((self.rows, self.cols), self.values, accumulate=True)
+        blocks = dense.reshape(self.batch, self.n, self.batch, self.n)
+        return torch.stack([blocks[b, :, b] for b in range(self.batch)])
+
+
+def build_sparse_graph(h: torch.Tensor, k: int, metric: torch.Tensor | None = None) -> SparseGraph:
+    """The same A_norm as `build_graph`, kept as its ~(2K-1) non-zeros a row.
+
+    Shortcut: S_ij > S_ij' iff -d2_ij/sigma_j > -d2_ij'/sigma_j' within a row (sigma_i > 0 is a
+    row constant), so top-k runs on log S and exp is taken on the K selected entries only.
+    """
+    h, _ = _as_batched(h)
+    with torch.autocast(device_type=h.device.type, enabled=False):
+        d2 = pairwise_d2(h, metric)
+        B, n, _ = d2.shape
+        sigma = _sigma(d2, k)
+        log_s = -d2 / (sigma.unsqueeze(-1) * sigma.unsqueeze(-2))
+        log_s.diagonal(dim1=-2, dim2=-1).fill_(-float("inf"))  # self excluded from the top-k
+        top_log, idx = torch.topk(log_s, k, dim=-1)  # (B, N, K), affinity order
+        top_s = top_log.exp()
+        w = F.relu(top_s[..., : k - 1] - top_s[..., k - 1:])  # K-1 out-edges; the K-th is tau
+        # flatten the batch: node b*N + i
+        base = (torch.arange(B, device=d2.device) * n).view(B, 1, 1)
+        src = (torch.arange(n, device=d2.device).view(1, n, 1) + base).expand(B, n, k - 1)
+        dst = idx[..., : k - 1] + base
+        node = torch.arange(B * n, device=d2.device)
+        # A* = I + A_adj + A_adj^T as one list: self-loops, out-edges (i, j), in-edges (j, i)
+        rows = torch.cat([node, src.reshape(-1), dst.reshape(-1)])
+        cols = torch.cat([node, dst.reshape(-1), src.reshape(-1)])
+        vals = torch.cat([torch.ones(B * n, device=d2.device), w.reshape(-1), w.reshape(-1)])
+        deg = torch.zeros(B * n, device=d2.device).index_add(0, rows, vals)
+        dinv = deg.rsqrt()
+        vals = vals * dinv[rows] * dinv[cols]
+        order = torch.argsort(rows, stable=True)
+        rows, cols, vals = rows[order], cols[order], vals[order]
+        counts = torch.bincount(rows, minlength=B * n)
+        offsets = torch.cumsum(counts, 0) - counts
+    return SparseGraph(rows, cols, vals, offsets, B, n)
+
+
+def propagate(graph: torch.Tensor | SparseGraph, x: torch.Tensor) -> torch.Tensor:
+    """A_norm x for x `(B, N, F)`, with A_norm dense `(B, N, N)` or a `SparseGraph`."""
+    if isinstance(graph, SparseGraph):
+        B, n, f = x.shape
+        out = F.embedding_bag(graph.cols, x.reshape(B * n, f), graph.offsets, mode="sum",
+                              per_sample_weights=graph.values.to(x.dtype))
+        return out.reshape(B, n, f)
+    return torch.bmm(graph.to(x.dtype), x)
+
+
+class SAG(nn.Module):
+    """Graph on F_pre + P GCN layers: (B, N, dim) -> F_SAG (B, N, hidden).
+
+    Widths dim -> hidden -> ... -> hidden, no bias (the paper's rule has none). He init keeps
+    the feature scale through the ReLU stack, so F_SAG reaches JFF at a scale comparable to
+    F_pre. metric_proj adds W_phi `(dim, dim)`, initialised to the identity (plain distances
+    at the start). sparse: edge-list propagation (default, faster; see module docstring).
+    """
+
+    def __init__(self, dim: int, hidden: int, k: int, layers: int, metric_proj: bool = False,
+                 sparse: bool = True) -> None:
+        super().__init__()
+        if layers < 1 or k < 2:
+            raise ValueError(f"need layers >= 1 and k >= 2, got layers={layers}, k={k}")
+        self.k, self.sparse = k, sparse
+        widths = [dim] + [hidden] * layers
+        self.gcn = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(widths, widths[1:]))
+        for lin in self.gcn:
+            nn.init.kaiming_uniform_(lin.weight, nonlinearity="relu")
+        self.metric = nn.Parameter(torch.eye(dim)) if metric_proj else None
+
+    def graph(self, h: torch.Tensor) -> torch.Tensor | SparseGraph:
+        builder = build_sparse_graph if self.sparse else build_graph
+        return builder(h, self.k, self.metric)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        unbatched = h.dim() == 2
+        h = h.unsqueeze(0) if unbatched else h
+        A = self.graph(h)
+        f = h
+        for lin in self.gcn:
+            f = F.relu(propagate(A, lin(f)))  # A (F W) == (A F) W, cheaper with hidden < dim
+        return f.squeeze(0) if unbatched else f
