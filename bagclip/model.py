@@ -1,0 +1,177 @@
+"""BAG-CLIP's trainable heads: SAFR -> SAG (per tap) -> JFF (per tap) -> maps; global adapter.
+
+The frozen backbone (bagclip/backbone.py) gives `Tokens(patches (B, L, N, W), cls (B, E))`;
+the text tower gives T `(2, E)` or `(B, 2, E)`, rows [normal, abnormal], unit norm.
+
+    x_concat (B, N, L*W) --SAFR--> x_detail --split--> F_pre^(l) (B, N, W)
+    F_pre^(l) --SAG^(l)--> F_SAG^(l) (B, N, h);  [F_pre, F_SAG] --JFF^(l)--> Psi^(l) (B, N, E)
+    S^(l) = upsample(softmax(tau Psi^(l) T^T)) (B, 2, H, W);  anomaly map = mean_l S^(l)[abnormal]
+    g = normalize(adapter(cls));  p_img = softmax(tau g T^T)[abnormal]
+
+The forward does not smooth: `smooth_maps` is applied at evaluation, then `score_image`.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import Config
+from .jff import JFF
+from .safr import SAFR, concat_taps, split_taps
+from .sag import SAG
+
+
+class Output(NamedTuple):
+    anomaly_map: torch.Tensor  # (B, H, W) in [0, 1]
+    image_score: torch.Tensor  # (B,)
+    layer_maps: torch.Tensor  # (B, L, 2, H, W): per tap [normal, abnormal] probabilities
+    p_img: torch.Tensor  # (B,) global-branch abnormal probability
+
+
+def score_image(p_img: torch.Tensor, anomaly_map: torch.Tensor, mode: str = "mix") -> torch.Tensor:
+    """Image score `(B,)` from p_img `(B,)` and the (possibly smoothed) map `(B, H, W)`."""
+    peak = anomaly_map.flatten(1).amax(dim=1)
+    if mode == "mix":
+        return (p_img + peak) / 2
+    if mode == "global":
+        return p_img
+    if mode == "max":
+        return peak
+    raise ValueError(f"image_score mode {mode!r}; allowed: mix, global, max")
+
+
+def _reflect_index(n: int, radius: int, device: torch.device) -> torch.Tensor:
+    """Indices of scipy's mode="reflect" padding (d c b a | a b c d | d c b a), any radius."""
+    i = torch.arange(-radius, n + radius, device=device) % (2 * n)
+    return torch.where(i >= n, 2 * n - 1 - i, i)
+
+
+def smooth_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian filter of `(B, H, W)` maps, sigma in pixels; sigma <= 0 returns maps unchanged.
+
+    Equals scipy.ndimage.gaussian_filter(map, sigma, mode="reflect", truncate=4.0) per map:
+    separable kernel of radius int(4 sigma + 0.5), edge-including reflection.
+    """
+    if sigma <= 0:
+        return maps
+    radius = int(4.0 * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, device=maps.device, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(maps.dtype)
+    B, H, W = maps.shape
+    out = maps.unsqueeze(1)  # (B, 1, H, W)
+    out = out.index_select(3, _reflect_index(W, radius, maps.device))
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1))
+    out = out.index_select(2, _reflect_index(H, radius, maps.device))
+    out = F.conv2d(out, kernel.view(1, 1, -1, 1))
+    return out.squeeze(1)
+
+
+class BAGCLIP(nn.Module):
+    """The trainable heads. width W: backbone token width; embed_dim E; grid G (N = G*G)."""
+
+    def __init__(self, cfg: Config, width: int, embed_dim: int, grid: int) -> None:
+        super().__init__()
+        self.cfg, self.width, self.embed_dim, self.grid = cfg, width, embed_dim, grid
+        L = len(cfg.taps)
+        if cfg.k >= grid * grid:
+            raise ValueError(f"k={cfg.k} must be < N={grid * grid} patches")
+        self.safr = SAFR(L * width, cfg.safr_reduction) if cfg.use_safr else None
+        self.sag = None
+        if cfg.use_sag:
+            n_sag = 1 if cfg.share_sag else L
+            self.sag = nn.ModuleList(
+                SAG(width, cfg.gcn_hidden, cfg.k, cfg.gcn_layers, cfg.metric_proj)
+                for _ in range(n_sag))
+        # use_jff False: F_SAG alone; use_sag False: F_pre alone (nothing else to fuse)
+        dim_pre = width if (cfg.use_jff or not cfg.use_sag) else 0
+        dim_sag = cfg.gcn_hidden if cfg.use_sag else 0
+        self.jff = nn.ModuleList(JFF(dim_pre, dim_sag, embed_dim) for _ in range(L))
+        self.global_adapter = nn.Linear(embed_dim, embed_dim)
+        with torch.no_grad():  # identity at the start: g is CLIP's own image embedding
+            self.global_adapter.weight.copy_(torch.eye(embed_dim))
+            self.global_adapter.bias.zero_()
+
+    def _text(self, text: torch.Tensor, B: int) -> torch.Tensor:
+        text = text.to(self.global_adapter.weight.dtype)
+        if text.dim() == 2:
+            text = text.unsqueeze(0).expand(B, -1, -1)
+        if text.shape != (B, 2, self.embed_dim):
+            raise ValueError(f"text must be (2, E) or (B, 2, E) with E={self.embed_dim}, "
+                             f"got {tuple(text.shape)}")
+        return text
+
+    def local_features(self, patches: torch.Tensor) -> torch.Tensor:
+        """Psi for every tap: (B, L, N, W) -> (B, L, N, E)."""
+        B, L, N, W = patches.shape
+        if (L, N, W) != (len(self.cfg.taps), self.grid ** 2, self.width):
+            raise ValueError(f"patches {tuple(patches.shape)}: expected (B, {len(self.cfg.taps)}, "
+                             f"{self.grid ** 2}, {self.width})")
+        f_pre = patches
+        if self.safr is not None:
+            f_pre = split_taps(self.safr(concat_taps(patches)), L)
+        psi = []
+        for l in range(L):
+            f_sag = None
+            if self.sag is not None:
+                f_sag = self.sag[0 if self.cfg.share_sag else l](f_pre[:, l])
+            psi.append(self.jff[l](f_pre[:, l], f_sag))
+        return torch.stack(psi, dim=1)
+
+    def forward(self, tokens, text: torch.Tensor) -> Output:
+        """tokens: `.patches (B, L, N, W)`, `.cls (B, E)`; text `(2, E)` or `(B, 2, E)`."""
+        dtype = self.global_adapter.weight.dtype
+        patches, cls = tokens.patches.to(dtype), tokens.cls.to(dtype)  # caches may hold fp16
+        B, L = patches.shape[:2]
+        T = self._text(text, B)
+        tau, size = self.cfg.logit_scale, self.cfg.image_size
+
+        psi = self.local_features(patches)  # (B, L, N, E)
+        probs = torch.softmax(tau * torch.einsum("blne,bce->blcn", psi, T), dim=2)
+        maps = probs.reshape(B * L, 2, self.grid, self.grid)
+        # upsampling probabilities with convex weights keeps them in [0, 1], summing to 1
+        maps = F.interpolate(maps, size=(size, size), mode="bilinear", align_corners=False)
+        layer_maps = maps.reshape(B, L, 2, size, size)
+        anomaly_map = layer_maps[:, :, 1].mean(dim=1)
+
+        g = F.normalize(self.global_adapter(cls), dim=-1)
+        p_img = torch.softmax(tau * torch.einsum("be,bce->bc", g, T), dim=-1)[:, 1]
+        return Output(anomaly_map, score_image(p_img, anomaly_map, self.cfg.image_score),
+                      layer_maps, p_img)
+
+
+def _count(module: nn.Module | None) -> tuple[int, int]:
+    if module is None:
+        return 0, 0
+    ps = list(module.parameters())
+    train = sum(p.numel() for p in ps if p.requires_grad)
+    return train, sum(p.numel() for p in ps) - train
+
+
+def parameter_table(model: BAGCLIP, backbone: nn.Module | None = None):
+    """Per-module parameter counts in millions (the form of the paper's Tables 4 and 5).
+
+    Columns: module, trainable_m, frozen_m, total_m. Rows: SAFR, one per SAG, JFF (all taps),
+    global adapter, heads total, and with a backbone: backbone, total.
+    """
+    import pandas as pd
+
+    rows = [("SAFR", *_count(model.safr))]
+    if model.sag is not None:
+        for i, sag in enumerate(model.sag):
+            name = "SAG (shared)" if model.cfg.share_sag else f"SAG (tap {model.cfg.taps[i]})"
+            rows.append((name, *_count(sag)))
+    rows += [("JFF", *_count(model.jff)), ("global adapter", *_count(model.global_adapter))]
+    rows.append(("heads total", *_count(model)))
+    if backbone is not None:
+        rows.append(("backbone", *_count(backbone)))
+        ht, hf = rows[-2][1:]
+        bt, bf = rows[-1][1:]
+        rows.append(("total", ht + bt, hf + bf))
+    df = pd.DataFrame(rows, columns=["module", "trainable_m", "frozen_m"])
+    df[["trainable_m", "frozen_m"]] /= 1e6
+    df["total_m"] = df.trainable_m + df.frozen_m
+    return df
