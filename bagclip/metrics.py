@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["compute_metrics", "aupro", "aupro_cflow200", "PixelMetricAccumulator",
-           "binary_metrics", "IMAGE_KEYS", "PIXEL_KEYS", "METRIC_KEYS"]
+           "binary_metrics", "merge_metrics", "mean_over_classes", "IMAGE_KEYS", "PIXEL_KEYS", "METRIC_KEYS"]
 
 IMAGE_KEYS = ("image_auroc", "image_f1_max", "image_ap")
 PIXEL_KEYS = ("pixel_auroc", "pixel_f1_max", "pixel_ap", "pixel_aupro")
@@ -254,28 +254,28 @@ def aupro_cflow200(anomaly_maps, masks, fpr_limit: float = 0.3, n_thresholds: in
 
 def _warn_nan(metric: str, where: str) -> None:
     warnings.warn(f"{metric} is undefined for {where} (only one label present): reported as NaN",
-                  RuntimeWarning, stacklevel=3)
+                  RuntimeWarning, stacklevel=4)
 
 
-def _group_metrics(scores, labels, maps, masks, where: str, fpr_limit: float) -> dict:
-    out = {}
-    img = binary_metrics(scores, labels)
-    for k in IMAGE_KEYS:
-        out[k] = img[k[len("image_"):]]
-        if math.isnan(out[k]):
-            _warn_nan(k, where)
-    if maps is None:
-        out.update({k: math.nan for k in PIXEL_KEYS})
-        return out
-    acc = PixelMetricAccumulator(fpr_limit, capacity=int(np.prod(maps.shape)))
-    for i in range(0, maps.shape[0], 16):  # batches bound the packing scratch
-        acc.update(maps[i:i + 16], masks[i:i + 16])
-    pix = acc.compute()
-    for k in PIXEL_KEYS:
-        out[k] = pix[k[len("pixel_"):]]
+def merge_metrics(image: dict, pixel: dict | None, where: str) -> dict:
+    """{auroc, ap, f1_max} of images + {auroc, ap, f1_max, aupro} of pixels (None: skipped)
+    -> the seven prefixed keys; warns once per metric that is NaN (undefined) for `where`."""
+    out = {k: image[k[len("image_"):]] for k in IMAGE_KEYS}
+    out.update({k: math.nan if pixel is None else pixel[k[len("pixel_"):]] for k in PIXEL_KEYS})
+    for k in IMAGE_KEYS + (PIXEL_KEYS if pixel is not None else ()):
         if math.isnan(out[k]):
             _warn_nan(k, where)
     return out
+
+
+def _group_metrics(scores, labels, maps, masks, where: str, fpr_limit: float) -> dict:
+    pix = None
+    if maps is not None:
+        acc = PixelMetricAccumulator(fpr_limit, capacity=int(np.prod(maps.shape)))
+        for i in range(0, maps.shape[0], 16):  # batches bound the packing scratch
+            acc.update(maps[i:i + 16], masks[i:i + 16])
+        pix = acc.compute()
+    return merge_metrics(binary_metrics(scores, labels), pix, where)
 
 
 def mean_over_classes(per_class: dict) -> dict:
