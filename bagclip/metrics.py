@@ -31,7 +31,7 @@ IMAGE_KEYS = ("image_auroc", "image_f1_max", "image_ap")
 PIXEL_KEYS = ("pixel_auroc", "pixel_f1_max", "pixel_ap", "pixel_aupro")
 METRIC_KEYS = IMAGE_KEYS + PIXEL_KEYS
 _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity, as the MVTec AD reference
-_CHUNK = 1 << 20                      # pixels per streaming step: bounds the scratch memory
+_CHUNK = 1 << 18                      # pixels per streaming step: bounds the scratch memory
 _NAN4 = {"auroc": math.nan, "ap": math.nan, "f1_max": math.nan, "aupro": math.nan}
 
 
@@ -143,7 +143,7 @@ class PixelMetricAccumulator:
     update(maps (B, H, W) or (H, W), masks same shape, bool or 0/1); sizes may differ between
     calls. compute() -> {"auroc", "ap", "f1_max", "aupro"}.
 
-    Memory bound: 8 bytes per pixel held (one uint64 key), plus O(1 M pixels) of scratch during
+    Memory bound: 8 bytes per pixel held (one uint64 key), plus O(256 K pixels) of scratch (~30 MiB) during
     update/compute; the keys are sorted in place. Give `capacity` (total pixels) to allocate
     the key buffer once; without it, batches are kept as parts and copied into one buffer at
     compute(), each part freed as soon as it is copied (resident peak stays near 8 B/pixel,
