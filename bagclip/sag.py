@@ -53,7 +53,8 @@ def pairwise_d2(h: torch.Tensor, metric: torch.Tensor | None = None) -> torch.Te
     sq = (h * h).sum(-1)  # (B, N)
     d2 = torch.baddbmm(sq.unsqueeze(-1) + sq.unsqueeze(-2), h, h.transpose(-1, -2), alpha=-2.0)
     d2 = d2.clamp_min(0.0)
-    return d2 * (1.0 - torch.eye(d2.shape[-1], device=d2.device, dtype=d2.dtype))
+    d2.diagonal(dim1=-2, dim2=-1).zero_()  # exact zeros (clamp_min's backward keeps its input)
+    return d2
 
 
 def _sigma(d2: torch.Tensor, k: int) -> torch.Tensor:
@@ -61,8 +62,9 @@ def _sigma(d2: torch.Tensor, k: int) -> torch.Tensor:
     n = d2.shape[-1]
     if not 1 <= k < n:
         raise ValueError(f"k={k} must be in [1, N-1] with N={n}")
-    self_inf = torch.diag(torch.full((n,), float("inf"), device=d2.device))
-    kth = torch.topk(d2 + self_inf, k, dim=-1, largest=False).values[..., k - 1]
+    # the row's own 0 is among its smallest values, so the (K+1)-th smallest with self is the
+    # K-th without it, ties included (no masked copy of the N x N matrix needed)
+    kth = torch.topk(d2, k + 1, dim=-1, largest=False).values[..., k]
     return kth.clamp_min(EPS).sqrt()
 
 
@@ -80,7 +82,7 @@ def build_graph(h: torch.Tensor, k: int, metric: torch.Tensor | None = None,
         S = torch.exp(-d2 / (sigma.unsqueeze(-1) * sigma.unsqueeze(-2)))  # step 3
         n = d2.shape[-1]
         eye = torch.eye(n, device=d2.device, dtype=d2.dtype)
-        tau = torch.topk(S - 2.0 * eye, k, dim=-1).values[..., k - 1]  # step 4 (S <= 1: self out)
+        tau = torch.topk(S, k + 1, dim=-1).values[..., k]  # step 4: S_ii = 1 is a row maximum
         A_adj = F.relu(S - tau.unsqueeze(-1)) * (1.0 - eye)
         A_sym = A_adj + A_adj.transpose(-1, -2)  # step 5
         A_star = A_sym + eye

@@ -1,0 +1,129 @@
+"""Cost of one SAG at the paper's size (N = 1369, D = 1024, K = 15, P = 5, h = 384), one image.
+
+Times (median of repeats, under no_grad) and peak memory (torch profiler: the running sum of
+allocations and frees, per op) of graph construction and GCN propagation, dense and edge-list,
+beside two references: the floor (h @ h.T, the N x N x D product every distance needs; the
+paper's 3.84 GFLOPs) and one ViT-L-14-336 forward at 518 (random weights). Targets: whole SAG
+<= 3x floor and <= 2% of the backbone (paper, A6000: 11 ms / 121.6 ms = 9%).
+
+    python benchmarks/sag.py [--no-backbone] [--repeats 7] [--threads T]
+
+Result (2026-11-28, 2 CPU cores, torch 2.14.1, float32):
+RESULT_PLACEHOLDER
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from bagclip import Config
+from bagclip.model import BAGCLIP
+from bagclip.sag import SAG, build_graph, build_sparse_graph, propagate
+
+
+def median_ms(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time (ms) of each case; cases run round-robin so that load from other
+    processes on the machine hits all of them alike. One warm-up round."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for rep in range(repeats + 1):
+        for name, fn in cases.items():
+            t0 = time.perf_counter()
+            fn()
+            if rep:
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def peak_mb(fn: Callable[[], object]) -> float:
+    """Peak of live tensor allocations made while fn runs (MiB), from profiler memory events."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    cur = peak = 0
+    for e in events:  # self usage counts each allocation / free once
+        cur += e.self_cpu_memory_usage
+        peak = max(peak, cur)
+    return peak / 2**20
+
+
+def gcn(sag: SAG, A, h: torch.Tensor) -> torch.Tensor:
+    f = h
+    for lin in sag.gcn:
+        f = torch.relu(propagate(A, lin(f)))
+    return f
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--no-backbone", action="store_true", help="skip the ViT-L-14-336 forward")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    N, D, K, P, hid = 1369, 1024, 15, 5, 384
+    h = torch.randn(1, N, D)
+    sag = SAG(D, hid, K, P).eval()
+    r = args.repeats
+    print(f"N={N} D={D} K={K} P={P} hidden={hid}; threads={torch.get_num_threads()}; "
+          f"torch {torch.__version__}; median of {r}")
+
+    rows = []  # (name, ms, MiB)
+    with torch.no_grad():
+        A_dense, A_sparse = build_graph(h, K), build_sparse_graph(h, K)
+        ht = h[0].t().contiguous()
+        cases = {
+            "floor h @ h.T": lambda: h[0] @ ht,
+            "graph dense": lambda: build_graph(h, K),
+            "graph sparse": lambda: build_sparse_graph(h, K),
+            "GCN dense": lambda: gcn(sag, A_dense, h),
+            "GCN sparse": lambda: gcn(sag, A_sparse, h),
+        }
+        for mode in ("dense", "sparse"):
+            def whole(mode=mode):
+                sag.sparse = mode == "sparse"
+                return sag(h)
+            cases[f"SAG {mode}"] = whole
+        ms = median_ms(cases, r)
+        for name, fn in cases.items():
+            rows.append((name, ms[name], peak_mb(fn)))
+        sag.sparse = True
+        assert torch.allclose(gcn(sag, A_dense, h), gcn(sag, A_sparse, h), atol=1e-4, rtol=1e-4)
+
+        backbone_ms = None
+        if not args.no_backbone:
+            import open_clip
+
+            vit = open_clip.create_model("ViT-L-14-336", pretrained=None, force_image_size=518).eval()
+            x = torch.randn(1, 3, 518, 518)
+            backbone_ms = median_ms({"vit": lambda: vit.encode_image(x)}, max(3, r // 2))["vit"]
+            rows.append(("ViT-L-14-336 @518", backbone_ms, float("nan")))
+            del vit
+
+    floor = rows[0][1]
+    print(f"{'component':<20}{'ms':>10}{'peak MiB':>10}{'x floor':>9}{'% backbone':>12}")
+    for name, ms, mb in rows:
+        pct = f"{100 * ms / backbone_ms:.2f}" if backbone_ms else "-"
+        print(f"{name:<20}{ms:>10.1f}{mb:>10.1f}{ms / floor:>9.2f}{pct:>12}")
+    t = dict((n, ms) for n, ms, _ in rows)
+    best = min(("dense", "sparse"), key=lambda m: t[f"SAG {m}"])
+    print(f"faster SAG: {best} ({t['SAG dense'] / t['SAG sparse']:.2f}x dense/sparse); "
+          f"target <= 3x floor: {t[f'SAG {best}'] / floor:.2f}x"
+          + (f"; <= 2% backbone: {100 * t[f'SAG {best}'] / backbone_ms:.2f}%" if backbone_ms else ""))
+
+    one_sag = sum(p.numel() for p in sag.parameters()) / 1e6
+    heads = BAGCLIP(Config(), width=D, embed_dim=768, grid=37)
+    n_heads = sum(p.numel() for p in heads.parameters()) / 1e6
+    print(f"params: one SAG {one_sag:.3f} M (paper 1.08 M); "
+          f"all trainable heads at Config() {n_heads:.2f} M (paper 13 M)")
+
+
+if __name__ == "__main__":
+    main()
