@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 import bagclip.metrics as M
-from bagclip.metrics import (PixelMetricAccumulator, aupro, aupro_cflow200, binary_metrics,
+from bagclip.metrics import (BinnedPixelMetrics, PixelMetricAccumulator, aupro, aupro_cflow200, binary_metrics,
                              compute_metrics)
 
 TOL = 1e-9
@@ -245,3 +245,17 @@ def test_pixel_metrics_skipped():
         out = compute_metrics([0.1, 0.9, 0.4], [0, 1, 0])
     assert out["image_auroc"] == 1.0
     assert all(math.isnan(out[k]) for k in M.PIXEL_KEYS)
+
+
+def test_binned_mode_exact_on_grid_and_within_bounds():
+    rng = np.random.default_rng(9)
+    maps, masks = blob_data(rng, n=6, decimals=6)
+    grid = np.floor(maps * 10).astype(np.float32)  # integers 0..9: one bin each below
+    exact = PixelMetricAccumulator().update(grid, masks).compute()
+    binned = BinnedPixelMetrics(bins=10, lo=0, hi=10).update(grid, masks).compute()
+    for k in exact:
+        assert abs(exact[k] - binned[k]) < 1e-12, k
+    exact = PixelMetricAccumulator().update(maps, masks).compute()
+    binned = BinnedPixelMetrics(bins=64).update(maps, masks).compute()
+    assert 0 < abs(exact["auroc"] - binned["auroc"]) <= binned["auroc_err"]
+    assert abs(exact["aupro"] - binned["aupro"]) <= binned["aupro_err"]
