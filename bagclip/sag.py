@@ -7,7 +7,9 @@ P GCN layers F^(p+1) = relu(A_norm F^(p) W^(p)) on it.
 Each node keeps at most K-1 out-edges, so A_norm has about 2K non-zeros a row. `SAG` therefore
 propagates with an edge list (`build_sparse_graph` + `propagate`, an `embedding_bag` sum that
 never materialises N x N or N x K x D) unless `sparse=False`; both paths agree to float
-tolerance (tests/test_sag.py). Timings: benchmarks/sag.py.
+tolerance (tests/test_sag.py). At the paper's size on 2 CPU cores (benchmarks/sag.py) the
+edge-list SAG takes about 2.4x the floor h @ h.T and 0.5% of a ViT-L-14-336 forward, 1.7x
+faster than dense; on a GPU the dense bmm may win (not measured here: `SAG(..., sparse=False)`).
 """
 from __future__ import annotations
 

@@ -170,3 +170,22 @@ def test_paper_size_parameter_count():
     n = sum(p.numel() for p in model.parameters())
     # SAFR 2 * 4096 * 256 + 4 SAG + 4 JFF (1408 -> 768) + adapter 768 * 769
     assert n == 2 * 4096 * 256 + 4 * 983040 + 4 * 1408 * 768 + 768 * 769
+
+
+def test_with_tiny_backbone():
+    """The real Tokens of the offline tiny backbone go through the heads and the loss."""
+    from bagclip import load_backbone
+    from bagclip.losses import bagclip_loss
+
+    cfg = Config.quick(image_size=112)
+    bb = load_backbone(cfg)
+    with torch.no_grad():
+        tok = bb.encode(torch.randn(2, 3, 112, 112))
+        T = bb.encode_text(["screw"])[0]  # (2, E)
+    model = BAGCLIP(cfg, bb.width, bb.embed_dim, bb.grid)
+    out = model(tok, T)
+    assert out.layer_maps.shape == (2, len(cfg.taps), 2, 112, 112)
+    total, _ = bagclip_loss(out, torch.zeros(2, 112, 112), torch.tensor([0, 1]), cfg)
+    assert torch.isfinite(total)
+    df = parameter_table(model, bb).set_index("module")
+    assert df.loc["backbone", "trainable_m"] == 0 and df.loc["backbone", "frozen_m"] > 0
