@@ -60,6 +60,8 @@ def _lookahead(chunks: Iterable[tuple]) -> Iterator[tuple]:
     """Yield (*chunk, first key of the next chunk or None) so ties across chunks merge."""
     pending = None
     for c in chunks:
+        if len(c[0]) == 0:
+            continue
         if pending is not None:
             yield (*pending, c[0][0])
         pending = c

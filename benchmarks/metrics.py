@@ -9,9 +9,9 @@ Measured on the 2-core CPU dev machine, 2026-11-28 (python benchmarks/metrics.py
       f1_max  ours 0.897257912370  reference 0.897257912370  |diff| 0.0e+00
       aupro   ours 0.928461579817  reference 0.928461579818  |diff| 4.9e-13
     largest |difference|: 4.9e-13  (target <= 1e-6)
-    time: ours 7.2 s, reference 123.3 s, speed-up 17.2x (target >= 4x)
-    our peak memory (tracemalloc): 445 MiB = 1.74x the inputs = 8.69 bytes/pixel (target <= 3x)
-    for contrast, the cflow-style 200-threshold AUPRO of the same maps: 0.9283 (MVTec: 0.9285; 3.3 s)
+    time: ours 7.1 s, reference 132.9 s, speed-up 18.8x (target >= 4x)
+    our peak memory (tracemalloc): 447 MiB = 1.75x the inputs = 8.73 bytes/pixel (target <= 3x)
+    for contrast, the cflow-style 200-threshold AUPRO of the same maps: 0.9283 (MVTec: 0.9285; 3.1 s)
 
 Ours: one PixelMetricAccumulator (one sort of packed uint64 keys) gives AUROC, AP, F1-max and
 the MVTec AUPRO. Reference: scikit-learn's roc_auc_score + average_precision_score +
