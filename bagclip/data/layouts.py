@@ -1,0 +1,262 @@
+"""Folder layouts of the public datasets, each read into a list of `Sample`.
+
+MVTec-like (MVTec AD, MPDD, BTAD, MIAD, InsPLAD, synth): `<cls>/{train,test}/<defect|good>/*`
+and `<cls>/ground_truth/<defect>/<stem>[_mask].*`. VisA: `split_csv/1cls.csv`. A generic
+folder layout (normal / abnormal / masks dirs) serves private sets. Masks are paired with
+images by file stem, never by sort order; every problem found is reported by file name.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from .io import DataError, Sample, check_readable, is_image_file, warn_skip
+
+MASK_SUFFIXES = ("_mask", "_gt", "-mask")  # MVTec/MPDD "_mask"; some re-packs use "_gt" or none
+MAX_LISTED = 15  # file names listed in one error message
+
+
+def _listing(items: Iterable, n: int = MAX_LISTED) -> str:
+    items = [str(i) for i in items]
+    more = f" ... and {len(items) - n} more" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
+
+
+def check_root(root, dataset: str, expected: str) -> Path:
+    """`root` as a Path, or a DataError that says which layout was expected there."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DataError(f"{dataset}: dataset root {root} does not exist; expected {expected}")
+    if not root.is_dir():
+        raise DataError(f"{dataset}: dataset root {root} is a file, not a folder; expected {expected}")
+    return root
+
+
+def _wanted(classes) -> list[str] | None:
+    if classes is None:
+        return None
+    return [classes] if isinstance(classes, str) else [str(c) for c in classes]
+
+
+def select_classes(found: list[str], classes, dataset: str, root: Path) -> list[str]:
+    """The categories to load, in sorted order; unknown requested names are an error."""
+    wanted = _wanted(classes)
+    if wanted is None:
+        return sorted(found)
+    unknown = [c for c in wanted if c not in found]
+    if unknown:
+        raise DataError(f"{dataset}: class(es) {unknown} not found in {root}; available: "
+                        f"{_listing(sorted(found), 50)}")
+    return [c for c in sorted(found) if c in set(wanted)]
+
+
+class Problems:
+    """Collects per-file problems so that one error lists all of them (or warns when skipping)."""
+
+    def __init__(self, dataset: str, skip_bad: bool, verify: bool):
+        self.dataset, self.skip_bad, self.verify = dataset, skip_bad, verify
+        self.unreadable: list[str] = []
+        self.no_mask: list[str] = []
+        self.orphan_masks: list[str] = []
+
+    def readable(self, path: Path) -> bool:
+        """False (and recorded or warned) when `path` does not open as an image."""
+        why = check_readable(path, full=self.verify)
+        if why is None:
+            return True
+        if self.skip_bad:
+            warn_skip(path, why)
+        else:
+            self.unreadable.append(f"{path} ({why})")
+        return False
+
+    def raise_if_any(self) -> None:
+        msgs = []
+        if self.unreadable:
+            msgs.append(f"unreadable or corrupt file(s): {_listing(self.unreadable)}. Replace or "
+                        f"delete them, or pass skip_bad=True to skip them with a warning")
+        if self.no_mask:
+            msgs.append(f"anomalous image(s) without a mask (paired by file stem, e.g. 000.png <-> "
+                        f"000_mask.png): {_listing(self.no_mask)}. Pixel metrics need a mask for "
+                        f"every anomalous image; pass image_level=True to load them for "
+                        f"image-level evaluation only")
+        if self.orphan_masks:
+            msgs.append(f"mask(s) that match no image by stem: {_listing(self.orphan_masks)}. "
+                        f"Rename them to <image stem>_mask.png or remove them")
+        if msgs:
+            raise DataError(f"{self.dataset}: " + "; ".join(msgs))
+
+
+def mask_index(folder: Path) -> dict[str, Path]:
+    """{image stem: mask path} for the image files of `folder` (recursively), by stem rules."""
+    index: dict[str, Path] = {}
+    if not folder.is_dir():
+        return index
+    for m in sorted(p for p in folder.rglob("*") if is_image_file(p)):
+        key = m.stem
+        for suf in MASK_SUFFIXES:
+            if key.endswith(suf):
+                key = key[: -len(suf)]
+                break
+        if key in index:
+            raise DataError(f"two masks for the image stem {key!r}: {index[key]} and {m}; keep one")
+        index[key] = m
+    return index
+
+
+def pair_masks(images: list[Path], masks: dict[str, Path], mask_dir: Path, probs: Problems,
+               image_level: bool) -> list[Path | None]:
+    """Masks for anomalous `images` by stem; records images without a mask and orphan masks."""
+    out: list[Path | None] = []
+    used = set()
+    for img in images:
+        m = masks.get(img.stem)
+        if m is not None:
+            used.add(img.stem)
+            if not probs.readable(m):
+                m = None  # skipped mask: the image is kept only in image-level mode
+        if m is None and not image_level:
+            where = mask_dir if mask_dir.is_dir() else f"{mask_dir} (folder missing)"
+            probs.no_mask.append(f"{img} (looked in {where})")
+        out.append(m)
+    probs.orphan_masks += [str(m) for k, m in masks.items() if k not in used]
+    return out
+
+
+def _images(folder: Path, probs: Problems) -> list[Path]:
+    return [p for p in sorted(folder.iterdir()) if is_image_file(p) and probs.readable(p)]
+
+
+def load_mvtec_like(root, split: str = "test", classes=None, image_level: bool = False,
+                    skip_bad: bool = False, *, dataset: str = "mvtec", good: str = "good",
+                    ground_truth: str = "ground_truth", verify: bool = False) -> list[Sample]:
+    """`<root>/<cls>/<split>/<defect|good>/*` with masks in `<cls>/<ground_truth>/<defect>/`.
+
+    good: the normal folder's name ("ok" for BTAD). verify: decode every file fully (slow)
+    instead of reading headers only.
+    """
+    expected = f"{root}/<class>/{split}/{good}/*.png (+ <class>/{ground_truth}/<defect>/*_mask.png)"
+    root = check_root(root, dataset, expected)
+    if split not in ("train", "test"):
+        raise DataError(f"{dataset}: split={split!r}; this layout has 'train' and 'test'")
+    found = [d.name for d in root.iterdir()
+             if d.is_dir() and ((d / "train").is_dir() or (d / "test").is_dir())]
+    if not found:
+        hint = ""
+        if (root / "train").is_dir() or (root / "test").is_dir():
+            hint = f" {root} looks like ONE category folder: pass its parent {root.parent} and classes=[{root.name!r}]."
+        present = sorted(p.name for p in root.iterdir())
+        raise DataError(f"{dataset}: no category folders in {root}; expected {expected}.{hint} "
+                        f"Found: {_listing(present) if present else 'an empty folder'}")
+    probs = Problems(dataset, skip_bad, verify)
+    samples: list[Sample] = []
+    for cls in select_classes(found, classes, dataset, root):
+        split_dir = root / cls / split
+        if not split_dir.is_dir():
+            raise DataError(f"{dataset}: missing folder {split_dir}; expected {split_dir}/{good}/*.png")
+        for d in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            imgs = _images(d, probs)
+            if d.name == good:
+                samples += [Sample(p, None, cls, "good", 0) for p in imgs]
+                continue
+            mdir = root / cls / ground_truth / d.name
+            masks = pair_masks(imgs, mask_index(mdir), mdir, probs, image_level)
+            samples += [Sample(p, m, cls, d.name, 1) for p, m in zip(imgs, masks)]
+    probs.raise_if_any()
+    if not samples:
+        raise DataError(f"{dataset}: no images found under {root} for split {split!r}; expected {expected}")
+    return samples
+
+
+def load_visa(root, split: str = "test", classes=None, image_level: bool = False,
+              skip_bad: bool = False, *, csv: str = "split_csv/1cls.csv", verify: bool = False
+              ) -> list[Sample]:
+    """VisA from its split csv (columns object,split,label,image,mask; paths relative to root).
+
+    Masks are 0/1 PNGs (binarised with > 0 by load_mask). Anomalous defect_type is "anomaly"
+    (the csv does not name defects).
+    """
+    import csv as csvlib
+
+    expected = f"{root}/{csv} with columns object,split,label,image,mask (the official VisA archive)"
+    root = check_root(root, "visa", expected)
+    table = root / csv
+    if not table.is_file():
+        present = sorted(p.name for p in root.iterdir())
+        raise DataError(f"visa: {table} not found; expected {expected}. Found: "
+                        f"{_listing(present) if present else 'an empty folder'}")
+    with open(table, newline="") as f:
+        rows = list(csvlib.DictReader(f))
+    need = {"object", "split", "label", "image", "mask"}
+    if not rows or not need <= set(rows[0]):
+        raise DataError(f"visa: {table} needs the columns {sorted(need)}; found "
+                        f"{sorted(rows[0]) if rows else 'no rows'}")
+    splits = sorted({r["split"] for r in rows})
+    if split not in splits:
+        raise DataError(f"visa: split={split!r} not in {table}; it has {splits}")
+    rows = [r for r in rows if r["split"] == split]
+    keep = select_classes(sorted({r["object"] for r in rows}), classes, "visa", root)
+    probs = Problems("visa", skip_bad, verify)
+    samples, missing = [], []
+    for r in rows:
+        if r["object"] not in keep:
+            continue
+        img = root / r["image"]
+        label = 0 if r["label"].strip().lower() in ("normal", "0", "good") else 1
+        if not img.is_file():
+            missing.append(str(img))
+            continue
+        if not probs.readable(img):
+            continue
+        mask = root / r["mask"] if label and r["mask"].strip() else None
+        if mask is not None and not mask.is_file():
+            missing.append(str(mask))
+            continue
+        if mask is not None and mask.stem != img.stem:  # pair by stem, never trust row order
+            probs.orphan_masks.append(f"{mask} (listed for {img.name})")
+            continue
+        if mask is not None and not probs.readable(mask):
+            mask = None
+        if label and mask is None and not image_level:
+            probs.no_mask.append(str(img))
+            continue
+        samples.append(Sample(img, mask, r["object"], "anomaly" if label else "good", label))
+    if missing:
+        raise DataError(f"visa: {table} lists file(s) that do not exist: {_listing(missing)}; "
+                        f"is {root} the folder that contains split_csv/ and the class folders?")
+    probs.raise_if_any()
+    return samples
+
+
+def load_folder(root, split: str = "test", classes=None, image_level: bool = False,
+                skip_bad: bool = False, *, normal: str = "normal", abnormal: str = "abnormal",
+                masks: str = "masks", class_name: str | None = None, verify: bool = False
+                ) -> list[Sample]:
+    """A private set as three folders (relative to root or absolute): normal images,
+    abnormal images (sub-folders become defect types), masks paired by stem (`<stem>.png` or
+    `<stem>_mask.png`, anywhere under the mask folder). One class, named class_name (default:
+    the root folder's name). There is no split: use split="test".
+    """
+    root = check_root(root, "folder", f"{root}/{normal}/, {root}/{abnormal}/ and {root}/{masks}/")
+    if split != "test":
+        raise DataError(f"folder: this layout has a single split; use split='test' (got {split!r})")
+    cls = class_name or root.name
+    if _wanted(classes) is not None and cls not in _wanted(classes):
+        return []
+    ndir, adir, mdir = (Path(root, d) for d in (normal, abnormal, masks))
+    if not ndir.is_dir() and not adir.is_dir():
+        raise DataError(f"folder: neither {ndir} nor {adir} exists; expected normal images in "
+                        f"{ndir}, anomalous ones in {adir}, masks in {mdir} (or pass normal=, "
+                        f"abnormal=, masks= folder names)")
+    probs = Problems("folder", skip_bad, verify)
+    samples = [Sample(p, None, cls, "good", 0) for p in _images(ndir, probs)] if ndir.is_dir() else []
+    if adir.is_dir():
+        imgs = [p for p in sorted(adir.rglob("*")) if is_image_file(p) and probs.readable(p)]
+        paired = pair_masks(imgs, mask_index(mdir), mdir, probs, image_level)
+        for p, m in zip(imgs, paired):
+            sub = p.parent.relative_to(adir).as_posix()
+            samples.append(Sample(p, m, cls, "abnormal" if sub == "." else sub, 1))
+    probs.raise_if_any()
+    if not samples:
+        raise DataError(f"folder: no images in {ndir} or {adir}")
+    return samples

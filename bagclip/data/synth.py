@@ -1,0 +1,218 @@
+"""A synthetic, seeded anomaly benchmark in the MVTec AD layout (no download needed).
+
+    root = ensure_synth()                      # generated once into ~/.cache/bagclip/synth-...
+    aux = load_dataset("synth", root, "test", classes=AUX_CLASSES)      # train the heads here
+    target = load_dataset("synth", root, "test", classes=TARGET_CLASSES)  # zero-shot eval here
+
+10 categories (6 textures, 4 objects), split into auxiliary and target groups with no class in
+common, mirroring "train on MVTec AD/VisA test, test on other datasets". Defects: cracks,
+winding scratches, holes/dents, stains/rust, missing parts and faint ("subtle") versions, with
+pixel-exact masks. Same seed -> same bytes. The tree is written into a temporary folder and
+renamed into place; `synth_manifest.json`, written last, marks it complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from .io import DataError, Sample
+from .layouts import load_mvtec_like
+from .synth_defects import apply_defect, draw_defect, to_uint8
+from .synth_draw import OBJECTS, TEXTURES
+
+VERSION = 1  # bump when the drawing changes: cache folder names include it
+MANIFEST = "synth_manifest.json"
+MARKER = ".bagclip_synth"  # written first: identifies a (possibly partial) tree as ours
+
+# Defect folders per category ("subtle" everywhere: the hard, low-contrast cases).
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "wood": ("crack", "hole", "stain", "subtle"),
+    "fabric": ("hole", "stain", "scratch", "subtle"),
+    "tile": ("crack", "stain", "hole", "subtle"),
+    "washer": ("scratch", "missing", "stain", "subtle"),
+    "capsule": ("crack", "missing", "stain", "subtle"),
+    "brushed_metal": ("scratch", "hole", "stain", "subtle"),
+    "concrete": ("crack", "hole", "stain", "subtle"),
+    "carpet": ("hole", "stain", "scratch", "subtle"),
+    "screw": ("scratch", "missing", "stain", "subtle"),
+    "circuit_board": ("missing", "scratch", "stain", "subtle"),
+}
+AUX_CLASSES = ("wood", "fabric", "tile", "washer", "capsule")  # cover all six defect kinds
+TARGET_CLASSES = ("brushed_metal", "concrete", "carpet", "screw", "circuit_board")
+
+QUICK = dict(size=224, n_train=4, n_test_good=4, n_test_bad=8)  # CPU default, < 10 s
+FULL = dict(size=518, n_train=16, n_test_good=16, n_test_bad=32)  # paper resolution
+
+
+@dataclass
+class SynthImage:
+    """One generated image: `clean` and `image` (H, W, 3) uint8, `mask` (H, W) bool.
+    For good images image == clean and the mask is all False."""
+
+    clean: np.ndarray
+    image: np.ndarray
+    mask: np.ndarray
+
+
+def _rng(seed: int, *key) -> np.random.Generator:
+    """A generator keyed by (seed, category, split, defect, index): independent of order."""
+    return np.random.default_rng([seed, zlib.crc32("/".join(map(str, key)).encode())])
+
+
+def make_image(category: str, defect: str = "good", size: int = 224, seed: int = 0,
+               index: int = 0, split: str = "test") -> SynthImage:
+    """Draw one image: the clean scene first, then (unless defect == "good") one defect."""
+    draw = TEXTURES.get(category) or OBJECTS.get(category)
+    if draw is None:
+        raise DataError(f"synth: unknown category {category!r}; choose from {sorted(CATEGORIES)}")
+    rng = _rng(seed, category, split, defect, index)
+    scene = draw(rng, size)
+    clean = to_uint8(scene.img)
+    if defect == "good":
+        return SynthImage(clean, clean, np.zeros((size, size), bool))
+    mask, new = draw_defect(rng, scene, defect)
+    return SynthImage(clean, apply_defect(clean, mask, new), mask)
+
+
+def _png(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG", compress_level=1)  # fast; PIL writes no tIME chunk: bytes are reproducible
+    return buf.getvalue()
+
+
+def _plan(categories, n_train, n_test_good, n_test_bad):
+    """(category, split, defect, index) of every image, in a fixed order."""
+    for cat in categories:
+        yield from ((cat, "train", "good", i) for i in range(n_train))
+        yield from ((cat, "test", "good", i) for i in range(n_test_good))
+        kinds = CATEGORIES[cat]
+        for i in range(n_test_bad):  # defect kinds in turn, numbered within their folder
+            yield cat, "test", kinds[i % len(kinds)], i // len(kinds)
+
+
+def _params(seed, size, n_train, n_test_good, n_test_bad, categories) -> dict:
+    return dict(version=VERSION, seed=int(seed), size=int(size), n_train=int(n_train),
+                n_test_good=int(n_test_good), n_test_bad=int(n_test_bad), categories=list(categories))
+
+
+def read_manifest(root) -> dict | None:
+    """The manifest of a complete tree at `root`, or None (missing, partial or unreadable)."""
+    try:
+        return json.loads((Path(root) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _complete(root: Path, params: dict) -> bool:
+    m = read_manifest(root)
+    return m is not None and m.get("params") == params and all(
+        (root / f).is_file() for f in m.get("files", {}))
+
+
+def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = QUICK["n_train"],
+             n_test_good: int = QUICK["n_test_good"], n_test_bad: int = QUICK["n_test_bad"],
+             categories=None, hook: Callable | None = None) -> Path:
+    """Write the benchmark to `out_dir` (MVTec AD layout) and return it.
+
+    A complete tree with the same parameters is reused as is; a partial one (no manifest) or
+    one made with other parameters is replaced. A non-empty folder that is not a synthetic tree
+    is never touched. hook(category, split, defect, index, SynthImage) is called for every
+    image (and forces regeneration); tests use it to see the clean images.
+    """
+    categories = list(categories) if categories is not None else list(CATEGORIES)
+    unknown = [c for c in categories if c not in CATEGORIES]
+    if unknown:
+        raise DataError(f"synth: unknown categories {unknown}; choose from {sorted(CATEGORIES)}")
+    if min(n_train, n_test_good, n_test_bad) < 1 or size < 32:
+        raise DataError("synth: need size >= 32 and at least one image per split and kind")
+    out = Path(out_dir).expanduser()
+    params = _params(seed, size, n_train, n_test_good, n_test_bad, categories)
+    if hook is None and _complete(out, params):
+        return out
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise DataError(f"synth: {out} is a non-empty folder that is not a synthetic tree; "
+                        f"choose an empty or new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        (tmp / MARKER).write_text("bagclip synthetic benchmark\n")
+        files = {}
+        for cat, split, defect, i in _plan(categories, n_train, n_test_good, n_test_bad):
+            im = make_image(cat, defect, size, seed, i, split)
+            if hook is not None:
+                hook(cat, split, defect, i, im)
+            rels = {f"{cat}/{split}/{defect}/{i:03d}.png": im.image}
+            if defect != "good":
+                rels[f"{cat}/ground_truth/{defect}/{i:03d}_mask.png"] = im.mask.astype(np.uint8) * 255
+            for rel, a in rels.items():
+                data = _png(a)
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / rel).write_bytes(data)
+                files[rel] = hashlib.sha256(data).hexdigest()
+        counts = {c: {"train": n_train, "test": n_test_good + n_test_bad} for c in categories}
+        manifest = dict(params=params, aux_classes=[c for c in AUX_CLASSES if c in categories],
+                        target_classes=[c for c in TARGET_CLASSES if c in categories],
+                        counts=counts, files=files)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))  # last: "done"
+        if out.exists():
+            if hook is None and _complete(out, params):  # another process finished first
+                shutil.rmtree(tmp)
+                return out
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def cache_root() -> Path:
+    """`$BAGCLIP_CACHE`, else ~/.cache/bagclip."""
+    return Path(os.environ.get("BAGCLIP_CACHE", Path.home() / ".cache" / "bagclip")).expanduser()
+
+
+def ensure_synth(cache_dir=None, seed: int = 0, size: int = QUICK["size"],
+                 n_train: int = QUICK["n_train"], n_test_good: int = QUICK["n_test_good"],
+                 n_test_bad: int = QUICK["n_test_bad"], categories=None) -> Path:
+    """The benchmark for these parameters, generated once into `<cache>/synth-...` and reused.
+
+    cache_dir defaults to $BAGCLIP_CACHE or ~/.cache/bagclip. Full mode: size=518 (and more
+    images per split, e.g. **FULL).
+    """
+    key = f"synth-v{VERSION}-seed{seed}-{size}px-{n_train}-{n_test_good}-{n_test_bad}"
+    if categories is not None:
+        key += f"-{zlib.crc32(','.join(categories).encode()):08x}"
+    base = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
+    return generate(base / key, seed, size, n_train, n_test_good, n_test_bad, categories)
+
+
+def load_synth(root, split: str = "test", classes=None, image_level: bool = False,
+               skip_bad: bool = False, **kw) -> list[Sample]:
+    """Read a generated tree through the MVTec loader after checking that it is complete."""
+    root = Path(root).expanduser()
+    m = read_manifest(root)
+    if m is None:
+        raise DataError(f"synth: {root / MANIFEST} is missing or unreadable, so {root} is not a "
+                        f"complete synthetic tree (generation interrupted?). Regenerate it with "
+                        f"bagclip.data.synth.generate({str(root)!r}) or use ensure_synth()")
+    samples = load_mvtec_like(root, split, classes, image_level, skip_bad, dataset="synth", **kw)
+    found: dict[str, int] = {}
+    for s in samples:
+        found[s.class_name] = found.get(s.class_name, 0) + 1
+    for cls, n in found.items():
+        want = m.get("counts", {}).get(cls, {}).get(split)
+        if want is not None and n != want and not skip_bad:
+            raise DataError(f"synth: {root / cls / split} has {n} images, the manifest lists {want}; "
+                            f"the tree was modified: regenerate it")
+    return samples
