@@ -87,7 +87,9 @@ def make_image(category: str, defect: str = "good", size: int = 224, seed: int =
 
 def _png(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="PNG", compress_level=1)  # fast; PIL writes no tIME chunk: bytes are reproducible
+    # compress_level=1: 2x faster than the default; PIL writes no tIME chunk, so same pixels
+    # give the same bytes
+    Image.fromarray(a).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
