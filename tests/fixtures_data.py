@@ -79,7 +79,8 @@ def make_visa(root: Path, classes=("pcb1", "candle")) -> Path:
             a = base / "Images" / "Anomaly" / f"{i:03d}.JPG"
             write_image(a, seed=i + 6)
             m = write_mask(base / "Masks" / "Anomaly" / f"{i:03d}.png", on=1)
-            rows.append([c, "test", "anomaly", a.relative_to(root).as_posix(), m.relative_to(root).as_posix()])
+            rows.append([c, "test", "anomaly", a.relative_to(root).as_posix(),
+                         m.relative_to(root).as_posix()])
     (root / "split_csv").mkdir(parents=True, exist_ok=True)
     with open(root / "split_csv" / "1cls.csv", "w", newline="") as f:
         w = csv.writer(f)

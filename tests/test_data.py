@@ -79,7 +79,8 @@ def test_visa_csv_jpg_and_01_masks(tmp_path):
 def test_miad_and_insplad_image_level(tmp_path):
     make_mvtec(tmp_path / "miad", classes=("metal_welding",), defects=("crack",))
     assert len(load_dataset("miad", tmp_path / "miad")) == 4
-    root = make_mvtec(tmp_path / "insplad", classes=("glass-insulator",), defects=("missing-cap",), mask_fmt="")
+    root = make_mvtec(tmp_path / "insplad", classes=("glass-insulator",), defects=("missing-cap",),
+                      mask_fmt="")  # InsPLAD-fault ships image-level labels only
     with pytest.raises(DataError, match="image_level=True") as e:
         load_dataset("insplad", root)
     assert "missing-cap" in str(e.value) and "000.png" in str(e.value)

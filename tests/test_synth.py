@@ -81,7 +81,8 @@ def test_groups_disjoint_and_cover_everything(quick_root):
     aux = load_dataset("synth", quick_root, "test", classes=AUX_CLASSES)
     target = load_dataset("synth", quick_root, "test", classes=TARGET_CLASSES)
     check_disjoint(aux, target)  # also after prompt-name mapping
-    assert {s.defect_type for s in aux if s.label} == {"crack", "scratch", "hole", "stain", "missing", "subtle"}
+    kinds = {s.defect_type for s in aux if s.label}
+    assert kinds == {"crack", "scratch", "hole", "stain", "missing", "subtle"}
 
 
 def test_every_test_split_has_good_and_bad(quick_root):

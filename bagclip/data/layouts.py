@@ -144,7 +144,8 @@ def load_mvtec_like(root, split: str = "test", classes=None, image_level: bool =
     if not found:
         hint = ""
         if (root / "train").is_dir() or (root / "test").is_dir():
-            hint = f" {root} looks like ONE category folder: pass its parent {root.parent} and classes=[{root.name!r}]."
+            hint = (f" {root} looks like ONE category folder: pass its parent {root.parent} "
+                    f"and classes=[{root.name!r}].")
         present = sorted(p.name for p in root.iterdir())
         raise DataError(f"{dataset}: no category folders in {root}; expected {expected}.{hint} "
                         f"Found: {_listing(present) if present else 'an empty folder'}")

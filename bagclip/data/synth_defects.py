@@ -67,7 +67,8 @@ def scratch_mask(rng, sc: Scene) -> np.ndarray:
     """Long winding scratch: heading oscillates smoothly along the stroke."""
     s = sc.support.shape[0]
     y, x = _pick(rng, sc.support, 0.2)
-    a0, amp, freq, ph = rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 0.9), rng.uniform(2, 5), rng.uniform(0, 6.3)
+    a0, amp = rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 0.9)
+    freq, ph = rng.uniform(2, 5), rng.uniform(0, 2 * np.pi)
     n, L = 60, rng.uniform(0.3, 0.6) * s
     pts = [(y, x)]
     for t in np.linspace(0, 1, n):
