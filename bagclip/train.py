@@ -164,7 +164,7 @@ def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.
         loss.backward()
         opt.step()
         step += 1
-        history.append(float(loss))
+        history.append(loss.item())
         bar.set_postfix(epoch=epoch + 1, loss=f"{sum(history[-20:]) / len(history[-20:]):.4f}")
         bar.update(1)
         if step % steps_per_epoch == 0 or (save_every and step % save_every == 0):
