@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
 
     p = common(sub.add_parser("reproduce", help="end-to-end: data, train, evaluate, tables"), data=False)
     p.add_argument("--out", default="runs/reproduce-quick")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.set_defaults(fn=cmd_reproduce)
 
     a = ap.parse_args(argv)

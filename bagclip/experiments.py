@@ -39,7 +39,7 @@ def evaluate_cached(model, cfg: Config, backbone: Backbone, cache: FeatureCache,
 
 
 def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/reproduce-quick",
-              seeds: Sequence[int] = (0,), device: str | None = None, synth_root=None,
+              seeds: Sequence[int] = (0, 1, 2), device: str | None = None, synth_root=None,
               progress: bool = True) -> dict:
     """Train on the synthetic auxiliary classes, evaluate zero-shot on the target classes.
 
@@ -59,7 +59,7 @@ def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/repr
     cache = FeatureCache(backbone)
     print(f"[{LABEL}]\ntrain: {len(aux)} images of {sorted({s.class_name for s in aux})}\n"
           f"test:  {len(target)} images of {sorted({s.class_name for s in target})}")
-    runs = []
+    runs, models = [], []
     for seed in seeds:
         c = cfg.replace(seed=seed)
         run_dir = out / f"seed_{seed}"
@@ -68,14 +68,57 @@ def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/repr
         res = train(c, aux, backbone, run_dir, cache=cache, resume=resume, progress=progress)
         trained = evaluate_cached(res.model, c, backbone, cache, target)
         runs.append({"seed": seed, "untrained": untrained, "trained": trained,
-                     "final_loss": res.history[-1] if res.history else None})
+                     "final_loss": res.history[-1] if res.history else None, "history": res.history})
+        models.append(res.model)
     summary = {"label": LABEL, "config": cfg.to_dict(), "runs": runs}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2, default=_jsonable))
     table = results_table(runs)
     atomic_write_text(out / "tables.md", f"# {LABEL}\n\n{table}\n")
-    print(f"\n{table}\n\nwritten: {out / 'results.json'}, {out / 'tables.md'}")
+    fig = quick_figure(runs, models[0], cfg.replace(seed=seeds[0]), backbone, cache, target)
+    fig.savefig(out / "figure.png.tmp", dpi=110, format="png")
+    os.replace(out / "figure.png.tmp", out / "figure.png")
+    print(f"\n{table}\n\nwritten: {out / 'results.json'}, {out / 'tables.md'}, {out / 'figure.png'}")
     return summary
+
+
+def quick_figure(runs: list[dict], model, cfg: Config, backbone: Backbone, cache: FeatureCache,
+                 target: Sequence, per_class: int = 1):
+    """Loss per step for every seed, then image / ground truth / anomaly map for one anomalous
+    test image per target class (the first seed's trained heads). Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    from .data import load_image, load_mask
+    from .data.gallery import overlay
+    from .data.io import denormalize
+    from .inference import predict_cached
+    from .train import class_texts
+
+    picks, seen = [], {}
+    for s in target:
+        if s.label and seen.get(s.class_name, 0) < per_class:
+            seen[s.class_name] = seen.get(s.class_name, 0) + 1
+            picks.append(s)
+    entries = cache.ensure([s.image_path for s in picks], progress=False)
+    names = [s.class_name for s in picks]
+    maps, scores, _ = predict_cached(model, cfg, cache, entries, names, class_texts(backbone, names, cfg))
+    fig = plt.figure(figsize=(2.0 * len(picks), 2.0 * 3 + 2.4), layout="constrained")
+    grid = fig.add_gridspec(4, max(len(picks), 1), height_ratios=[1.2, 1, 1, 1])
+    ax = fig.add_subplot(grid[0, :])
+    for r in runs:
+        ax.plot(r["history"], label=f"seed {r['seed']}", lw=1)
+    ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.legend(fontsize=7)
+    ax.set_title(LABEL, fontsize=8)
+    for j, s in enumerate(picks):
+        img = denormalize(load_image(s.image_path, cfg.image_size))
+        mask = load_mask(s.mask_path, cfg.image_size).numpy()
+        for i, (panel, title) in enumerate([(img, f"{s.class_name}/{s.defect_type}"),
+                                            (overlay(img, mask), "ground truth"),
+                                            (maps[j].numpy(), f"map (own scale), score {float(scores[j]):.2f}")]):
+            a = fig.add_subplot(grid[i + 1, j])
+            a.imshow(panel, cmap="jet" if panel.ndim == 2 else None)  # maps: min-max per panel
+            a.set_title(title, fontsize=7), a.set_xticks([]), a.set_yticks([])
+    return fig
 
 
 KEYS = ("image_auroc", "image_f1_max", "image_ap", "pixel_auroc", "pixel_f1_max", "pixel_ap", "pixel_aupro")

@@ -1,0 +1,56 @@
+"""predict(): one image, a folder, a tensor batch; maps at each image's own resolution."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from bagclip.data import load_image
+from bagclip.inference import heads_forward, predict
+from bagclip.train import build_heads, class_texts, save_heads
+
+
+@pytest.fixture(scope="module")
+def heads(tiny_cfg, tiny_backbone):
+    return build_heads(tiny_cfg.replace(seed=5), tiny_backbone).eval()
+
+
+def test_maps_at_input_resolution_and_equal_to_heads_forward(tiny_cfg, tiny_backbone, heads, image_files):
+    preds = predict(image_files[:2], cfg=tiny_cfg, backbone=tiny_backbone, model=heads, class_name="screw")
+    s = tiny_cfg.image_size
+    text = class_texts(tiny_backbone, ["screw"], tiny_cfg)["screw"]
+    for p, f in zip(preds, image_files[:2]):
+        w, h = Image.open(f).size
+        assert p.anomaly_map.shape == (h, w) and p.path == str(f)
+        tok = tiny_backbone.encode(load_image(f, s)[None])
+        m, sc, pi = heads_forward(heads, tok, text[None], tiny_cfg)  # independent path, one image
+        ref = F.interpolate(m[:, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        np.testing.assert_allclose(p.anomaly_map, ref.numpy(), atol=1e-5)
+        assert p.image_score == pytest.approx(float(sc[0]), abs=1e-5)
+        assert p.p_img == pytest.approx(float(pi[0]), abs=1e-5)
+        assert 0.0 <= p.anomaly_map.min() and p.anomaly_map.max() <= 1.0
+
+
+def test_folder_tensor_and_checkpoint_give_the_same(tiny_cfg, tiny_backbone, heads, image_files, tmp_path):
+    folder = image_files[0].parent
+    by_folder = predict(folder, cfg=tiny_cfg, backbone=tiny_backbone, model=heads, batch_size=3)
+    assert [p.path for p in by_folder] == [str(f) for f in sorted(image_files)]
+    save_heads(heads, tiny_cfg.replace(seed=5), tmp_path / "heads.safetensors")
+    by_ckpt = predict(image_files, checkpoint=tmp_path, backbone=tiny_backbone)
+    for a, b in zip(by_folder, by_ckpt):
+        np.testing.assert_allclose(a.anomaly_map, b.anomaly_map, atol=1e-5)  # batch 3 vs 8
+    batch = torch.stack([load_image(f, tiny_cfg.image_size) for f in image_files])
+    by_tensor = predict(batch, cfg=tiny_cfg, backbone=tiny_backbone, model=heads)
+    assert by_tensor[0].path is None
+    assert by_tensor[0].anomaly_map.shape == (tiny_cfg.image_size,) * 2
+    assert by_tensor[1].image_score == pytest.approx(by_folder[1].image_score, abs=1e-5)
+
+
+def test_bad_inputs_are_named(tiny_cfg, tiny_backbone, heads, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        predict(tmp_path / "nope.png", cfg=tiny_cfg, backbone=tiny_backbone, model=heads)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no images"):
+        predict(tmp_path / "empty", cfg=tiny_cfg, backbone=tiny_backbone, model=heads)
+    with pytest.raises(FileNotFoundError, match="train first"):
+        predict(tmp_path / "empty", checkpoint=tmp_path / "run", backbone=tiny_backbone)
