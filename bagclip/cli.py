@@ -116,6 +116,64 @@ def cmd_predict(a) -> None:
                 out / f"{Path(p.path).stem}_map.png")
 
 
+def _protocol_data(a, cfg):
+    """(aux samples, {target name: samples}): --train/--target specs, or the synthetic groups."""
+    if a.quick and not (a.train or a.target):
+        from .data import load_dataset
+        from .data.synth import AUX_CLASSES, TARGET_CLASSES, ensure_synth
+
+        root = ensure_synth(size=cfg.image_size)
+        return (load_dataset("synth", root, "test", classes=AUX_CLASSES),
+                {"synth-target": load_dataset("synth", root, "test", classes=TARGET_CLASSES)})
+    if not (a.train and a.target):
+        raise SystemExit("give --train NAME=ROOT (auxiliary sets, e.g. mvtec=... visa=...) and "
+                         "--target NAME=ROOT (e.g. mpdd=...), or --quick for the synthetic benchmark")
+    aux = [s for ss in _datasets(a.train, "test").values() for s in ss]
+    return aux, _datasets(a.target, "test")
+
+
+def _grid(a, kind: str) -> None:
+    from .backbone import load_backbone
+    from .cache import FeatureCache
+    from .sweeps import ablate, plot_sensitivity, save_frame, summarize, sweep, table3
+
+    cfg = _config(a)
+    if a.quick:
+        print(QUICK_BANNER)
+    aux, targets = _protocol_data(a, cfg)
+    bb = load_backbone(cfg, device=a.device)
+    out = Path(a.out)
+    kw = dict(seeds=a.seeds, backbone=bb, cache=FeatureCache(bb, a.cache_dir), out_dir=out)
+    if kind == "sweep":
+        df = sweep(cfg, a.param, a.values, aux, targets, **kw)
+        fig = plot_sensitivity(df, a.param, paper_default=getattr(cfg, a.param))
+        fig.savefig(out / f"sensitivity_{a.param}.png", dpi=110)
+        save_frame(df, out / f"sweep_{a.param}.csv")
+        print(summarize(df).round(1).to_string())
+        print(f"written: {out}/sweep_{a.param}.csv, {out}/sensitivity_{a.param}.png")
+    else:
+        df = ablate(cfg, aux, targets, **kw)
+        save_frame(df, out / "ablation.csv")
+        from .evaluate import to_markdown
+
+        t = table3(df)
+        t.index = [f"{v} / {d}" for v, d in t.index]
+        t.index.name = "variant / dataset"
+        from .config import atomic_write_text
+
+        atomic_write_text(out / "table3.md", to_markdown(t))
+        print(to_markdown(t))
+        print(f"written: {out}/ablation.csv, {out}/table3.md")
+
+
+def cmd_sweep(a) -> None:
+    _grid(a, "sweep")
+
+
+def cmd_ablate(a) -> None:
+    _grid(a, "ablate")
+
+
 def cmd_reproduce(a) -> None:
     from .experiments import reproduce
 
@@ -123,7 +181,8 @@ def cmd_reproduce(a) -> None:
         raise SystemExit("reproduce without --quick needs the real datasets: use `bagclip train` on "
                          "mvtec=...,visa=... and `bagclip eval` on the targets (README, full mode)")
     print(QUICK_BANNER)
-    reproduce(_config(a), out_dir=a.out, seeds=a.seeds, device=a.device)
+    reproduce(_config(a), out_dir=a.out, seeds=a.seeds, device=a.device, parts=a.parts,
+              grid_seeds=a.grid_seeds)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -176,8 +235,28 @@ def main(argv: list[str] | None = None) -> None:
 
     p = common(sub.add_parser("reproduce", help="end-to-end: data, train, evaluate, tables"), data=False)
     p.add_argument("--out", default="runs/reproduce-quick")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the main protocol")
+    p.add_argument("--grid-seeds", type=int, nargs="+", default=[0], help="seeds of ablation and sweeps")
+    p.add_argument("--parts", nargs="+", default=["protocol", "ablation", "sensitivity"],
+                   choices=["protocol", "ablation", "sensitivity"])
     p.set_defaults(fn=cmd_reproduce)
+
+    def protocol(p):
+        p.add_argument("--train", action="append", metavar="NAME=ROOT", help="auxiliary set (test split)")
+        p.add_argument("--target", action="append", metavar="NAME=ROOT", help="zero-shot target set")
+        p.add_argument("--seeds", type=int, nargs="+", default=[0])
+        p.add_argument("--cache-dir", default=None)
+        return p
+
+    p = protocol(common(sub.add_parser("sweep", help="sensitivity of one setting (Figures 5-6)"), data=False))
+    p.add_argument("--param", default="k", help="a Config field, e.g. k or gcn_layers")
+    p.add_argument("--values", type=json.loads, nargs="+", default=[5, 10, 15, 20, 30])
+    p.add_argument("--out", default="runs/sweep")
+    p.set_defaults(fn=cmd_sweep)
+
+    p = protocol(common(sub.add_parser("ablate", help="the ablation variants (Table 3)"), data=False))
+    p.add_argument("--out", default="runs/ablation")
+    p.set_defaults(fn=cmd_ablate)
 
     a = ap.parse_args(argv)
     if getattr(a, "resolution", None) not in (None, "native"):

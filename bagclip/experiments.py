@@ -38,17 +38,26 @@ def evaluate_cached(model, cfg: Config, backbone: Backbone, cache: FeatureCache,
     return compute_metrics(scores.numpy(), labels, maps.numpy(), masks.numpy(), class_names=names)
 
 
+PARTS = ("protocol", "ablation", "sensitivity")
+SWEEPS = {"k": [5, 10, 15, 20, 30], "gcn_layers": [2, 3, 4, 5, 6, 7]}  # the paper's grids (4.3.2)
+
+
 def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/reproduce-quick",
               seeds: Sequence[int] = (0, 1, 2), device: str | None = None, synth_root=None,
-              progress: bool = True) -> dict:
-    """Train on the synthetic auxiliary classes, evaluate zero-shot on the target classes.
+              progress: bool = True, parts: Sequence[str] = PARTS, grid_seeds: Sequence[int] = (0,)) -> dict:
+    """The paper's experiments on the synthetic benchmark: train on the auxiliary classes,
+    evaluate zero-shot on the target classes.
 
-    Per seed: heads trained (resumable) in out_dir/seed_<s>, metrics of the untrained and the
-    trained heads on the targets. Writes results.json and tables.md in out_dir.
+    parts: "protocol": per seed, heads trained (resumable) in out_dir/seed_<s>, metrics of the
+    untrained and trained heads (results.json, tables.md, figure.png); "ablation": Table 3's
+    variants (ablation/); "sensitivity": K and P over the paper's grids, Figures 5-6
+    (sensitivity/). The grids use grid_seeds. Finished runs are reused when rerun.
     """
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
     from .data import load_dataset
     from .data.synth import AUX_CLASSES, TARGET_CLASSES, ensure_synth
-    from .train import build_heads, train
 
     cfg = cfg or Config.quick()
     out = Path(out_dir)
@@ -59,6 +68,21 @@ def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/repr
     cache = FeatureCache(backbone)
     print(f"[{LABEL}]\ntrain: {len(aux)} images of {sorted({s.class_name for s in aux})}\n"
           f"test:  {len(target)} images of {sorted({s.class_name for s in target})}")
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"label": LABEL, "config": cfg.to_dict()}
+    if "protocol" in parts:
+        summary.update(_protocol(cfg, out, seeds, backbone, cache, aux, target, progress))
+    grid = dict(backbone=backbone, cache=cache, seeds=grid_seeds, progress=progress)
+    if "ablation" in parts:
+        summary["ablation"] = _ablation(cfg, out / "ablation", aux, {"synth-target": target}, **grid)
+    if "sensitivity" in parts:
+        summary["sensitivity"] = _sensitivity(cfg, out / "sensitivity", aux, {"synth-target": target}, **grid)
+    return summary
+
+
+def _protocol(cfg, out, seeds, backbone, cache, aux, target, progress) -> dict:
+    from .train import build_heads, train
+
     runs, models = [], []
     for seed in seeds:
         c = cfg.replace(seed=seed)
@@ -71,7 +95,6 @@ def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/repr
                      "final_loss": res.history[-1] if res.history else None, "history": res.history})
         models.append(res.model)
     summary = {"label": LABEL, "config": cfg.to_dict(), "runs": runs}
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2, default=_jsonable))
     table = results_table(runs)
     atomic_write_text(out / "tables.md", f"# {LABEL}\n\n{table}\n")
@@ -79,7 +102,47 @@ def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/repr
     fig.savefig(out / "figure.png.tmp", dpi=110, format="png")
     os.replace(out / "figure.png.tmp", out / "figure.png")
     print(f"\n{table}\n\nwritten: {out / 'results.json'}, {out / 'tables.md'}, {out / 'figure.png'}")
-    return summary
+    return {"runs": runs}
+
+
+def _ablation(cfg, out, aux, targets, **kw) -> dict:
+    """Table 3's variants; writes ablation.csv and table3.md (ours, then the paper's for reference)."""
+    from .evaluate import to_markdown
+    from .paper import paper_table
+    from .sweeps import ablate, save_frame, table3
+
+    print("\nablation (Table 3 variants)")
+    df = ablate(cfg, aux, targets, out_dir=out, **kw)
+    save_frame(df, out / "ablation.csv")
+    t = table3(df)
+    t.index = [f"{v} / {d}" for v, d in t.index]
+    t.index.name = "variant / dataset"
+    paper = paper_table(3).set_index(["variant", "dataset"]).drop(columns="note")
+    paper.index = [f"{v} / {d}" for v, d in paper.index]
+    paper.index.name = "variant / dataset"
+    text = (f"# Ablation: {LABEL}\n\n{to_markdown(t)}\n"
+            f"## For reference: the paper's Table 3 (real data, ViT-L-14-336; not comparable)\n\n"
+            f"{to_markdown(paper)}")
+    atomic_write_text(out / "table3.md", text)
+    print(to_markdown(t))
+    return {"rows": df.to_dict(orient="records")}
+
+
+def _sensitivity(cfg, out, aux, targets, **kw) -> dict:
+    """K and P over the paper's grids; writes sweep_<param>.csv and sensitivity_<param>.png."""
+    from .sweeps import plot_sensitivity, save_frame, sweep
+
+    res = {}
+    for param, values in SWEEPS.items():
+        print(f"\nsensitivity: {param} in {values}")
+        df = sweep(cfg, param, values, aux, targets, out_dir=out / param, **kw)
+        save_frame(df, out / f"sweep_{param}.csv")
+        fig = plot_sensitivity(df, param, paper_default=getattr(cfg, param))
+        fig.suptitle(LABEL, fontsize=8, y=1.02)
+        fig.savefig(out / f"sensitivity_{param}.png", dpi=110, bbox_inches="tight")
+        res[param] = df.to_dict(orient="records")
+    print(f"written: {out}/sensitivity_k.png, {out}/sensitivity_gcn_layers.png")
+    return res
 
 
 def quick_figure(runs: list[dict], model, cfg: Config, backbone: Backbone, cache: FeatureCache,

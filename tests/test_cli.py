@@ -43,6 +43,23 @@ def test_reproduce_quick_writes_labelled_tables(tmp_path, monkeypatch, capsys):
     assert "NOT the paper's numbers" in table and "±" in table
     assert "NOT" in capsys.readouterr().out
     assert (tmp_path / "rq" / "figure.png").stat().st_size > 10_000
+    t3 = (tmp_path / "rq" / "ablation" / "table3.md").read_text()
+    assert "without SAG / synth-target" in t3 and "the paper's Table 3" in t3
+    for param, n in (("k", 5), ("gcn_layers", 6)):
+        assert (tmp_path / "rq" / "sensitivity" / f"sensitivity_{param}.png").is_file()
+        sweep = (tmp_path / "rq" / "sensitivity" / f"sweep_{param}.csv").read_text().splitlines()
+        assert len(sweep) == 1 + n
+
+
+def test_sweep_and_ablate_commands(synth, tmp_path, capsys):
+    spec = ["--train", f"synth={synth}", "--target", f"synth={synth}", "--cache-dir", str(tmp_path / "c")]
+    main(["sweep", *SMALL, *spec, "--param", "k", "--values", "3", "7", "--out", str(tmp_path / "sw")])
+    assert (tmp_path / "sw" / "sensitivity_k.png").is_file()
+    assert "k=7" in capsys.readouterr().out
+    main(["ablate", *SMALL, *spec, "--out", str(tmp_path / "ab")])
+    assert "without SAFR / synth" in (tmp_path / "ab" / "table3.md").read_text()
+    with pytest.raises(SystemExit, match="--target"):
+        main(["ablate", "--train", f"synth={synth}"])
 
 
 def test_errors_are_one_line_and_say_what_to_do(tmp_path):
