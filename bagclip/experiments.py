@@ -33,13 +33,52 @@ def evaluate_cached(model, cfg: Config, backbone: Backbone, cache: FeatureCache,
     names = [s.class_name for s in samples]
     texts = class_texts(backbone, names, cfg)
     maps, scores, _ = predict_cached(model, cfg, cache, entries, names, texts)
-    masks = torch.stack([load_mask(s.mask_path, cfg.image_size) for s in samples])
     labels = np.array([int(s.label) for s in samples])
+    if any(s.label and s.mask_path is None for s in samples):  # image-level set: no pixel metrics
+        return compute_metrics(scores.numpy(), labels, class_names=names)
+    masks = torch.stack([load_mask(s.mask_path, cfg.image_size) for s in samples])
     return compute_metrics(scores.numpy(), labels, maps.numpy(), masks.numpy(), class_names=names)
 
 
 PARTS = ("protocol", "ablation", "sensitivity")
 SWEEPS = {"k": [5, 10, 15, 20, 30], "gcn_layers": [2, 3, 4, 5, 6, 7]}  # the paper's grids (4.3.2)
+
+
+# Full mode: folder names expected under BAGCLIP_DATA (or data_root) for the paper's protocol.
+PAPER_AUX = {"mvtec": "mvtec_ad", "visa": "visa"}
+PAPER_TARGETS = {"mpdd": "mpdd", "btad": "btad", "miad": "miad", "insplad": "insplad", "folder": "eped"}
+
+
+def protocol_data(full: bool = False, data_root=None, image_size: int = 224):
+    """(aux samples, {target name: samples}) for notebooks and sweeps.
+
+    Quick: the synthetic auxiliary / target groups at image_size. Full: the paper's protocol
+    from `data_root` (default $BAGCLIP_DATA) holding mvtec_ad/ and visa/ (trained on, test
+    splits) and any of mpdd/ btad/ miad/ insplad/ eped/ (evaluated); EPED-like private sets use
+    the folder layout. Raises a DataError naming what is missing.
+    """
+    from .data import DataError, auxiliary_samples, load_dataset
+    from .data.synth import AUX_CLASSES, TARGET_CLASSES, ensure_synth
+
+    if not full:
+        root = ensure_synth(size=image_size)
+        return (load_dataset("synth", root, "test", classes=AUX_CLASSES),
+                {"synth-target": load_dataset("synth", root, "test", classes=TARGET_CLASSES)})
+    raw = str(data_root or os.environ.get("BAGCLIP_DATA", ""))
+    base = Path(raw).expanduser()
+    if not raw or not base.is_dir():
+        raise DataError(f"full mode needs the datasets: set BAGCLIP_DATA to a folder holding "
+                        f"{', '.join(PAPER_AUX.values())} and targets among "
+                        f"{', '.join(PAPER_TARGETS.values())} (got {raw!r})")
+    missing = [d for d in PAPER_AUX.values() if not (base / d).is_dir()]
+    if missing:
+        raise DataError(f"{base}: auxiliary datasets missing: {missing}")
+    aux = auxiliary_samples({k: base / d for k, d in PAPER_AUX.items()})
+    targets = {d.upper(): load_dataset(k, base / d, "test", image_level=(k == "insplad"))
+               for k, d in PAPER_TARGETS.items() if (base / d).is_dir()}
+    if not targets:
+        raise DataError(f"{base}: no target dataset found; expected any of {list(PAPER_TARGETS.values())}")
+    return aux, targets
 
 
 def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/reproduce-quick",
