@@ -1,0 +1,323 @@
+"""What BAG-CLIP costs on this machine: the paper's Table 4 (one SAG) and Table 5 (inference).
+
+Everything is measured here, nothing copied; the paper's numbers (`bagclip.paper.paper_table`)
+sit beside ours, and every table carries a `hardware` column so that a CPU number is never read
+as the paper's A6000 one.
+- params: counted from the modules.
+- GFLOPs: `torch.utils.flop_counter.FlopCounterMode`, which counts matrix products (mm, bmm,
+  baddbmm, addmm, ...: 2 FLOPs per multiply-add), plus one formula of ours for the edge-list
+  aggregation `embedding_bag` (2 FLOPs per edge and feature: a multiply and an add).
+  Element-wise ops (exp, top-k, ReLU, normalisation) are not counted, as in the paper's
+  3.84 GFLOPs = 2 N^2 D for graph construction.
+- peak memory: the most allocated during the call beyond what was live before it (inputs and
+  weights excluded). CUDA: `torch.cuda.max_memory_allocated`; CPU: the torch profiler's
+  allocation and free events (the paper's "peak VRAM" is the CUDA one).
+- time: median of `repeats` runs after one warm-up, under no_grad, CUDA synchronised.
+
+    sag_cost(cfg)                     Table 4: one SAG module (one tap), one image
+    inference_cost(cfg)               Table 5: backbone encode + heads + smoothing, one image
+    graph_scaling(cfg, sizes)         graph construction cost against image size (N^2)
+    bench_main(cfg, device, out_dir)  both tables printed as markdown and written to CSV
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import Config, atomic_write_text
+from .paper import paper_table
+from .sag import SAG, SparseGraph, propagate
+
+COMPONENTS = ("dynamic graph construction", "GCN feature propagation", "total")
+MEASURED = ("params_m", "gflops", "peak_mem_mb", "time_ms")
+PAPER_T4 = {"params_m": "paper_params_m", "gflops": "paper_gflops",
+            "peak_mem_mb": "paper_peak_vram_mb", "time_ms": "paper_time_ms"}  # ours -> paper's column
+
+
+# ---------------------------------------------------------------------------- measuring helpers
+def hardware(device: str | torch.device = "cpu") -> str:
+    """One line naming what measured: device name, CPU threads, torch (and CUDA) version."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        name = f"{torch.cuda.get_device_name(dev)} (CUDA {torch.version.cuda})"
+    else:
+        name = platform.processor() or platform.machine()
+        try:  # Linux leaves platform.processor() empty; /proc/cpuinfo has the model name
+            lines = Path("/proc/cpuinfo").read_text().splitlines()
+            name = next(l.split(":", 1)[1].strip() for l in lines if l.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+        name = f"CPU {name}"
+    return f"{name}; {torch.get_num_threads()} threads; torch {torch.__version__}"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(cases: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
+    """Median wall time (ms) of each case after one warm-up round. Cases run round-robin so
+    that load from other processes hits all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for rep in range(repeats + 1):
+        for name, fn in cases.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            if rep:
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def _embedding_bag_flop(weight_shape, indices_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * indices_shape[0] * weight_shape[1]  # weighted sum: one multiply-add per (edge, feature)
+
+
+_CUSTOM_FLOPS = {torch.ops.aten._embedding_bag: _embedding_bag_flop,
+                 torch.ops.aten._embedding_bag_forward_only: _embedding_bag_flop}
+
+
+def count_gflops(fn: Callable[[], object]) -> float:
+    """GFLOPs of one call of fn, as FlopCounterMode counts them (+ embedding_bag, see top)."""
+    with FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Send file descriptor 2 to /dev/null: the profiler's C++ side (kineto) logs start/stop
+    lines there, which Jupyter would show in every cell."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def peak_mb(fn: Callable[[], object], device: torch.device) -> float:
+    """Peak memory (MiB) allocated by one call of fn beyond what was allocated before it."""
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        _sync(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    cur = peak = 0
+    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
+        cur += e.self_cpu_memory_usage  # each allocation (+) and free (-) counted once
+        peak = max(peak, cur)
+    return peak / 2**20
+
+
+def params_m(module: nn.Module | nn.Parameter | None) -> float:
+    if module is None:
+        return 0.0
+    if isinstance(module, nn.Parameter):
+        return module.numel() / 1e6
+    return sum(p.numel() for p in module.parameters()) / 1e6
+
+
+def cost_config(cfg: Config) -> Config:
+    """The same architecture with random weights (costs do not depend on weights; no download).
+    Keeps the activation OpenAI weights would select (QuickGELU)."""
+    quick = cfg.quick_gelu if cfg.quick_gelu is not None else cfg.pretrained == "openai"
+    return cfg.replace(pretrained=None, quick_gelu=quick)
+
+
+def backbone_width(cfg: Config) -> int:
+    """Token width W of cfg.backbone, from its open_clip config (no model is built)."""
+    from .backbone import register_tiny
+    import open_clip
+
+    register_tiny()
+    return int(open_clip.get_model_config(cfg.backbone)["vision_cfg"]["width"])
+
+
+# ---------------------------------------------------------------------------- Table 4
+def gcn_forward(sag: SAG, graph: torch.Tensor | SparseGraph, h: torch.Tensor) -> torch.Tensor:
+    """SAG's P GCN layers on a prebuilt graph: h (B, N, D) -> (B, N, hidden), as SAG.forward."""
+    f = h
+    for lin in sag.gcn:
+        f = F.relu(propagate(graph, lin(f)))
+    return f
+
+
+def _features(n: int, dim: int, seed: int, device: torch.device) -> torch.Tensor:
+    """Random patch features (1, N, D); graph cost does not depend on their values."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, n, dim, generator=g).to(device)
+
+
+def sag_cost(cfg: Config, device: str | torch.device = "cpu", repeats: int = 5, n: int | None = None,
+             dim: int | None = None, sparse: bool = True) -> pd.DataFrame:
+    """Table 4 for one SAG module (one tap; BAG-CLIP runs one per tap) on one image.
+
+    N = cfg.grid^2 patches, D = backbone width (overridable by n, dim); K, P, hidden from cfg.
+    sparse: the edge-list path SAG uses by default; False: the dense N x N path.
+    Rows COMPONENTS; columns component, params_m, gflops, peak_mem_mb, time_ms, the paper's
+    values as paper_params_m, paper_gflops, paper_peak_vram_mb, paper_time_ms, then setting
+    and hardware.
+    """
+    device = torch.device(device)
+    n = n or cfg.grid ** 2
+    dim = dim or backbone_width(cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        sag = SAG(dim, cfg.gcn_hidden, cfg.k, cfg.gcn_layers, cfg.metric_proj, sparse=sparse)
+    sag = sag.to(device).eval()
+    h = _features(n, dim, cfg.seed, device)
+    with torch.no_grad():
+        graph = sag.graph(h)
+        cases = {COMPONENTS[0]: lambda: sag.graph(h),
+                 COMPONENTS[1]: lambda: gcn_forward(sag, graph, h),
+                 COMPONENTS[2]: lambda: sag(h)}
+        owners = {COMPONENTS[0]: sag.metric, COMPONENTS[1]: sag.gcn, COMPONENTS[2]: sag}
+        ms = median_ms(cases, device, repeats)
+        rows = [dict(component=c, params_m=params_m(owners[c]), gflops=count_gflops(fn),
+                     peak_mem_mb=peak_mb(fn, device), time_ms=ms[c]) for c, fn in cases.items()]
+    df = pd.DataFrame(rows)
+    paper = paper_table(4).rename(columns={"peak_vram_mb": "peak_mem_mb"})
+    paper = paper.set_index("component")[list(MEASURED)].rename(columns=PAPER_T4)
+    df = df.join(paper, on="component")
+    df["setting"] = (f"one SAG ({'edge list' if sparse else 'dense'}), one image: N={n} D={dim} "
+                     f"K={cfg.k} P={cfg.gcn_layers} hidden={cfg.gcn_hidden}")
+    df["hardware"] = hardware(device)
+    df.attrs["paper_hardware"] = "paper: " + paper_table(4).set_index("component").note["total"]
+    return df
+
+
+def graph_scaling(cfg: Config, sizes: Sequence[int], device: str | torch.device = "cpu",
+                  repeats: int = 3, sparse: bool = True) -> pd.DataFrame:
+    """Graph construction cost per image size: columns image_size, n, gflops, peak_mem_mb, time_ms.
+    N = (size / patch)^2, so FLOPs grow as N^2 (the N x N x D distance product)."""
+    from .config import backbone_arch
+
+    device, dim, patch = torch.device(device), backbone_width(cfg), backbone_arch(cfg.backbone)[0]
+    sag = SAG(dim, cfg.gcn_hidden, cfg.k, cfg.gcn_layers, cfg.metric_proj, sparse=sparse).to(device)
+    rows = []
+    with torch.no_grad():
+        for size in sizes:
+            n = (size // patch) ** 2
+            h = _features(n, dim, cfg.seed, device)
+            fn = lambda: sag.graph(h)  # noqa: E731
+            rows.append(dict(image_size=size, n=n, gflops=count_gflops(fn), peak_mem_mb=peak_mb(fn, device),
+                             time_ms=median_ms({"g": fn}, device, repeats)["g"]))
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- Table 5
+def inference_cost(cfg: Config, backbone=None, heads: nn.Module | None = None,
+                   device: str | torch.device = "cpu", repeats: int = 3, batch: int = 1,
+                   class_name: str = "object") -> pd.DataFrame:
+    """Table 5: our measured row, then the paper's rows (source "paper", their hardware note).
+
+    Inference = backbone encode + heads + Gaussian smoothing and image score, on random images
+    at the backbone's input size; the class text features are computed once beforehand (they are
+    cached per class in use). backbone None: random weights of cfg's architecture
+    (`cost_config`); heads None: `build_heads(cfg, backbone)`. Both are moved to `device`.
+    Per image: inference_ms = batch time / batch, fps = 1000 / inference_ms; backbone_ms,
+    heads_ms, smoothing_ms split it.
+    Params follow the paper's notation "Total Params/M = 429.0 + 1.3 x 10^1", frozen +
+    trainable: the CSV's total_params_m is its first term, the frozen CLIP (image and text
+    towers, at 518 px), so ours holds the frozen backbone too; all_params_m is the sum, every row.
+    """
+    from .backbone import load_backbone
+    from .model import parameter_table, score_image, smooth_maps
+    from .train import build_heads
+
+    device = torch.device(device)
+    backbone = load_backbone(cost_config(cfg), device=device) if backbone is None else backbone.to(device)
+    heads = build_heads(cfg, backbone) if heads is None else heads
+    was_training = heads.training
+    heads = heads.to(device).eval()
+    size = backbone.cfg.image_size
+    text = backbone.encode_text([class_name])[0].to(device).expand(batch, -1, -1)
+    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+
+    def run() -> list[float]:
+        """ms of [encode, heads, smoothing + score, all] for one batch."""
+        stamps = [time.perf_counter()]
+        tokens = backbone.encode(x)
+        _sync(device)
+        stamps.append(time.perf_counter())
+        out = heads(tokens, text)
+        _sync(device)
+        stamps.append(time.perf_counter())
+        score_image(out.p_img, smooth_maps(out.anomaly_map, cfg.smoothing_sigma), cfg.image_score)
+        _sync(device)
+        stamps.append(time.perf_counter())
+        return [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])] + [(stamps[-1] - stamps[0]) * 1e3]
+
+    with torch.no_grad():
+        run()  # warm-up
+        runs = [run() for _ in range(repeats)]
+    heads.train(was_training)
+    backbone_ms, heads_ms, smoothing_ms, total_ms = (statistics.median(r[i] for r in runs) / batch
+                                                     for i in range(4))
+    table = parameter_table(heads, backbone).set_index("module")
+    ours = dict(method="BAG-CLIP (ours, measured)", total_params_m=table.frozen_m["total"],
+                trainable_params_m=table.trainable_m["total"], inference_ms=total_ms,
+                fps=1000.0 / total_ms, all_params_m=table.total_m["total"], backbone_ms=backbone_ms,
+                heads_ms=heads_ms, smoothing_ms=smoothing_ms, source="measured",
+                hardware=f"{hardware(device)}; {backbone.cfg.backbone} at {size}x{size}, batch {batch}")
+    paper = paper_table(5)
+    note = next(s for s in paper.note if s)  # the paper states its setting once, on the first row
+    paper = paper.drop(columns="note").assign(source="paper", hardware="paper: " + note,
+                                              all_params_m=paper.total_params_m + paper.trainable_params_m)
+    return pd.concat([pd.DataFrame([ours]), paper], ignore_index=True)
+
+
+# ---------------------------------------------------------------------------- report
+def to_markdown(df: pd.DataFrame, drop: Sequence[str] = ()) -> str:
+    """A GitHub markdown table (no tabulate needed); NaN prints empty."""
+    df = df.drop(columns=list(drop))
+
+    def fmt(v) -> str:
+        if isinstance(v, float):
+            return "" if v != v else (f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}")
+        return str(v)
+
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def bench_main(cfg: Config, device: str = "cpu", out_dir: str | os.PathLike = "bench",
+               repeats: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Measure Tables 4 and 5 for cfg on device, print them as markdown with the hardware line,
+    and write out_dir/table4_sag_cost.csv and out_dir/table5_inference.csv atomically.
+    Random weights of cfg's architecture (`cost_config`): nothing is downloaded."""
+    t4 = sag_cost(cfg, device=device, repeats=repeats)
+    t5 = inference_cost(cfg, device=device, repeats=repeats)
+    out = Path(out_dir)
+    atomic_write_text(out / "table4_sag_cost.csv", t4.to_csv(index=False))
+    atomic_write_text(out / "table5_inference.csv", t5.to_csv(index=False))
+    print(f"measured on: {t4.hardware[0]}\n{t4.attrs['paper_hardware']}\n")
+    print(f"Table 4, SAG cost ({t4.setting[0]})\n{to_markdown(t4, ['setting', 'hardware'])}\n")
+    print(f"Table 5, inference cost per image\n{to_markdown(t5)}\n")
+    print(f"wrote {out / 'table4_sag_cost.csv'} and {out / 'table5_inference.csv'}")
+    return t4, t5

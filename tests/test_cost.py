@@ -1,0 +1,135 @@
+"""Cost tables (bagclip/cost.py) against independent counts: FLOP formulas derived from the code,
+parameter sums, the paper's CSV layout. No timing assertions beyond positive and finite."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bagclip import Config
+from bagclip.cost import (COMPONENTS, MEASURED, PAPER_T4, bench_main, cost_config, count_gflops,
+                          gcn_forward, graph_scaling, hardware, inference_cost, sag_cost)
+from bagclip.paper import paper_table
+from bagclip.sag import SAG
+
+
+def graph_flops(n: int, d: int, metric: bool = False) -> int:
+    """pairwise_d2: one baddbmm h @ h^T (2 N^2 D), after h @ W_phi^T (2 N D^2) with a metric."""
+    return 2 * n * n * d + (2 * n * d * d if metric else 0)
+
+
+def gcn_flops(n: int, d: int, k: int, layers: int, hidden: int, sparse: bool = True) -> int:
+    """Per layer: lin(f) is 2 N Din Dout; propagate is embedding_bag over N(2K-1) edges
+    (self-loop + K-1 out + K-1 in per node, zero weights kept), 2 per edge and feature,
+    or a dense bmm, 2 N^2 hidden."""
+    widths = [d] + [hidden] * layers
+    lin = sum(2 * n * a * b for a, b in zip(widths, widths[1:]))
+    agg = 2 * n * (2 * k - 1) * hidden if sparse else 2 * n * n * hidden
+    return lin + layers * agg
+
+
+@pytest.fixture(scope="module")
+def t4(tiny_cfg):
+    return sag_cost(tiny_cfg, repeats=1)
+
+
+def test_table4_layout_matches_paper(t4):
+    paper = paper_table(4)
+    assert list(t4.component) == list(paper.component) == list(COMPONENTS)
+    measured = [c for c in paper.columns if c not in ("component", "note")]
+    assert [PAPER_T4[c] for c in MEASURED] == [f"paper_{c}" for c in measured]
+    assert list(t4.columns[:5]) == ["component", *MEASURED]
+    for ours, theirs in zip(MEASURED, measured):  # the paper's values, unchanged, beside ours
+        assert t4[PAPER_T4[ours]].tolist() == paper[theirs].tolist()
+    assert torch.__version__ in t4.hardware[0] and "A6000" in t4.attrs["paper_hardware"]
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_table4_flops_and_params(tiny_cfg, sparse):
+    c, n, d = tiny_cfg, tiny_cfg.grid ** 2, 128  # bagclip-tiny width
+    t = sag_cost(c, repeats=1, sparse=sparse).set_index("component")
+    g = graph_flops(n, d) / 1e9
+    p = gcn_flops(n, d, c.k, c.gcn_layers, c.gcn_hidden, sparse) / 1e9
+    assert t.gflops.tolist() == pytest.approx([g, p, g + p], rel=1e-9)
+    sag = SAG(d, c.gcn_hidden, c.k, c.gcn_layers)
+    manual = sum(p.numel() for p in sag.parameters()) / 1e6
+    assert manual == (d * c.gcn_hidden + (c.gcn_layers - 1) * c.gcn_hidden ** 2) / 1e6
+    assert t.params_m.tolist() == pytest.approx([0.0, manual, manual])
+
+
+def test_table4_metric_and_size_overrides(tiny_cfg):
+    n, d = 50, 24
+    t = sag_cost(tiny_cfg.replace(metric_proj=True), repeats=1, n=n, dim=d).set_index("component")
+    assert t.params_m["dynamic graph construction"] == pytest.approx(d * d / 1e6)
+    assert t.gflops["dynamic graph construction"] == pytest.approx(graph_flops(n, d, metric=True) / 1e9)
+    assert f"N={n} D={d}" in t.setting.iloc[0]
+
+
+def test_table4_measurements_positive_finite(t4):
+    for col in ("time_ms", "peak_mem_mb"):
+        assert all(math.isfinite(v) and v > 0 for v in t4[col]), col
+    total = t4.set_index("component").peak_mem_mb
+    assert total["total"] >= 0.5 * total["dynamic graph construction"]  # the graph is inside it
+
+
+def test_gcn_forward_is_what_sag_does(tiny_cfg):
+    torch.manual_seed(0)
+    sag, h = SAG(32, 16, 5, 3), torch.randn(1, 40, 32)
+    with torch.no_grad():
+        assert torch.allclose(gcn_forward(sag, sag.graph(h), h), sag(h))
+
+
+def test_count_gflops_independent_ops():
+    a, b = torch.randn(7, 5), torch.randn(5, 3)
+    assert count_gflops(lambda: a @ b) == pytest.approx(2 * 7 * 5 * 3 / 1e9)
+    w, idx = torch.randn(10, 6), torch.tensor([0, 3, 3, 9, 1])
+    bag = lambda: F.embedding_bag(idx, w, torch.tensor([0, 2]), mode="sum",  # noqa: E731
+                                  per_sample_weights=torch.ones(5))
+    assert count_gflops(bag) == pytest.approx(2 * 5 * 6 / 1e9)
+
+
+def test_graph_scaling_is_quadratic(tiny_cfg):
+    df = graph_scaling(tiny_cfg, [56, 112], repeats=1)
+    assert df.n.tolist() == [16, 64]
+    assert df.gflops.tolist() == pytest.approx([graph_flops(n, 128) / 1e9 for n in (16, 64)])
+    assert all(math.isfinite(v) and v > 0 for v in df.time_ms)
+
+
+def test_table5(tiny_cfg, tiny_backbone):
+    from bagclip.train import build_heads
+
+    heads = build_heads(tiny_cfg, tiny_backbone)
+    t5 = inference_cost(tiny_cfg, tiny_backbone, heads, repeats=1, batch=2)
+    ours, paper = t5.iloc[0], paper_table(5)
+    assert ours.source == "measured" and "measured" in ours.method and "batch 2" in ours.hardware
+    assert ours.trainable_params_m == pytest.approx(sum(p.numel() for p in heads.parameters()) / 1e6)
+    frozen = sum(p.numel() for p in tiny_backbone.parameters())  # paper's "429.0 + 13": frozen + trainable
+    assert ours.total_params_m == pytest.approx(frozen / 1e6)
+    assert (t5.all_params_m == t5.total_params_m + t5.trainable_params_m).all()
+    assert ours.fps == pytest.approx(1000 / ours.inference_ms)
+    for col in ("inference_ms", "backbone_ms", "heads_ms", "smoothing_ms"):
+        assert math.isfinite(ours[col]) and ours[col] > 0, col
+    cols = [c for c in paper.columns if c != "note"]
+    assert list(t5.columns[:len(cols)]) == cols
+    pd.testing.assert_frame_equal(t5.iloc[1:][cols].reset_index(drop=True), paper[cols])
+    assert (t5.source.iloc[1:] == "paper").all() and t5.hardware.iloc[1:].str.contains("A6000").all()
+    assert heads.training  # mode restored
+
+
+def test_cost_config_keeps_architecture():
+    c = cost_config(Config())
+    assert c.pretrained is None and c.quick_gelu is True and c.backbone == "ViT-L-14-336"
+    assert cost_config(Config.quick()).quick_gelu is False
+
+
+def test_bench_main_writes_csv(tiny_cfg, tmp_path, capsys):
+    t4, t5 = bench_main(tiny_cfg, "cpu", tmp_path / "bench", repeats=1)
+    out = capsys.readouterr().out
+    assert hardware("cpu") in out and "| component |" in out and "| method |" in out
+    back4 = pd.read_csv(tmp_path / "bench" / "table4_sag_cost.csv")
+    back5 = pd.read_csv(tmp_path / "bench" / "table5_inference.csv")
+    assert list(back4.columns) == list(t4.columns) and list(back4.component) == list(COMPONENTS)
+    assert list(back5.method) == list(t5.method)
