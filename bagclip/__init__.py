@@ -20,7 +20,7 @@ _LAZY = {
     "predict": ("bagclip.inference", "predict"),
 }
 _SUBMODULES = {"backbone", "cache", "safr", "sag", "jff", "model", "losses", "train", "inference",
-               "metrics", "evaluate", "data", "prompts", "cli", "paper"}
+               "metrics", "evaluate", "data", "prompts", "cli", "paper", "sweeps", "experiments", "cost"}
 
 __all__ = ["Config", *_LAZY]
 

@@ -1,4 +1,4 @@
-"""Command line: bagclip {synth, cache, train, eval, predict, reproduce}.
+"""Command line: bagclip {synth, cache, train, eval, predict, sweep, ablate, bench, reproduce}.
 
 Every command takes --quick (the embedded CPU default: bagclip-tiny, random weights, the
 synthetic benchmark) or the paper's settings, plus --config FILE and --set key=value overrides.
@@ -174,6 +174,15 @@ def cmd_ablate(a) -> None:
     _grid(a, "ablate")
 
 
+def cmd_bench(a) -> None:
+    from .cost import bench_main
+
+    cfg = _config(a)
+    if a.quick:
+        print(QUICK_BANNER)
+    bench_main(cfg, device=a.device or "cpu", out_dir=a.out, repeats=a.repeats)
+
+
 def cmd_reproduce(a) -> None:
     from .experiments import reproduce
 
@@ -237,8 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="runs/reproduce-quick")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the main protocol")
     p.add_argument("--grid-seeds", type=int, nargs="+", default=[0], help="seeds of ablation and sweeps")
-    p.add_argument("--parts", nargs="+", default=["protocol", "ablation", "sensitivity"],
-                   choices=["protocol", "ablation", "sensitivity"])
+    p.add_argument("--parts", nargs="+", default=["protocol", "ablation", "sensitivity", "cost"],
+                   choices=["protocol", "ablation", "sensitivity", "cost"])
     p.set_defaults(fn=cmd_reproduce)
 
     def protocol(p):
@@ -257,6 +266,12 @@ def main(argv: list[str] | None = None) -> None:
     p = protocol(common(sub.add_parser("ablate", help="the ablation variants (Table 3)"), data=False))
     p.add_argument("--out", default="runs/ablation")
     p.set_defaults(fn=cmd_ablate)
+
+    p = common(sub.add_parser("bench", help="cost tables 4-5 measured on this machine (random weights)"),
+               data=False)
+    p.add_argument("--out", default="runs/bench")
+    p.add_argument("--repeats", type=int, default=5)
+    p.set_defaults(fn=cmd_bench)
 
     a = ap.parse_args(argv)
     if getattr(a, "resolution", None) not in (None, "native"):

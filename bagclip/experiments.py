@@ -40,7 +40,7 @@ def evaluate_cached(model, cfg: Config, backbone: Backbone, cache: FeatureCache,
     return compute_metrics(scores.numpy(), labels, maps.numpy(), masks.numpy(), class_names=names)
 
 
-PARTS = ("protocol", "ablation", "sensitivity")
+PARTS = ("protocol", "ablation", "sensitivity", "cost")
 SWEEPS = {"k": [5, 10, 15, 20, 30], "gcn_layers": [2, 3, 4, 5, 6, 7]}  # the paper's grids (4.3.2)
 
 
@@ -90,7 +90,8 @@ def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/repr
     parts: "protocol": per seed, heads trained (resumable) in out_dir/seed_<s>, metrics of the
     untrained and trained heads (results.json, tables.md, figure.png); "ablation": Table 3's
     variants (ablation/); "sensitivity": K and P over the paper's grids, Figures 5-6
-    (sensitivity/). The grids use grid_seeds. Finished runs are reused when rerun.
+    (sensitivity/); "cost": Tables 4-5 measured on this machine (cost/). The grids use
+    grid_seeds. Finished runs are reused when rerun.
     """
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -116,6 +117,12 @@ def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/repr
         summary["ablation"] = _ablation(cfg, out / "ablation", aux, {"synth-target": target}, **grid)
     if "sensitivity" in parts:
         summary["sensitivity"] = _sensitivity(cfg, out / "sensitivity", aux, {"synth-target": target}, **grid)
+    if "cost" in parts:
+        from .cost import bench_main
+
+        print("\ncost (Tables 4-5), measured here")
+        t4, t5 = bench_main(cfg, device=str(backbone.device), out_dir=out / "cost", repeats=3)
+        summary["cost"] = {"table4": t4.to_dict(orient="records"), "table5": t5.to_dict(orient="records")}
     return summary
 
 

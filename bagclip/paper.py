@@ -6,7 +6,8 @@ in the kit computes them. Percentages, as printed in the paper.
     paper_table(2)  pixel-level comparison (+ aupro)
     paper_table(3)  ablation (variant, dataset, image_* and pixel_* columns)
     paper_table(4)  SAG cost (component, params_m, gflops, peak_vram_mb, time_ms)
-    paper_table(5)  inference cost per method (total/trainable params, ms, fps)
+    paper_table(5)  inference cost per method: total_params_m is the frozen backbone part of
+                    the paper's "frozen + trainable" column, trainable_params_m the rest; ms, fps
 """
 from __future__ import annotations
 

@@ -49,6 +49,8 @@ def test_reproduce_quick_writes_labelled_tables(tmp_path, monkeypatch, capsys):
         assert (tmp_path / "rq" / "sensitivity" / f"sensitivity_{param}.png").is_file()
         sweep = (tmp_path / "rq" / "sensitivity" / f"sweep_{param}.csv").read_text().splitlines()
         assert len(sweep) == 1 + n
+    t5 = (tmp_path / "rq" / "cost" / "table5_inference.csv").read_text()
+    assert "BAG-CLIP (ours, measured)" in t5 and "A6000" in t5
 
 
 def test_sweep_and_ablate_commands(synth, tmp_path, capsys):
@@ -60,6 +62,12 @@ def test_sweep_and_ablate_commands(synth, tmp_path, capsys):
     assert "without SAFR / synth" in (tmp_path / "ab" / "table3.md").read_text()
     with pytest.raises(SystemExit, match="--target"):
         main(["ablate", "--train", f"synth={synth}"])
+
+
+def test_bench_command(tmp_path, capsys):
+    main(["bench", *SMALL, "--repeats", "1", "--out", str(tmp_path / "b")])
+    assert (tmp_path / "b" / "table4_sag_cost.csv").is_file()
+    assert "measured on:" in capsys.readouterr().out
 
 
 def test_errors_are_one_line_and_say_what_to_do(tmp_path):
