@@ -143,7 +143,8 @@ def _protocol(cfg, out, seeds, backbone, cache, aux, target, progress) -> dict:
     summary = {"label": LABEL, "config": cfg.to_dict(), "runs": runs}
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2, default=_jsonable))
     table = results_table(runs)
-    atomic_write_text(out / "tables.md", f"# {LABEL}\n\n{table}\n")
+    atomic_write_text(out / "tables.md", f"# {LABEL}\n\n## Untrained vs trained heads\n\n{table}\n\n"
+                      f"{paper_layout({'synth-target': [r['trained'] for r in runs]}, cfg.image_size)}")
     fig = quick_figure(runs, models[0], cfg.replace(seed=seeds[0]), backbone, cache, target)
     fig.savefig(out / "figure.png.tmp", dpi=110, format="png")
     os.replace(out / "figure.png.tmp", out / "figure.png")
@@ -230,6 +231,26 @@ def quick_figure(runs: list[dict], model, cfg: Config, backbone: Backbone, cache
     return fig
 
 
+def paper_layout(results_by_seed: dict, resolution: int | str) -> str:
+    """Markdown: our trained-heads results in the layout of Tables 1 (image) and 2 (pixel),
+    mean ± std over seeds, then the paper's BAG-CLIP rows for reference."""
+    from .evaluate import format_table1, format_table2, seed_table
+    from .paper import paper_table
+
+    t = seed_table({ds: [{**m, "resolution": resolution} for m in runs] for ds, runs in results_by_seed.items()})
+    parts = []
+    for n, fmt in ((1, format_table1), (2, format_table2)):
+        level = "image" if n == 1 else "pixel"
+        ref = paper_table(n).query("method == 'BAG-CLIP'").drop(columns=["method", "note"]).set_index("dataset")
+        ref.columns = [c.replace("_", "-").upper().replace("F1-MAX", "F1-Max") for c in ref.columns]
+        from .evaluate import to_markdown
+
+        parts.append(f"## Table {n} layout ({level} level), ours\n\n{fmt(t, 'markdown')}\n"
+                     f"For reference, the paper's BAG-CLIP (real data, ViT-L-14-336, 518 px):\n\n"
+                     f"{to_markdown(ref)}")
+    return "\n".join(parts)
+
+
 KEYS = ("image_auroc", "image_f1_max", "image_ap", "pixel_auroc", "pixel_f1_max", "pixel_ap", "pixel_aupro")
 
 
@@ -240,7 +261,7 @@ def results_table(runs: list[dict]) -> str:
         cells = []
         for k in KEYS:
             v = np.array([r[which][k] for r in runs], dtype=float) * 100
-            cells.append(f"{np.nanmean(v):.1f} ± {np.nanstd(v):.1f}" if len(v) > 1 else f"{v[0]:.1f}")
+            cells.append(f"{np.nanmean(v):.1f} ± {np.nanstd(v, ddof=1):.1f}" if len(v) > 1 else f"{v[0]:.1f}")
         lines.append(f"| {which} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -8,7 +8,8 @@
 # The backbone is frozen, so each image is encoded once into the feature cache; training and
 # evaluation read tokens from it. Quick mode trains in about a minute on a CPU. **Quick-mode
 # numbers come from a random tiny backbone on synthetic data: they check the pipeline, they are
-# not the paper's results.**
+# not the paper's results.** Full mode (`BAGCLIP_FULL=1`, a GPU, `BAGCLIP_DATA` pointing at
+# MVTec AD, VisA and the targets, see `docs/data.md`) runs the paper's protocol.
 # %%
 import os
 
@@ -19,19 +20,16 @@ import torch
 import bagclip
 from bagclip import Config
 from bagclip.cache import FeatureCache
-from bagclip.data import load_dataset
-from bagclip.data.synth import AUX_CLASSES, TARGET_CLASSES, ensure_synth
-from bagclip.experiments import evaluate_cached
+from bagclip.experiments import evaluate_cached, protocol_data
 from bagclip.train import build_heads, train
 
 FULL = os.environ.get("BAGCLIP_FULL") == "1"
 cfg = Config() if FULL else Config.quick()
 bb = bagclip.load_backbone(cfg, device="cuda" if FULL and torch.cuda.is_available() else "cpu")
-root = ensure_synth(size=cfg.image_size if FULL else 224)
-aux = load_dataset("synth", root, "test", classes=AUX_CLASSES)
-target = load_dataset("synth", root, "test", classes=TARGET_CLASSES)
+aux, targets = protocol_data(full=FULL, image_size=cfg.image_size)
+target = [s for samples in targets.values() for s in samples]  # all target sets, for the gallery
 cache = FeatureCache(bb)
-print(len(aux), "training images;", len(target), "test images")
+print(len(aux), "training images;", {k: len(v) for k, v in targets.items()}, "test images")
 # %% md
 # ## Train
 # Checkpoints are written atomically every epoch; re-running this cell with `resume=True`
@@ -46,11 +44,14 @@ plt.figure(figsize=(6, 2.5)); plt.plot(result.history); plt.xlabel("step"); plt.
 # %%
 import pandas as pd
 
-before = evaluate_cached(build_heads(cfg, bb).to(bb.device).eval(), cfg, bb, cache, target)
-after = evaluate_cached(result.model, cfg, bb, cache, target)
+untrained = build_heads(cfg, bb).to(bb.device).eval()
 keys = ["image_auroc", "image_f1_max", "image_ap", "pixel_auroc", "pixel_f1_max", "pixel_ap", "pixel_aupro"]
-pd.DataFrame({"untrained": [before[k] for k in keys], "trained": [after[k] for k in keys]},
-             index=keys).mul(100).round(1)
+rows = {}
+for name, samples in targets.items():
+    for heads, model in (("untrained", untrained), ("trained", result.model)):
+        m = evaluate_cached(model, cfg, bb, cache, samples)
+        rows[(name, heads)] = [m[k] for k in keys]
+pd.DataFrame(rows, index=keys).T.mul(100).round(1)
 # %% md
 # ## Failure-case gallery
 # The images the trained model gets most wrong: anomalous images with the lowest scores (missed)
@@ -77,7 +78,8 @@ def show(rank: int = 0):
     axes[0].imshow(denormalize(load_image(s.image_path, cfg.image_size)))
     axes[0].set_title(f"{s.class_name}/{s.defect_type}", fontsize=9)
     axes[1].imshow(load_mask(s.mask_path, cfg.image_size), cmap="gray"); axes[1].set_title("ground truth")
-    axes[2].imshow(maps[i], cmap="jet", vmin=0, vmax=1)
+    im = axes[2].imshow(maps[i], cmap="jet")  # own scale: weak maps stay readable
+    fig.colorbar(im, ax=axes[2], fraction=0.046)
     axes[2].set_title(f"score {float(scores[i]):.3f} ({'missed' if s.label else 'false alarm'})", fontsize=9)
     for ax in axes: ax.axis("off")
     plt.show()
