@@ -33,12 +33,11 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import Config, atomic_write_text
 from .paper import paper_table
-from .sag import SAG, SparseGraph, propagate
+from .sag import SAG
 
 COMPONENTS = ("dynamic graph construction", "GCN feature propagation", "total")
 MEASURED = ("params_m", "gflops", "peak_mem_mb", "time_ms")
@@ -158,14 +157,6 @@ def backbone_width(cfg: Config) -> int:
 
 
 # ---------------------------------------------------------------------------- Table 4
-def gcn_forward(sag: SAG, graph: torch.Tensor | SparseGraph, h: torch.Tensor) -> torch.Tensor:
-    """SAG's P GCN layers on a prebuilt graph: h (B, N, D) -> (B, N, hidden), as SAG.forward."""
-    f = h
-    for lin in sag.gcn:
-        f = F.relu(propagate(graph, lin(f)))
-    return f
-
-
 def _features(n: int, dim: int, seed: int, device: torch.device) -> torch.Tensor:
     """Random patch features (1, N, D); graph cost does not depend on their values."""
     g = torch.Generator().manual_seed(seed)
@@ -193,7 +184,7 @@ def sag_cost(cfg: Config, device: str | torch.device = "cpu", repeats: int = 5, 
     with torch.no_grad():
         graph = sag.graph(h)
         cases = {COMPONENTS[0]: lambda: sag.graph(h),
-                 COMPONENTS[1]: lambda: gcn_forward(sag, graph, h),
+                 COMPONENTS[1]: lambda: sag.gcn_layers(graph, h),
                  COMPONENTS[2]: lambda: sag(h)}
         owners = {COMPONENTS[0]: sag.metric, COMPONENTS[1]: sag.gcn, COMPONENTS[2]: sag}
         ms = median_ms(cases, device, repeats)

@@ -188,11 +188,15 @@ class SAG(nn.Module):
         builder = build_sparse_graph if self.sparse else build_graph
         return builder(h, self.k, self.metric)
 
+    def gcn_layers(self, graph: torch.Tensor | SparseGraph, h: torch.Tensor) -> torch.Tensor:
+        """The P GCN layers on a prebuilt graph: h (B, N, dim) -> (B, N, hidden)."""
+        f = h
+        for lin in self.gcn:
+            f = F.relu(propagate(graph, lin(f)))  # A (F W) == (A F) W, cheaper with hidden < dim
+        return f
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         unbatched = h.dim() == 2
         h = h.unsqueeze(0) if unbatched else h
-        A = self.graph(h)
-        f = h
-        for lin in self.gcn:
-            f = F.relu(propagate(A, lin(f)))  # A (F W) == (A F) W, cheaper with hidden < dim
+        f = self.gcn_layers(self.graph(h), h)
         return f.squeeze(0) if unbatched else f

@@ -37,7 +37,7 @@ import torch
 
 from bagclip import Config
 from bagclip.model import BAGCLIP
-from bagclip.sag import SAG, build_graph, build_sparse_graph, propagate
+from bagclip.sag import SAG, build_graph, build_sparse_graph
 
 
 def median_ms(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -67,13 +67,6 @@ def peak_mb(fn: Callable[[], object]) -> float:
     return peak / 2**20
 
 
-def gcn(sag: SAG, A, h: torch.Tensor) -> torch.Tensor:
-    f = h
-    for lin in sag.gcn:
-        f = torch.relu(propagate(A, lin(f)))
-    return f
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--no-backbone", action="store_true", help="skip the ViT-L-14-336 forward")
@@ -98,8 +91,8 @@ def main() -> None:
             "floor h @ h.T": lambda: h[0] @ ht,
             "graph dense": lambda: build_graph(h, K),
             "graph sparse": lambda: build_sparse_graph(h, K),
-            "GCN dense": lambda: gcn(sag, A_dense, h),
-            "GCN sparse": lambda: gcn(sag, A_sparse, h),
+            "GCN dense": lambda: sag.gcn_layers(A_dense, h),
+            "GCN sparse": lambda: sag.gcn_layers(A_sparse, h),
         }
         for mode in ("dense", "sparse"):
             def whole(mode=mode):
@@ -110,7 +103,7 @@ def main() -> None:
         for name, fn in cases.items():
             rows.append((name, ms[name], peak_mb(fn)))
         sag.sparse = True
-        assert torch.allclose(gcn(sag, A_dense, h), gcn(sag, A_sparse, h), atol=1e-4, rtol=1e-4)
+        assert torch.allclose(sag.gcn_layers(A_dense, h), sag.gcn_layers(A_sparse, h), atol=1e-4, rtol=1e-4)
 
         backbone_ms = None
         if not args.no_backbone:

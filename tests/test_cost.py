@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 from bagclip import Config
 from bagclip.cost import (COMPONENTS, MEASURED, PAPER_T4, bench_main, cost_config, count_gflops,
-                          gcn_forward, graph_scaling, hardware, inference_cost, sag_cost)
+                          graph_scaling, hardware, inference_cost, sag_cost)
 from bagclip.paper import paper_table
-from bagclip.sag import SAG
+from bagclip.sag import SAG, build_graph
 
 
 def graph_flops(n: int, d: int, metric: bool = False) -> int:
@@ -75,11 +75,15 @@ def test_table4_measurements_positive_finite(t4):
     assert total["total"] >= 0.5 * total["dynamic graph construction"]  # the graph is inside it
 
 
-def test_gcn_forward_is_what_sag_does(tiny_cfg):
+def test_gcn_layers_on_a_prebuilt_graph_is_what_sag_does(tiny_cfg):
     torch.manual_seed(0)
     sag, h = SAG(32, 16, 5, 3), torch.randn(1, 40, 32)
     with torch.no_grad():
-        assert torch.allclose(gcn_forward(sag, sag.graph(h), h), sag(h))
+        A, f = build_graph(h, 5), h  # dense A_norm, by hand: F <- relu(A F W) per layer
+        for lin in sag.gcn:
+            f = torch.relu(A @ f @ lin.weight.T)
+        assert torch.allclose(sag.gcn_layers(sag.graph(h), h), f, atol=1e-5)
+        assert torch.allclose(sag.gcn_layers(sag.graph(h), h), sag(h))
 
 
 def test_count_gflops_independent_ops():
