@@ -119,12 +119,9 @@ def cmd_predict(a) -> None:
 def _protocol_data(a, cfg):
     """(aux samples, {target name: samples}): --train/--target specs, or the synthetic groups."""
     if a.quick and not (a.train or a.target):
-        from .data import load_dataset
-        from .data.synth import AUX_CLASSES, TARGET_CLASSES, ensure_synth
+        from .experiments import protocol_data
 
-        root = ensure_synth(size=cfg.image_size)
-        return (load_dataset("synth", root, "test", classes=AUX_CLASSES),
-                {"synth-target": load_dataset("synth", root, "test", classes=TARGET_CLASSES)})
+        return protocol_data(image_size=cfg.image_size)
     if not (a.train and a.target):
         raise SystemExit("give --train NAME=ROOT (auxiliary sets, e.g. mvtec=... visa=...) and "
                          "--target NAME=ROOT (e.g. mpdd=...), or --quick for the synthetic benchmark")
@@ -135,7 +132,8 @@ def _protocol_data(a, cfg):
 def _grid(a, kind: str) -> None:
     from .backbone import load_backbone
     from .cache import FeatureCache
-    from .sweeps import ablate, plot_sensitivity, save_frame, summarize, sweep, table3
+    from .experiments import write_ablation, write_sweep
+    from .sweeps import summarize
 
     cfg = _config(a)
     if a.quick:
@@ -143,26 +141,13 @@ def _grid(a, kind: str) -> None:
     aux, targets = _protocol_data(a, cfg)
     bb = load_backbone(cfg, device=a.device)
     out = Path(a.out)
-    kw = dict(seeds=a.seeds, backbone=bb, cache=FeatureCache(bb, a.cache_dir), out_dir=out)
+    kw = dict(seeds=a.seeds, backbone=bb, cache=FeatureCache(bb, a.cache_dir))
     if kind == "sweep":
-        df = sweep(cfg, a.param, a.values, aux, targets, **kw)
-        fig = plot_sensitivity(df, a.param, paper_default=getattr(cfg, a.param))
-        fig.savefig(out / f"sensitivity_{a.param}.png", dpi=110)
-        save_frame(df, out / f"sweep_{a.param}.csv")
+        df = write_sweep(cfg, a.param, a.values, aux, targets, out, **kw)
         print(summarize(df).round(1).to_string())
         print(f"written: {out}/sweep_{a.param}.csv, {out}/sensitivity_{a.param}.png")
     else:
-        df = ablate(cfg, aux, targets, **kw)
-        save_frame(df, out / "ablation.csv")
-        from .evaluate import to_markdown
-
-        t = table3(df)
-        t.index = [f"{v} / {d}" for v, d in t.index]
-        t.index.name = "variant / dataset"
-        from .config import atomic_write_text
-
-        atomic_write_text(out / "table3.md", to_markdown(t))
-        print(to_markdown(t))
+        write_ablation(cfg, aux, targets, out, **kw)
         print(f"written: {out}/ablation.csv, {out}/table3.md")
 
 

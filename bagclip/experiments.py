@@ -16,7 +16,8 @@ import torch
 
 from .backbone import Backbone, load_backbone
 from .cache import FeatureCache
-from .config import Config, atomic_write_text
+from .config import Config, atomic_write_bytes, atomic_write_text
+from .metrics import METRIC_KEYS as KEYS
 
 LABEL = "synthetic benchmark, bagclip-tiny random backbone (pipeline check, NOT the paper's numbers)"
 
@@ -49,10 +50,11 @@ PAPER_AUX = {"mvtec": "mvtec_ad", "visa": "visa"}
 PAPER_TARGETS = {"mpdd": "mpdd", "btad": "btad", "miad": "miad", "insplad": "insplad", "folder": "eped"}
 
 
-def protocol_data(full: bool = False, data_root=None, image_size: int = 224):
+def protocol_data(full: bool = False, data_root=None, image_size: int = 224, synth_root=None):
     """(aux samples, {target name: samples}) for notebooks and sweeps.
 
-    Quick: the synthetic auxiliary / target groups at image_size. Full: the paper's protocol
+    Quick: the synthetic auxiliary / target groups at image_size (from synth_root if given,
+    else the generated-once tree of `ensure_synth`). Full: the paper's protocol
     from `data_root` (default $BAGCLIP_DATA) holding mvtec_ad/ and visa/ (trained on, test
     splits) and any of mpdd/ btad/ miad/ insplad/ eped/ (evaluated); EPED-like private sets use
     the folder layout. Raises a DataError naming what is missing.
@@ -61,7 +63,7 @@ def protocol_data(full: bool = False, data_root=None, image_size: int = 224):
     from .data.synth import AUX_CLASSES, TARGET_CLASSES, ensure_synth
 
     if not full:
-        root = ensure_synth(size=image_size)
+        root = Path(synth_root) if synth_root else ensure_synth(size=image_size)
         return (load_dataset("synth", root, "test", classes=AUX_CLASSES),
                 {"synth-target": load_dataset("synth", root, "test", classes=TARGET_CLASSES)})
     raw = str(data_root or os.environ.get("BAGCLIP_DATA", ""))
@@ -96,14 +98,10 @@ def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/repr
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
-    from .data import load_dataset
-    from .data.synth import AUX_CLASSES, TARGET_CLASSES, ensure_synth
-
     cfg = cfg or Config.quick()
     out = Path(out_dir)
-    root = Path(synth_root) if synth_root else ensure_synth(seed=0, size=cfg.image_size)
-    aux = load_dataset("synth", root, "test", classes=AUX_CLASSES)
-    target = load_dataset("synth", root, "test", classes=TARGET_CLASSES)
+    aux, targets = protocol_data(image_size=cfg.image_size, synth_root=synth_root)
+    target = targets["synth-target"]
     backbone = load_backbone(cfg, device=device)
     cache = FeatureCache(backbone)
     print(f"[{LABEL}]\ntrain: {len(aux)} images of {sorted({s.class_name for s in aux})}\n"
@@ -114,9 +112,17 @@ def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/repr
         summary.update(_protocol(cfg, out, seeds, backbone, cache, aux, target, progress))
     grid = dict(backbone=backbone, cache=cache, seeds=grid_seeds, progress=progress)
     if "ablation" in parts:
-        summary["ablation"] = _ablation(cfg, out / "ablation", aux, {"synth-target": target}, **grid)
+        print("\nablation (Table 3 variants)")
+        df = write_ablation(cfg, aux, targets, out / "ablation", label=LABEL, **grid)
+        summary["ablation"] = {"rows": df.to_dict(orient="records")}
     if "sensitivity" in parts:
-        summary["sensitivity"] = _sensitivity(cfg, out / "sensitivity", aux, {"synth-target": target}, **grid)
+        summary["sensitivity"] = {}
+        for param, values in SWEEPS.items():
+            print(f"\nsensitivity: {param} in {values}")
+            df = write_sweep(cfg, param, values, aux, targets, out / "sensitivity",
+                             runs_dir=out / "sensitivity" / param, label=LABEL, **grid)
+            summary["sensitivity"][param] = df.to_dict(orient="records")
+        print(f"written: {out}/sensitivity/sensitivity_k.png, {out}/sensitivity/sensitivity_gcn_layers.png")
     if "cost" in parts:
         from .cost import bench_main
 
@@ -146,50 +152,62 @@ def _protocol(cfg, out, seeds, backbone, cache, aux, target, progress) -> dict:
     atomic_write_text(out / "tables.md", f"# {LABEL}\n\n## Untrained vs trained heads\n\n{table}\n\n"
                       f"{paper_layout({'synth-target': [r['trained'] for r in runs]}, cfg.image_size)}")
     fig = quick_figure(runs, models[0], cfg.replace(seed=seeds[0]), backbone, cache, target)
-    fig.savefig(out / "figure.png.tmp", dpi=110, format="png")
-    os.replace(out / "figure.png.tmp", out / "figure.png")
+    save_figure(fig, out / "figure.png")
     print(f"\n{table}\n\nwritten: {out / 'results.json'}, {out / 'tables.md'}, {out / 'figure.png'}")
     return {"runs": runs}
 
 
-def _ablation(cfg, out, aux, targets, **kw) -> dict:
-    """Table 3's variants; writes ablation.csv and table3.md (ours, then the paper's for reference)."""
+def _flat(table):
+    """(variant, dataset) index -> "variant / dataset", for one-level markdown tables."""
+    table.index = [f"{v} / {d}" for v, d in table.index]
+    table.index.name = "variant / dataset"
+    return table
+
+
+def write_ablation(cfg: Config, aux: Sequence, targets: dict, out, label: str | None = None, **kw):
+    """Table 3's variants (run in `out`); writes ablation.csv and table3.md (ours, then the
+    paper's for reference), prints ours, returns the long frame of `sweeps.ablate`."""
     from .evaluate import to_markdown
     from .paper import paper_table
     from .sweeps import ablate, save_frame, table3
 
-    print("\nablation (Table 3 variants)")
+    out = Path(out)
     df = ablate(cfg, aux, targets, out_dir=out, **kw)
     save_frame(df, out / "ablation.csv")
-    t = table3(df)
-    t.index = [f"{v} / {d}" for v, d in t.index]
-    t.index.name = "variant / dataset"
-    paper = paper_table(3).set_index(["variant", "dataset"]).drop(columns="note")
-    paper.index = [f"{v} / {d}" for v, d in paper.index]
-    paper.index.name = "variant / dataset"
-    text = (f"# Ablation: {LABEL}\n\n{to_markdown(t)}\n"
+    ours = to_markdown(_flat(table3(df)))
+    paper = _flat(paper_table(3).set_index(["variant", "dataset"]).drop(columns="note"))
+    text = (f"# Ablation{': ' + label if label else ''}\n\n{ours}\n"
             f"## For reference: the paper's Table 3 (real data, ViT-L-14-336; not comparable)\n\n"
             f"{to_markdown(paper)}")
     atomic_write_text(out / "table3.md", text)
-    print(to_markdown(t))
-    return {"rows": df.to_dict(orient="records")}
+    print(ours)
+    return df
 
 
-def _sensitivity(cfg, out, aux, targets, **kw) -> dict:
-    """K and P over the paper's grids; writes sweep_<param>.csv and sensitivity_<param>.png."""
+def write_sweep(cfg: Config, param: str, values: Sequence, aux: Sequence, targets: dict, out,
+                runs_dir=None, label: str | None = None, **kw):
+    """`sweeps.sweep` with its runs in runs_dir (default out); writes out/sweep_<param>.csv and
+    out/sensitivity_<param>.png (Figure 5 / 6 form), returns the frame."""
     from .sweeps import plot_sensitivity, save_frame, sweep
 
-    res = {}
-    for param, values in SWEEPS.items():
-        print(f"\nsensitivity: {param} in {values}")
-        df = sweep(cfg, param, values, aux, targets, out_dir=out / param, **kw)
-        save_frame(df, out / f"sweep_{param}.csv")
-        fig = plot_sensitivity(df, param, paper_default=getattr(cfg, param))
-        fig.suptitle(LABEL, fontsize=8, y=1.02)
-        fig.savefig(out / f"sensitivity_{param}.png", dpi=110, bbox_inches="tight")
-        res[param] = df.to_dict(orient="records")
-    print(f"written: {out}/sensitivity_k.png, {out}/sensitivity_gcn_layers.png")
-    return res
+    out = Path(out)
+    df = sweep(cfg, param, values, aux, targets, out_dir=runs_dir or out, **kw)
+    save_frame(df, out / f"sweep_{param}.csv")
+    fig = plot_sensitivity(df, param, paper_default=getattr(cfg, param))
+    if label:
+        fig.suptitle(label, fontsize=8, y=1.02)
+    save_figure(fig, out / f"sensitivity_{param}.png", bbox_inches="tight")
+    return df
+
+
+def save_figure(fig, path, **kw) -> Path:
+    """PNG at dpi 110, written atomically (an interrupted save leaves no half file)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, **kw)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
 
 
 def quick_figure(runs: list[dict], model, cfg: Config, backbone: Backbone, cache: FeatureCache,
@@ -234,7 +252,7 @@ def quick_figure(runs: list[dict], model, cfg: Config, backbone: Backbone, cache
 def paper_layout(results_by_seed: dict, resolution: int | str) -> str:
     """Markdown: our trained-heads results in the layout of Tables 1 (image) and 2 (pixel),
     mean ± std over seeds, then the paper's BAG-CLIP rows for reference."""
-    from .evaluate import format_table1, format_table2, seed_table
+    from .evaluate import HEADERS, format_table1, format_table2, seed_table, to_markdown
     from .paper import paper_table
 
     t = seed_table({ds: [{**m, "resolution": resolution} for m in runs] for ds, runs in results_by_seed.items()})
@@ -242,16 +260,11 @@ def paper_layout(results_by_seed: dict, resolution: int | str) -> str:
     for n, fmt in ((1, format_table1), (2, format_table2)):
         level = "image" if n == 1 else "pixel"
         ref = paper_table(n).query("method == 'BAG-CLIP'").drop(columns=["method", "note"]).set_index("dataset")
-        ref.columns = [c.replace("_", "-").upper().replace("F1-MAX", "F1-Max") for c in ref.columns]
-        from .evaluate import to_markdown
-
+        ref.columns = [HEADERS[c] for c in ref.columns]
         parts.append(f"## Table {n} layout ({level} level), ours\n\n{fmt(t, 'markdown')}\n"
                      f"For reference, the paper's BAG-CLIP (real data, ViT-L-14-336, 518 px):\n\n"
                      f"{to_markdown(ref)}")
     return "\n".join(parts)
-
-
-KEYS = ("image_auroc", "image_f1_max", "image_ap", "pixel_auroc", "pixel_f1_max", "pixel_ap", "pixel_aupro")
 
 
 def results_table(runs: list[dict]) -> str:

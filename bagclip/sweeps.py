@@ -22,10 +22,9 @@ import numpy as np
 import pandas as pd
 
 from .config import Config, atomic_write_text
+from .metrics import IMAGE_KEYS, METRIC_KEYS, PIXEL_KEYS
 
-IMAGE_KEYS = ("image_auroc", "image_f1_max", "image_ap")
-PIXEL_KEYS = ("pixel_auroc", "pixel_f1_max", "pixel_ap", "pixel_aupro")
-KEYS = IMAGE_KEYS + PIXEL_KEYS
+KEYS = METRIC_KEYS
 
 # Table 3's rows, plus our own: JFF off (F_SAG alone projected).
 ABLATIONS: dict[str, dict] = {
@@ -69,12 +68,12 @@ def run_grid(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targets: 
     cache = cache or FeatureCache(backbone)
     out = Path(out_dir) if out_dir is not None else None
     rows = []
+    sizes = {ds: len(samples) for ds, samples in targets.items()}  # recorded with each finished run
     jobs = [(name, seed) for name in settings for seed in seeds]
     for name, seed in tqdm(jobs, desc="runs", unit="run", disable=not progress):
         c = cfg.replace(**{**settings[name], "seed": seed})
         run_dir = out / _slug(name) / f"seed_{seed}" if out is not None else None
         done = run_dir / "metrics.json" if run_dir is not None else None
-        sizes = {ds: len(samples) for ds, samples in targets.items()}
         saved = json.loads(done.read_text()) if done is not None and done.is_file() else None
         if saved is not None and saved.get("targets") == sizes and saved.get("config") == c.to_dict():
             per_ds = saved["metrics"]
