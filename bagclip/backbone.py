@@ -23,10 +23,37 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import Config, TINY_BACKBONE
+from .config import MINI_BACKBONE, TINY_BACKBONE, Config
 from .prompts import prompt_sentences
 
 _CONFIG_DIR = Path(__file__).parent / "model_configs"
+_WEIGHTS_DIR = Path(__file__).parent / "weights"
+SHIPPED = (MINI_BACKBONE,)  # weights inside the package: pretrained=<name> loads them offline
+
+
+def _shipped_hash(name: str) -> str:
+    import json
+
+    return json.loads((_WEIGHTS_DIR / f"{name}.json").read_text())["sha256"]
+
+
+def shipped_weights(name: str = MINI_BACKBONE) -> Path:
+    """Path of a shipped weights file after checking it against its recorded SHA-256.
+
+    The record (`weights/<name>.json`) also says how the file was made (docs/bagclip-mini.md).
+    """
+    import hashlib
+
+    path, record = _WEIGHTS_DIR / f"{name}.safetensors", _WEIGHTS_DIR / f"{name}.json"
+    if not path.is_file() or not record.is_file():
+        raise FileNotFoundError(f"shipped weights {path} are missing; reinstall bagclip "
+                                f"(pip install -e .) or rebuild them: bagclip pretrain-mini --export")
+    want = _shipped_hash(name)
+    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    if got != want:
+        raise ValueError(f"shipped weights {path} do not match their recorded hash ({got[:12]} != "
+                         f"{want[:12]}); the file is damaged or was replaced: reinstall bagclip")
+    return path
 _registered = False
 
 
@@ -81,6 +108,40 @@ def vv_attention(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x + block.ls_1(y)
 
 
+def forward_taps(visual: nn.Module, images: torch.Tensor, taps: Sequence[int],
+                 vv_start: int | None = None, pos: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run an open_clip VisionTransformer, keeping the residual stream after each tapped block.
+
+    images (B, 3, S, S) -> (taps (B, L, N, W) without the class token, cls (B, E) after
+    ln_post and proj). With `vv_start`, tapped blocks from that one on give their V-V detail
+    output instead. `pos` (1 + N, W) replaces the position embedding (pretraining at another
+    size). Differentiable: the frozen `Backbone.encode` and bagclip-mini's pretraining share it.
+    """
+    x = visual.conv1(images.to(visual.conv1.weight.dtype))  # (B, W, G, G)
+    x = x.flatten(2).transpose(1, 2)  # (B, N, W)
+    cls_tok = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+    pos = visual.positional_embedding if pos is None else pos
+    x = torch.cat([cls_tok, x], dim=1) + pos.to(x.dtype)
+    x = visual.ln_pre(x)  # (B, 1 + N, W)
+    out = []
+    for i, blk in enumerate(visual.transformer.resblocks, start=1):
+        detail = vv_start is not None and i >= vv_start and i in taps
+        if detail:
+            out.append(vv_attention(blk, x)[:, 1:])
+        x = blk(x)
+        if i in taps and not detail:
+            out.append(x[:, 1:])
+    cls = visual.ln_post(x[:, 0]) @ visual.proj  # (B, E)
+    return torch.stack(out, dim=1), cls
+
+
+def project_patches(visual: nn.Module, patches: torch.Tensor) -> torch.Tensor:
+    """Tapped tokens (..., W) -> CLIP's joint space (..., E): ln_post then proj, as the class
+    token. How a frozen CLIP's patch tokens are compared with text (training-free maps)."""
+    return visual.ln_post(patches) @ visual.proj
+
+
 class Backbone(nn.Module):
     """Frozen open_clip model with tapped blocks. See the module docstring."""
 
@@ -107,15 +168,6 @@ class Backbone(nn.Module):
     def device(self) -> torch.device:
         return self.visual.conv1.weight.device
 
-    def _embed(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, 1 + N, W): patch embedding, class token, positions, ln_pre."""
-        v = self.visual
-        x = v.conv1(images.to(v.conv1.weight.dtype))  # (B, W, G, G)
-        x = x.flatten(2).transpose(1, 2)  # (B, N, W)
-        cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
-        return v.ln_pre(x)
-
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> Tokens:
         """images (B, 3, S, S) normalised for CLIP -> Tokens(patches (B, L, N, W), cls (B, E))."""
@@ -123,18 +175,9 @@ class Backbone(nn.Module):
         if images.ndim != 4 or images.shape[1:] != (3, s, s):
             raise ValueError(f"expected images of shape (B, 3, {s}, {s}), got {tuple(images.shape)}; "
                              f"load them with bagclip.data.load_image(path, {s})")
-        x = self._embed(images.to(self.device))
-        vv = self.cfg.detail_attention == "vv"
-        start = self.cfg.bsa_first
-        taps = []
-        for i, blk in enumerate(self.blocks, start=1):
-            if vv and i >= start and i in self.taps:
-                taps.append(vv_attention(blk, x)[:, 1:].clone())
-            x = blk(x)
-            if i in self.taps and not (vv and i >= start):
-                taps.append(x[:, 1:].clone())  # clone: never alias the running stream
-        cls = self.visual.ln_post(x[:, 0]) @ self.visual.proj  # (B, E)
-        return Tokens(torch.stack(taps, dim=1).float(), cls.float())
+        vv_start = self.cfg.bsa_first if self.cfg.detail_attention == "vv" else None
+        taps, cls = forward_taps(self.visual, images.to(self.device), self.taps, vv_start)
+        return Tokens(taps.float(), cls.float())
 
     @torch.no_grad()
     def encode_text(self, class_names: Sequence[str] | str) -> torch.Tensor:
@@ -161,7 +204,9 @@ class Backbone(nn.Module):
         """Everything that changes the encoded tokens: the feature-cache key."""
         c = self.cfg
         weights = c.pretrained
-        if weights and os.path.isfile(weights):
+        if weights in SHIPPED:  # new shipped weights -> new cache key
+            weights = f"{weights}:{shipped_weights(weights).stem}:{_shipped_hash(weights)}"
+        elif weights and os.path.isfile(weights):
             st = os.stat(weights)
             weights = f"file:{Path(weights).resolve()}:{st.st_size}:{int(st.st_mtime)}"
         elif weights is None:
@@ -192,6 +237,8 @@ def load_backbone(cfg: Config, device: str | torch.device | None = None) -> Back
         raise ValueError(f"unknown backbone {cfg.backbone!r}; use an open_clip ViT name such as "
                          f"'ViT-L-14-336' or the offline '{TINY_BACKBONE}'")
     pretrained = cfg.pretrained
+    if pretrained in SHIPPED:
+        pretrained = str(shipped_weights(pretrained))
     if pretrained and not os.path.isfile(pretrained) and (os.sep in pretrained or pretrained.endswith(
             (".pt", ".pth", ".bin", ".safetensors"))):
         raise FileNotFoundError(f"checkpoint file not found: {pretrained}")

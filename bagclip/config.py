@@ -1,8 +1,9 @@
 """One dataclass holding every BAG-CLIP setting, with the paper's defaults.
 
 `Config()` is the paper (ViT-L-14-336 at 518 px, taps 6/12/18/24, K = 15, P = 5, r = 16).
-`Config.quick()` is the embedded CPU default: the small seeded `bagclip-tiny` backbone, no
-download. Settings are validated on construction; `save` / `load` use JSON or YAML.
+`Config.quick()` is the embedded CPU default: `bagclip-mini`, the kit's own small CLIP
+pretrained on a synthetic world and shipped inside the package (no download; never the paper's
+numbers). `Config.tiny()` is a random-weight toy for unit tests where weights do not matter. Settings are validated on construction; `save` / `load` use JSON or YAML.
 """
 from __future__ import annotations
 
@@ -16,14 +17,15 @@ from typing import Any
 
 DETAIL_ATTENTIONS = ("none", "vv")
 IMAGE_SCORES = ("mix", "global", "max")
-TINY_BACKBONE = "bagclip-tiny"
+TINY_BACKBONE = "bagclip-tiny"  # random weights: plumbing tests only
+MINI_BACKBONE = "bagclip-mini"  # pretrained on the kit's synthetic world, shipped as package data
 
 
 @dataclass
 class Config:
     # --- backbone (frozen) ---
-    backbone: str = "ViT-L-14-336"  # any open_clip ViT name, or "bagclip-tiny" (offline, random)
-    pretrained: str | None = "openai"  # open_clip tag, a local checkpoint path, or None (seeded random)
+    backbone: str = "ViT-L-14-336"  # any open_clip ViT name, "bagclip-mini" or "bagclip-tiny" (offline)
+    pretrained: str | None = "openai"  # open_clip tag, "bagclip-mini" (shipped), a local file, or None (seeded random)
     quick_gelu: bool | None = None  # QuickGELU activations; None -> True for OpenAI weights (their training)
     backbone_seed: int = 0  # seeds the backbone's random weights when pretrained is None
     image_size: int = 518  # square input side in pixels; must be a multiple of the patch size
@@ -115,7 +117,20 @@ class Config:
     # ------------------------------------------------------------------ presets
     @classmethod
     def quick(cls, **overrides: Any) -> "Config":
-        """The embedded CPU default: tiny seeded backbone, small heads. Never the paper's numbers."""
+        """The embedded CPU default: shipped bagclip-mini at 224 px (grid 14), small heads.
+
+        A faithful miniature (contrastively pretrained CLIP, then used zero-shot), never the
+        paper's numbers: see docs/bagclip-mini.md.
+        """
+        base = dict(backbone=MINI_BACKBONE, pretrained=MINI_BACKBONE, image_size=224, taps=(2, 4, 6, 8),
+                    k=10, gcn_layers=3, gcn_hidden=64, safr_reduction=8, epochs=3,
+                    smoothing_sigma=2.0)
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "Config":
+        """A seeded random-weight toy (bagclip-tiny, 4 blocks of width 128): fast plumbing tests."""
         base = dict(backbone=TINY_BACKBONE, pretrained=None, image_size=224, taps=(1, 2, 3, 4),
                     k=10, gcn_layers=3, gcn_hidden=64, safr_reduction=8, epochs=3,
                     smoothing_sigma=2.0)

@@ -43,6 +43,26 @@ def score_image(p_img: torch.Tensor, anomaly_map: torch.Tensor, mode: str = "mix
     raise ValueError(f"image_score mode {mode!r}; allowed: mix, global, max")
 
 
+def text_maps(psi: torch.Tensor, text: torch.Tensor, tau: float, size: int) -> torch.Tensor:
+    """Per-tap [normal, abnormal] probability maps (B, L, 2, size, size).
+
+    psi (B, L, N, E) patch features in the joint space (any norm), text (B, 2, E) unit rows:
+    softmax over the two states of tau * cos, on the G x G grid, then bilinearly upsampled
+    (convex weights keep probabilities in [0, 1], summing to 1).
+    """
+    B, L, N, _ = psi.shape
+    g = int(round(N ** 0.5))
+    probs = torch.softmax(tau * torch.einsum("blne,bce->blcn", F.normalize(psi, dim=-1), text), dim=2)
+    maps = F.interpolate(probs.reshape(B * L, 2, g, g), size=(size, size), mode="bilinear",
+                         align_corners=False)
+    return maps.reshape(B, L, 2, size, size)
+
+
+def global_prob(g: torch.Tensor, text: torch.Tensor, tau: float) -> torch.Tensor:
+    """p_img (B,): softmax(tau * cos(g, T))[abnormal] for image features g (B, E), text (B, 2, E)."""
+    return torch.softmax(tau * torch.einsum("be,bce->bc", F.normalize(g, dim=-1), text), dim=-1)[:, 1]
+
+
 def _reflect_index(n: int, radius: int, device: torch.device) -> torch.Tensor:
     """Indices of scipy's mode="reflect" padding (d c b a | a b c d | d c b a), any radius."""
     i = torch.arange(-radius, n + radius, device=device) % (2 * n)
@@ -130,15 +150,9 @@ class BAGCLIP(nn.Module):
         tau, size = self.cfg.logit_scale, self.cfg.image_size
 
         psi = self.local_features(patches)  # (B, L, N, E)
-        probs = torch.softmax(tau * torch.einsum("blne,bce->blcn", psi, T), dim=2)
-        maps = probs.reshape(B * L, 2, self.grid, self.grid)
-        # upsampling probabilities with convex weights keeps them in [0, 1], summing to 1
-        maps = F.interpolate(maps, size=(size, size), mode="bilinear", align_corners=False)
-        layer_maps = maps.reshape(B, L, 2, size, size)
+        layer_maps = text_maps(psi, T, tau, size)
         anomaly_map = layer_maps[:, :, 1].mean(dim=1)
-
-        g = F.normalize(self.global_adapter(cls), dim=-1)
-        p_img = torch.softmax(tau * torch.einsum("be,bce->bc", g, T), dim=-1)[:, 1]
+        p_img = global_prob(self.global_adapter(cls), T, tau)
         return Output(anomaly_map, score_image(p_img, anomaly_map, self.cfg.image_score),
                       layer_maps, p_img)
 

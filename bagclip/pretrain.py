@@ -1,0 +1,309 @@
+"""bagclip-mini: contrastive pretraining of a small open_clip model on the kit's own world.
+
+    bagclip pretrain-mini --out runs/mini          # seeded, resumable, progress bar
+    bagclip pretrain-mini --out runs/mini --export bagclip/weights/bagclip-mini.safetensors
+
+The model is open_clip's CLIP built from `model_configs/bagclip-mini.json` (ViT 8 x 192,
+patch 16, native 224 px; text tower 4 x 96; joint space E = 128), tokenised by open_clip. As
+CLIP itself was trained at low resolution and then used higher up, most steps run at 160 px
+(a 10 x 10 grid, the position embedding interpolated on the fly) and the last `final_share`
+of the steps at the native 224 px (14 x 14), which is 2.6x dearer per image. Each step
+draws `batch_pairs` scenes of `bagclip.data.world`, each clean and defective, and minimises
+
+    L = L_clip + w_state * L_state + w_dense * L_dense
+
+- L_clip: open_clip's `ClipLoss` between the 2B images and their 2B captions. A scene's two
+  captions share template and name and differ only in state words, so only the state separates
+  the pair (a plain caption set teaches the category instead).
+- L_state: cross-entropy of the class embedding against the scene's own [normal, abnormal]
+  captions, at CLIP's learnable logit scale.
+- L_dense: the same, per patch token of each tap after `ln_post` + `proj`, with labels from
+  the defect masks (a patch is abnormal when >= 2 % of it is covered, ignored between 0 and
+  2 %), classes balanced. It is what makes patch tokens align with text, so that the raw
+  text-similarity maps of every tap light up defects (the training-free baseline).
+
+Reproducible: the weights start from `seed`; scene i of step t is drawn from (seed, t * B + i)
+whatever happened before; there is no dropout. Checkpoints are one safetensors file holding
+weights, AdamW moments, step and loss history, written atomically every `save_every` steps;
+a rerun with the same arguments resumes from it and ends with the same weights as an
+uninterrupted run (same thread count).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save, save_file
+
+from .backbone import forward_taps, interpolate_pos_embed, project_patches, register_tiny
+from .config import atomic_write_bytes, atomic_write_text
+from .data.io import CLIP_MEAN, CLIP_STD
+from .data.world import make_pair
+
+MINI_BACKBONE = "bagclip-mini"
+
+
+@dataclass
+class PretrainConfig:
+    arch: str = MINI_BACKBONE  # registered open_clip configuration
+    steps: int = 900  # optimisation steps
+    batch_pairs: int = 24  # scenes per step; each gives a clean and a defective image
+    low_size: int = 160  # resolution of the first steps (position embedding interpolated)
+    image_size: int = 224  # the config's native resolution, used for the last steps
+    final_share: float = 0.1  # share of steps at image_size
+    lr: float = 7e-4  # AdamW peak learning rate (linear warm-up, cosine decay to 0)
+    warmup: int = 50  # warm-up steps
+    weight_decay: float = 0.05  # on matrices only (not norms, biases, embeddings)
+    taps: tuple[int, ...] = (2, 4, 6, 8)  # blocks whose patch tokens get the dense loss
+    w_state: float = 1.0  # weight of L_state
+    w_dense: float = 1.0  # weight of L_dense (mean over taps)
+    w_probe: float = 1.0  # weight of L_probe: a linear patch classifier, discarded after training
+    tau: float | None = None  # logit scale of L_state / L_dense; None: CLIP's learnable one (a fixed
+    # 100 from the first step collapsed a first run: every loss sat at chance within 30 steps)
+    min_cover: float = 0.02  # patch is abnormal at >= this mask coverage; (0, min_cover) ignored
+    random_name_p: float = 0.3  # share of captions naming the object with a random word
+    seed: int = 0  # weights init and the world's scenes
+    save_every: int = 25  # checkpoint period in steps
+    workers: int = 1  # data-drawing processes (0: draw in the training process)
+    threads: int = 1  # torch threads of the training process (1 is fastest on a shared 2-core CPU)
+
+    def __post_init__(self) -> None:
+        self.taps = tuple(int(t) for t in self.taps)
+        if self.steps < 1 or self.batch_pairs < 1 or self.save_every < 1 or self.warmup < 0:
+            raise ValueError("pretrain: steps, batch_pairs and save_every must be >= 1, warmup >= 0")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"pretrain: lr={self.lr} must be a positive finite number")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["taps"] = list(self.taps)
+        return d
+
+
+# ----------------------------------------------------------------------------- data
+class WorldBatches(torch.utils.data.Dataset):
+    """Item t is step t's batch: images (2B, 3, S, S) [clean..., defective...], patch cover
+    (2B, N), caption tokens (2B, ctx) [normal..., abnormal...]. Pure in (seed, t)."""
+
+    def __init__(self, cfg: PretrainConfig, patch: int, tokenizer):
+        self.cfg, self.patch, self.tokenizer = cfg, patch, tokenizer
+
+    def __len__(self) -> int:
+        return self.cfg.steps
+
+    def __getitem__(self, t: int):
+        c = self.cfg
+        size = step_size(c, t)
+        pairs = [make_pair(c.seed, t * c.batch_pairs + i, size, random_name_p=c.random_name_p)
+                 for i in range(c.batch_pairs)]
+        imgs = np.concatenate([np.stack([p.images[j] for p in pairs]) for j in (0, 1)])  # (2B, S, S, 3)
+        masks = np.concatenate([np.stack([p.masks[j] for p in pairs]) for j in (0, 1)])  # (2B, S, S)
+        x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+        x = (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+        cover = F.avg_pool2d(torch.from_numpy(masks)[:, None], self.patch).flatten(1)  # (2B, N)
+        caps = [p.captions[0] for p in pairs] + [p.captions[1] for p in pairs]
+        return x, cover, self.tokenizer(caps)
+
+
+def step_size(cfg: PretrainConfig, step: int) -> int:
+    """Image side of a step: low_size, then image_size for the last final_share of steps."""
+    return cfg.image_size if step >= round(cfg.steps * (1 - cfg.final_share)) else cfg.low_size
+
+
+def _worker_init(_):
+    torch.set_num_threads(1)
+
+
+# ----------------------------------------------------------------------------- model
+def build_model(cfg: PretrainConfig):
+    """(open_clip CLIP with seeded random weights, tokenizer)."""
+    register_tiny()
+    import open_clip
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = open_clip.create_model(cfg.arch, pretrained=None)
+    return model, open_clip.get_tokenizer(cfg.arch)
+
+
+def losses(model, cfg: PretrainConfig, x, cover, tokens, clip_loss, probe=None) -> dict:
+    """The three pretraining losses for one batch (see the module docstring)."""
+    B2 = x.shape[0]
+    B = B2 // 2
+    v = model.visual
+    grid = x.shape[-1] // int(v.conv1.kernel_size[0])
+    pos = None if grid == v.grid_size[0] else interpolate_pos_embed(v.positional_embedding, grid)
+    taps, cls = forward_taps(v, x, cfg.taps, pos=pos)  # (2B, L, N, W), (2B, E)
+    text = F.normalize(model.encode_text(tokens), dim=-1)  # (2B, E): [normal..., abnormal...]
+    img = F.normalize(cls, dim=-1)
+    scale = model.logit_scale.exp().clamp(max=100)
+    tau = scale if cfg.tau is None else cfg.tau
+    l_clip = clip_loss(img, text, scale)
+    pair_text = torch.stack([text[:B], text[B:]], dim=1).repeat(2, 1, 1)  # (2B, 2, E) per image
+    state = torch.arange(B2) >= B  # clean first, then defective
+    l_state = F.cross_entropy(tau * torch.einsum("be,bke->bk", img, pair_text), state.long())
+    p = F.normalize(project_patches(model.visual, taps), dim=-1)  # (2B, L, N, E)
+    logits = tau * torch.einsum("blne,bke->blnk", p, pair_text)  # (2B, L, N, 2)
+    pos = cover >= cfg.min_cover  # (2B, N)
+    neg = cover == 0
+    ce = F.cross_entropy(logits.permute(0, 3, 1, 2), pos.long()[:, None].expand(-1, len(cfg.taps), -1),
+                         reduction="none")  # (2B, L, N)
+    pos_l, neg_l = pos[:, None].expand_as(ce), neg[:, None].expand_as(ce)
+    l_dense = _balanced(ce, pos_l, neg_l)
+    total = l_clip + cfg.w_state * l_state + cfg.w_dense * l_dense
+    out = dict(clip=l_clip, state=l_state, dense=l_dense)
+    if probe is not None:  # text-free bootstrap: a linear state classifier on the same tokens
+        ce_p = F.cross_entropy(probe(10 * p).permute(0, 3, 1, 2), pos.long()[:, None].expand(-1, len(cfg.taps), -1),
+                               reduction="none")
+        out["probe"] = _balanced(ce_p, pos_l, neg_l)
+        total = total + cfg.w_probe * out["probe"]
+    out["total"] = total
+    return out
+
+
+def _balanced(ce: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Mean loss over abnormal patches and over normal ones, averaged (classes balanced)."""
+    return 0.5 * (ce[pos].mean() if pos.any() else ce.sum() * 0) + 0.5 * ce[neg].mean()
+
+
+def _lr(cfg: PretrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def _optimizer(model, cfg: PretrainConfig) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    return torch.optim.AdamW([dict(params=decay, weight_decay=cfg.weight_decay),
+                              dict(params=rest, weight_decay=0.0)], lr=cfg.lr, betas=(0.9, 0.98))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+CHECKPOINT = "checkpoint.safetensors"
+
+
+def _save_checkpoint(path: Path, model, opt, cfg: PretrainConfig, step: int, history: list) -> None:
+    """Weights, AdamW moments, step and history in ONE file, written atomically."""
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p)
+            if st:
+                n = names[id(p)]
+                tensors[f"opt.{n}.exp_avg"] = st["exp_avg"].contiguous()
+                tensors[f"opt.{n}.exp_avg_sq"] = st["exp_avg_sq"].contiguous()
+    meta = dict(step=str(step), history=json.dumps(history), config=json.dumps(cfg.to_dict()))
+    atomic_write_bytes(path, save(tensors, metadata=meta))
+
+
+def _load_checkpoint(path: Path, model, opt, cfg: PretrainConfig) -> tuple[int, list]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    saved = json.loads(meta.get("config", "{}"))
+    mine = cfg.to_dict()
+    diff = sorted(k for k in mine if k not in ("workers", "save_every", "threads")
+                  and saved.get(k) != mine[k])
+    if diff:
+        raise ValueError(f"pretrain: {path} was made with other settings ({', '.join(diff)}); "
+                         f"resume with the same ones, or use a new --out folder")
+    t = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    step = int(meta["step"])
+    for n, p in model.named_parameters():
+        if f"opt.{n}.exp_avg" in t:
+            opt.state[p] = dict(step=torch.tensor(float(step)), exp_avg=t[f"opt.{n}.exp_avg"].clone(),
+                                exp_avg_sq=t[f"opt.{n}.exp_avg_sq"].clone())
+    return step, json.loads(meta["history"])
+
+
+# ----------------------------------------------------------------------------- loop
+def pretrain(cfg: PretrainConfig, out_dir, progress: bool = True, stop_after: int | None = None):
+    """Train (or resume) into `out_dir`; returns (model, history). `stop_after` ends the run
+    early after that many steps in total (tests use it to simulate an interruption)."""
+    from open_clip.loss import ClipLoss
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    model, tokenizer = build_model(cfg)
+    model.train()
+    opt = _optimizer(model, cfg)
+    ckpt = out / CHECKPOINT
+    step, history = (0, [])
+    if ckpt.exists():
+        step, history = _load_checkpoint(ckpt, model, opt, cfg)
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    patch = int(model.visual.conv1.kernel_size[0])
+    data = WorldBatches(cfg, patch, tokenizer)
+    sampler = range(step, end)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, sampler=sampler, num_workers=cfg.workers,
+                                         worker_init_fn=_worker_init, prefetch_factor=2 if cfg.workers else None,
+                                         persistent_workers=False)
+    clip_loss = ClipLoss()
+    bar = tqdm(total=end, initial=step, desc="pretrain bagclip-mini", disable=not progress)
+    t0 = time.time()
+    for x, cover, tokens in loader:
+        for g in opt.param_groups:
+            g["lr"] = _lr(cfg, step)
+        parts = losses(model, cfg, x, cover, tokens, clip_loss)
+        opt.zero_grad(set_to_none=True)
+        parts["total"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        history.append({k: round(float(v), 5) for k, v in parts.items()})
+        bar.update(1)
+        bar.set_postfix(loss=f"{history[-1]['total']:.3f}", dense=f"{history[-1]['dense']:.3f}")
+        if step % cfg.save_every == 0 or step == end:
+            _save_checkpoint(ckpt, model, opt, cfg, step, history)
+    bar.close()
+    atomic_write_text(out / "history.json", json.dumps(history))
+    (out / "time.txt").write_text(f"{time.time() - t0:.0f} s for steps up to {step}\n")
+    model.eval()
+    return model, history
+
+
+def write_record(weights: Path, sha256: str, run_dir, command: str) -> Path:
+    """The JSON beside shipped weights: hash, command, settings and time of the run."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(run_dir) / CHECKPOINT), "pt") as f:
+        meta = f.metadata() or {}
+    history = json.loads(meta.get("history", "[]"))
+    t = Path(run_dir, "time.txt")
+    rec = dict(file=weights.name, sha256=sha256, command=command, config=json.loads(meta.get("config", "{}")),
+               steps=int(meta.get("step", 0)), final_losses=history[-1] if history else None,
+               wall_time=t.read_text().strip() if t.exists() else None)
+    path = weights.with_suffix(".json")
+    atomic_write_text(path, json.dumps(rec, indent=1))
+    return path
+
+
+def export_weights(run_dir, path, info: dict | None = None) -> str:
+    """Write a run's weights (its checkpoint, or a model) as float16 safetensors with open_clip's
+    key names; returns the file's SHA-256. `info` (command, seed, time...) goes in the metadata."""
+    import hashlib
+
+    if isinstance(run_dir, torch.nn.Module):
+        state = run_dir.state_dict()
+    else:
+        t = load_file(str(Path(run_dir) / CHECKPOINT))
+        state = {k[6:]: v for k, v in t.items() if k.startswith("model.")}
+    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}
+    blob = save(tensors, metadata={k: str(v) for k, v in (info or {}).items()})
+    atomic_write_bytes(Path(path), blob)
+    return hashlib.sha256(blob).hexdigest()
