@@ -9,7 +9,7 @@ from bagclip.sag import SAG, build_graph, build_sparse_graph, propagate
 
 
 def numpy_graph(h: np.ndarray, k: int, metric: np.ndarray | None = None) -> dict:
-    """The six steps of DESIGN.md with loops, float64."""
+    """The six steps of docs/design.md with loops, float64."""
     h = h.astype(np.float64)
     if metric is not None:
         h = h @ metric.T

@@ -123,7 +123,7 @@ def test_checkpoint_is_safetensors_and_loads_without_pickle(tiny_cfg, tiny_backb
 
 @pytest.mark.slow
 def test_learning_beats_untrained_heads_on_held_out_classes(tiny_cfg, tiny_backbone, splits, cache):
-    from bagclip.experiments import evaluate_cached
+    from bagclip.evaluate import evaluate_cached
 
     aux, target = splits
     cfg = tiny_cfg.replace(epochs=4, seed=0)
