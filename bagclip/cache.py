@@ -3,9 +3,9 @@
 Each image's `Tokens` (patches (L, N, W), cls (E,)) is stored as one safetensors file in
 `cfg.feature_dtype` (float16 by default; `Backbone.encode` rounds to it, so storing loses
 nothing), in a folder named by a SHA-256 of the backbone identity (`Config.backbone_identity`:
-every field that changes the tokens) and named by a SHA-256 of the image file's bytes. Writes are atomic (temp file + rename); every entry
-carries a checksum of its tensor bytes, so a truncated or corrupted file is detected, removed
-and recomputed, never silently used.
+every field that changes the tokens), under a name that is a SHA-256 of the image file's bytes.
+Writes are atomic (temp file + rename); every entry carries a checksum of its tensor bytes, so
+a truncated or corrupted file is detected, removed and recomputed, never silently used.
 
 Disk cost per image: 2 * L * N * W bytes, e.g. 11.2 MB for ViT-L-14-336 at 518 (L=4, N=1369,
 W=1024), 0.26 MB for bagclip-tiny at 224.

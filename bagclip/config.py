@@ -39,16 +39,16 @@ def _backbone_field(default: Any) -> Any:
 @dataclass
 class Config:
     # --- backbone (frozen); every field here changes the cached tokens ---
-    backbone: str = _backbone_field("ViT-L-14-336")  # any open_clip ViT name, or "bagclip-tiny" (offline, random)
-    pretrained: str | None = _backbone_field("openai")  # open_clip tag, a local checkpoint path, or None (seeded random)
-    quick_gelu: bool | None = _backbone_field(None)  # QuickGELU activations; None -> True for OpenAI weights (their training)
+    backbone: str = _backbone_field("ViT-L-14-336")  # an open_clip ViT name, or "bagclip-tiny" (offline)
+    pretrained: str | None = _backbone_field("openai")  # open_clip tag, a checkpoint path, or None (random)
+    quick_gelu: bool | None = _backbone_field(None)  # QuickGELU; None -> True for OpenAI weights (their training)
     backbone_seed: int = _backbone_field(0)  # seeds the backbone's random weights when pretrained is None
-    image_size: int = _backbone_field(518)  # square input side in pixels; must be a multiple of the patch size
-    taps: tuple[int, ...] = _backbone_field((6, 12, 18, 24))  # 1-indexed transformer blocks whose outputs feed the detail branch
-    detail_attention: str = _backbone_field("none")  # "none": paper's text; "vv": our dual V-V attention stream (docs/design.md)
+    image_size: int = _backbone_field(518)  # square input side in pixels; a multiple of the patch size
+    taps: tuple[int, ...] = _backbone_field((6, 12, 18, 24))  # 1-indexed blocks feeding the detail branch
+    detail_attention: str = _backbone_field("none")  # "none": the paper's text; "vv": our V-V detail stream
     bsa_start: int | None = _backbone_field(None)  # first 1-indexed block of the "vv" stream; None -> first tap
-    tap_ln_post: bool = _backbone_field(False)  # apply the frozen ln_post to the taps (paper: raw residual stream)
-    feature_dtype: str = _backbone_field("float16")  # precision of the tokens the heads see, cached or fresh (they agree)
+    tap_ln_post: bool = _backbone_field(False)  # ln_post on the taps (default: the raw residual stream)
+    feature_dtype: str = _backbone_field("float16")  # precision of the tokens, cached or fresh (they agree)
     # --- text prompts (frozen text tower) ---
     normalize_sentences: bool = True  # L2-normalise each sentence embedding before the per-state mean
     # --- heads (trainable) ---
@@ -63,14 +63,14 @@ class Config:
     use_safr: bool = True  # ablation switch (Table 3)
     use_sag: bool = True  # ablation switch (Table 3)
     use_jff: bool = True  # False: project F_SAG alone (our ablation)
-    global_adapter: bool = True  # trainable E x E linear on the class token (not in the paper; decisions.md)
+    global_adapter: bool = True  # trainable E x E linear on the class token (ours; docs/decisions.md)
     logit_scale: float = 100.0  # tau in softmax(tau * cos); CLIP's scale
     # --- scoring ---
     smoothing_sigma: float = 4.0  # Gaussian filter on anomaly maps at evaluation (pixels); 0 disables
     image_score: str = "mix"  # "mix": (p_img + max map) / 2; "global": p_img; "max": max map
     # --- loss and optimisation ---
     loss_lambda: float = 1.0  # L = L_CLS + lambda * L_SEG
-    seg_loss: str = "sum_taps"  # L_SEG on each tap's map, summed; "mean_taps": averaged; "mean_map": on the evaluated mean map
+    seg_loss: str = "sum_taps"  # L_SEG per tap map, summed; "mean_taps": averaged; "mean_map": on the mean map
     focal_gamma: float = 2.0  # focal loss focusing parameter
     lr: float = 1e-3  # Adam learning rate
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas
