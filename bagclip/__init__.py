@@ -5,6 +5,7 @@ Heavy submodules (torch, open_clip) load lazily so that `import bagclip` stays c
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 from .config import Config
@@ -19,16 +20,15 @@ _LAZY = {
     "Output": ("bagclip.model", "Output"),
     "predict": ("bagclip.inference", "predict"),
 }
-_SUBMODULES = {"backbone", "cache", "safr", "sag", "jff", "model", "losses", "train", "inference",
-               "metrics", "evaluate", "data", "prompts", "cli", "paper", "sweeps", "experiments", "cost"}
 
 __all__ = ["Config", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
+    """Lazy access to the names above and to every submodule (`bagclip.metrics`, ...)."""
     if name in _LAZY:
         mod, attr = _LAZY[name]
         return getattr(importlib.import_module(mod), attr)
-    if name in _SUBMODULES:
+    if not name.startswith("_") and importlib.util.find_spec(f"bagclip.{name}") is not None:
         return importlib.import_module(f"bagclip.{name}")
     raise AttributeError(f"module 'bagclip' has no attribute {name!r}")

@@ -1,14 +1,18 @@
-"""The frozen CLIP backbone: open_clip ViT at any input size, with tapped blocks (section 3.2).
+"""The frozen CLIP backbone: open_clip ViT at any input size, with tapped blocks.
 
-`load_backbone(cfg)` builds the open_clip model, interpolates its position embeddings once to
-the configured grid, freezes it, and returns a `Backbone` whose `encode(images)` gives
-`Tokens(patches (B, L, N, W), cls (B, E))`:
+This is the frozen half of the paper's Bifurcated Self-Attention (BSA, section 3.2): its two
+branches leave the image encoder here. `load_backbone(cfg)` builds the open_clip model,
+interpolates its position embeddings once to the configured grid, freezes it, and returns a
+`Backbone` whose `encode(images)` gives `Tokens(patches (B, L, N, W), cls (B, E))`:
 
 - patches: the residual stream after each tapped block (1-indexed), class token dropped,
-  before ln_post / proj (the Detail-Preserving Branch's raw input);
+  before ln_post / proj (the Detail-Preserving Branch's raw input; `tap_ln_post=True` applies
+  ln_post);
 - cls: the class token after the last block -> ln_post -> proj (the Global Semantic Branch,
-  before our trainable adapter); equal to open_clip's `encode_image` (unnormalised).
+  before the optional trainable adapter); open_clip's `encode_image` (unnormalised).
 
+Both are rounded to `cfg.feature_dtype` (float16 by default) and returned as float32, so the
+tokens of a fresh `encode` equal those the feature cache stores, bit for bit.
 With `detail_attention="vv"`, taps at or after `bsa_start` come from the V-V attention stream
 instead (see `vv_attention` and docs/decisions.md).
 """
@@ -16,60 +20,27 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import MINI_BACKBONE, TINY_BACKBONE, Config
+from .config import TINY_BACKBONE, Config, register_model_configs
 from .prompts import prompt_sentences
-
-_CONFIG_DIR = Path(__file__).parent / "model_configs"
-_WEIGHTS_DIR = Path(__file__).parent / "weights"
-SHIPPED = (MINI_BACKBONE,)  # weights inside the package: pretrained=<name> loads them offline
-
-
-def _shipped_hash(name: str) -> str:
-    import json
-
-    return json.loads((_WEIGHTS_DIR / f"{name}.json").read_text())["sha256"]
-
-
-def shipped_weights(name: str = MINI_BACKBONE) -> Path:
-    """Path of a shipped weights file after checking it against its recorded SHA-256.
-
-    The record (`weights/<name>.json`) also says how the file was made (docs/bagclip-mini.md).
-    """
-    import hashlib
-
-    path, record = _WEIGHTS_DIR / f"{name}.safetensors", _WEIGHTS_DIR / f"{name}.json"
-    if not path.is_file() or not record.is_file():
-        raise FileNotFoundError(f"shipped weights {path} are missing; reinstall bagclip "
-                                f"(pip install -e .) or rebuild them: bagclip pretrain-mini --export")
-    want = _shipped_hash(name)
-    got = hashlib.sha256(path.read_bytes()).hexdigest()
-    if got != want:
-        raise ValueError(f"shipped weights {path} do not match their recorded hash ({got[:12]} != "
-                         f"{want[:12]}); the file is damaged or was replaced: reinstall bagclip")
-    return path
-_registered = False
+from .weights import SHIPPED, shipped_path
 
 
 class Tokens(NamedTuple):
     patches: torch.Tensor  # (B, L, N, W) tapped patch tokens
     cls: torch.Tensor  # (B, E) projected class token
 
+    def float(self) -> "Tokens":
+        """Both tensors as float32 (the cache may hold float16)."""
+        return Tokens(self.patches.float(), self.cls.float())
 
-def register_tiny() -> None:
-    """Register the offline `bagclip-tiny` open_clip configuration (idempotent)."""
-    global _registered
-    if not _registered:
-        import open_clip
-
-        open_clip.add_model_config(_CONFIG_DIR)
-        _registered = True
+    def to(self, device) -> "Tokens":
+        return Tokens(self.patches.to(device), self.cls.to(device))
 
 
 def interpolate_pos_embed(pos: torch.Tensor, grid: int) -> torch.Tensor:
@@ -157,7 +128,7 @@ class Backbone(nn.Module):
         self.patch_size = int(self.visual.conv1.kernel_size[0])
         self.grid = cfg.image_size // self.patch_size  # G
         self.taps = tuple(cfg.taps)
-        self._text_cache: dict[str, torch.Tensor] = {}
+        self._text_cache: dict[tuple[str, bool], torch.Tensor] = {}
         self.requires_grad_(False)
         self.eval()
 
@@ -176,46 +147,39 @@ class Backbone(nn.Module):
             raise ValueError(f"expected images of shape (B, 3, {s}, {s}), got {tuple(images.shape)}; "
                              f"load them with bagclip.data.load_image(path, {s})")
         vv_start = self.cfg.bsa_first if self.cfg.detail_attention == "vv" else None
-        taps, cls = forward_taps(self.visual, images.to(self.device), self.taps, vv_start)
-        return Tokens(taps.float(), cls.float())
+        patches, cls = forward_taps(self.visual, images.to(self.device), self.taps, vv_start)
+        if self.cfg.tap_ln_post:
+            patches = self.visual.ln_post(patches)
+        dtype = getattr(torch, self.cfg.feature_dtype)
+        return Tokens(patches.to(dtype).float(), cls.to(dtype).float())
 
     @torch.no_grad()
-    def encode_text(self, class_names: Sequence[str] | str) -> torch.Tensor:
+    def encode_text(self, class_names: Sequence[str] | str, normalize_sentences: bool = True
+                    ) -> torch.Tensor:
         """Prompt-ensemble text features (C, 2, E), rows [normal, abnormal], L2-normalised.
 
-        Each sentence embedding is normalised, averaged per state, and renormalised; results
-        are cached per class name.
+        Each sentence embedding is L2-normalised (unless normalize_sentences is False),
+        averaged per state, and the mean renormalised; results are cached per class name.
         """
         if isinstance(class_names, str):
             class_names = [class_names]
         out = []
         for name in class_names:
-            if name not in self._text_cache:
+            key = (name, normalize_sentences)
+            if key not in self._text_cache:
                 states = []
                 for sentences in prompt_sentences(name):
-                    tok = self.tokenizer(sentences).to(self.device)
-                    e = F.normalize(self.model.encode_text(tok).float(), dim=-1)
+                    e = self.model.encode_text(self.tokenizer(sentences).to(self.device)).float()
+                    if normalize_sentences:
+                        e = F.normalize(e, dim=-1)
                     states.append(F.normalize(e.mean(0), dim=-1))
-                self._text_cache[name] = torch.stack(states)  # (2, E)
-            out.append(self._text_cache[name])
+                self._text_cache[key] = torch.stack(states)  # (2, E)
+            out.append(self._text_cache[key])
         return torch.stack(out)
 
     def identity(self) -> dict:
         """Everything that changes the encoded tokens: the feature-cache key."""
-        c = self.cfg
-        weights = c.pretrained
-        if weights in SHIPPED:  # new shipped weights -> new cache key
-            weights = f"{weights}:{shipped_weights(weights).stem}:{_shipped_hash(weights)}"
-        elif weights and os.path.isfile(weights):
-            st = os.stat(weights)
-            weights = f"file:{Path(weights).resolve()}:{st.st_size}:{int(st.st_mtime)}"
-        elif weights is None:
-            weights = f"random:{c.backbone_seed}"
-        return dict(backbone=c.backbone, weights=weights, quick_gelu=self._quick_gelu,
-                    image_size=c.image_size, taps=list(c.taps), detail_attention=c.detail_attention,
-                    bsa_start=c.bsa_first if c.detail_attention == "vv" else None, version=1)
-
-    _quick_gelu: bool = False
+        return {**self.cfg.backbone_identity(), "version": 2}
 
 
 def _fetch_failed(cfg: Config, err: Exception) -> RuntimeError:
@@ -224,13 +188,13 @@ def _fetch_failed(cfg: Config, err: Exception) -> RuntimeError:
         f"{str(err).splitlines()[0] if str(err) else ''}).\n"
         f"Fix one of: (1) download them on a machine with internet and pass the local file, "
         f"e.g. Config(pretrained='/path/to/ViT-L-14-336px.pt' or a .safetensors file); "
-        f"(2) run offline with the small embedded backbone: Config.quick() "
-        f"(backbone='{TINY_BACKBONE}', pretrained=None; CLI: --quick).")
+        f"(2) run offline with the shipped bagclip-mini: Config.quick() "
+        f"(backbone='bagclip-mini', pretrained='bagclip-mini'; CLI: --quick).")
 
 
 def load_backbone(cfg: Config, device: str | torch.device | None = None) -> Backbone:
     """Build the frozen backbone for `cfg` (weights from an open_clip tag, a file, or seeded random)."""
-    register_tiny()
+    register_model_configs()
     import open_clip
 
     if open_clip.get_model_config(cfg.backbone) is None:
@@ -238,16 +202,15 @@ def load_backbone(cfg: Config, device: str | torch.device | None = None) -> Back
                          f"'ViT-L-14-336' or the offline '{TINY_BACKBONE}'")
     pretrained = cfg.pretrained
     if pretrained in SHIPPED:
-        pretrained = str(shipped_weights(pretrained))
+        pretrained = str(shipped_path(pretrained))
     if pretrained and not os.path.isfile(pretrained) and (os.sep in pretrained or pretrained.endswith(
             (".pt", ".pth", ".bin", ".safetensors"))):
         raise FileNotFoundError(f"checkpoint file not found: {pretrained}")
-    quick_gelu = cfg.quick_gelu if cfg.quick_gelu is not None else (pretrained == "openai")
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.backbone_seed)
             model = open_clip.create_model(cfg.backbone, pretrained=pretrained or None,
-                                           force_quick_gelu=quick_gelu)
+                                           force_quick_gelu=cfg.use_quick_gelu)
     except (RuntimeError, FileNotFoundError, OSError, ConnectionError) as err:
         if pretrained:
             raise _fetch_failed(cfg, err) from err
@@ -259,9 +222,6 @@ def load_backbone(cfg: Config, device: str | torch.device | None = None) -> Back
     visual = model.visual
     if not hasattr(visual, "transformer") or not hasattr(visual, "positional_embedding"):
         raise ValueError(f"{cfg.backbone} is not an open_clip VisionTransformer (a ViT is needed)")
-    depth = len(visual.transformer.resblocks)
-    if cfg.taps[-1] > depth:
-        raise ValueError(f"taps={cfg.taps}: {cfg.backbone} has {depth} blocks; allowed 1..{depth}")
     patch = int(visual.conv1.kernel_size[0])
     grid = cfg.image_size // patch
     with torch.no_grad():
@@ -270,7 +230,6 @@ def load_backbone(cfg: Config, device: str | torch.device | None = None) -> Back
     visual.grid_size = (grid, grid)
     visual.image_size = (cfg.image_size, cfg.image_size)
     bb = Backbone(model, open_clip.get_tokenizer(cfg.backbone), cfg)
-    bb._quick_gelu = bool(quick_gelu)
     if device is not None:
         bb.to(device)
     return bb

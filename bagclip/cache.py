@@ -1,10 +1,11 @@
 """Feature cache: the backbone is frozen, so its Tokens per image are computed once.
 
-Each image's `Tokens` (patches (L, N, W), cls (E,)) is stored as one float16 safetensors file,
-named by a SHA-256 of the backbone identity (name, weights, size, taps, detail attention,
-bsa_start) and the image file's bytes. Writes are atomic (temp file + rename); every entry
-carries a checksum of its tensor bytes, so a truncated or corrupted file is detected, removed
-and recomputed, never silently used.
+Each image's `Tokens` (patches (L, N, W), cls (E,)) is stored as one safetensors file in
+`cfg.feature_dtype` (float16 by default; `Backbone.encode` rounds to it, so storing loses
+nothing), in a folder named by a SHA-256 of the backbone identity (`Config.backbone_identity`:
+every field that changes the tokens), under a name that is a SHA-256 of the image file's bytes.
+Writes are atomic (temp file + rename); every entry carries a checksum of its tensor bytes, so
+a truncated or corrupted file is detected, removed and recomputed, never silently used.
 
 Disk cost per image: 2 * L * N * W bytes, e.g. 11.2 MB for ViT-L-14-336 at 518 (L=4, N=1369,
 W=1024), 0.26 MB for bagclip-tiny at 224.
@@ -23,11 +24,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from .backbone import Backbone, Tokens
-from .config import atomic_write_bytes
+from .files import atomic_write_bytes, cache_root, safetensors_metadata
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("BAGCLIP_CACHE", Path.home() / ".cache" / "bagclip")) / "features"
+    """`<cache root>/features` (cache root: $BAGCLIP_CACHE, else ~/.cache/bagclip)."""
+    return cache_root() / "features"
 
 
 def _file_digest(path: str | os.PathLike) -> str:
@@ -68,21 +70,19 @@ class FeatureCache:
         try:
             data = load_file(path)
             p, c = data["patches"], data["cls"]
-            with open(path, "rb") as f:  # safetensors header: 8-byte length, then JSON
-                n = int.from_bytes(f.read(8), "little")
-                meta = json.loads(f.read(n)).get("__metadata__", {})
-            if meta.get("sha256") != _tensor_digest(p, c):
+            if safetensors_metadata(path).get("sha256") != _tensor_digest(p, c):
                 raise ValueError("checksum mismatch")
             return Tokens(p, c)
-        except (SafetensorError, ValueError, KeyError, OSError, json.JSONDecodeError) as err:
+        except (SafetensorError, ValueError, KeyError, OSError) as err:
             warnings.warn(f"feature cache entry {path} is corrupt ({err}); recomputing it")
             path.unlink(missing_ok=True)
             self.repaired += 1
             return None
 
     def _write(self, path: Path, patches: torch.Tensor, cls: torch.Tensor) -> None:
-        p = patches.to(torch.float16).contiguous().cpu()
-        c = cls.to(torch.float16).contiguous().cpu()
+        dtype = getattr(torch, self.backbone.cfg.feature_dtype)
+        p = patches.to(dtype).contiguous().cpu()
+        c = cls.to(dtype).contiguous().cpu()
         blob = save({"patches": p, "cls": c}, metadata={"sha256": _tensor_digest(p, c)})
         atomic_write_bytes(path, blob)
 
@@ -90,7 +90,8 @@ class FeatureCache:
             progress: bool = True) -> Tokens:
         """Tokens for these images (computing and storing the missing ones), stacked in order.
 
-        Returns float16 Tokens(patches (B, L, N, W), cls (B, E)) on the CPU; cast with `.float()`.
+        Returns Tokens(patches (B, L, N, W), cls (B, E)) on the CPU in cfg.feature_dtype; cast
+        with `.float()`.
         """
         paths = [Path(p) for p in image_paths]
         if not paths:
@@ -109,11 +110,18 @@ class FeatureCache:
         return entries
 
     def load_entry(self, entry: Path) -> Tokens:
-        """One stored entry (from `ensure`), float16 Tokens(patches (L, N, W), cls (E,))."""
+        """One stored entry (from `ensure`): Tokens(patches (L, N, W), cls (E,)), stored dtype."""
         t = self._read(entry)
         if t is None:
             raise FileNotFoundError(f"feature cache entry {entry} is missing; run ensure() again")
         return t
+
+    def load_batch(self, entries: Sequence[Path], device: str | torch.device | None = None) -> Tokens:
+        """Stored entries stacked into float32 Tokens(patches (B, L, N, W), cls (B, E)) on device:
+        what the heads take, equal to `Backbone.encode` of the same images."""
+        toks = [self.load_entry(e) for e in entries]
+        return Tokens(torch.stack([t.patches for t in toks]),
+                      torch.stack([t.cls for t in toks])).float().to(device)
 
     def _fill(self, paths: list[Path], entries: list[Path], batch_size: int, progress: bool,
               keep: bool) -> dict[int, Tokens]:

@@ -30,9 +30,8 @@ def _config(a):
             changes[k] = None if v == "None" else v
     if getattr(a, "seed", None) is not None:
         changes["seed"] = a.seed
-    for name in ("class_name_map",):
-        if getattr(a, name, None):
-            changes["class_names"] = {**cfg.class_names, **json.loads(Path(a.class_name_map).read_text())}
+    if getattr(a, "class_name_map", None):
+        changes["class_names"] = {**cfg.class_names, **json.loads(Path(a.class_name_map).read_text())}
     if changes:
         d = cfg.to_dict()
         d.update(changes)
@@ -88,12 +87,14 @@ def cmd_train(a) -> None:
 def cmd_eval(a) -> None:
     from .evaluate import evaluate
     from .inference import scorer
+    from .report import write_results
     from .train import load_heads
 
     model, cfg, bb = load_heads(a.checkpoint, device=a.device)
     for name, samples in _datasets(a.dataset, a.split, a.image_level).items():
-        r = evaluate(scorer(model, bb, cfg), samples, cfg.image_size, out_dir=Path(a.out) / name,
-                     dataset_name=name, resolution=a.resolution)
+        r = evaluate(scorer(model, bb, cfg), samples, cfg.image_size, dataset_name=name,
+                     resolution=a.resolution)
+        write_results(r, Path(a.out) / name)
         print(json.dumps({k: v for k, v in r.items() if k != "per_class"}, indent=2, default=float))
 
 
@@ -120,7 +121,7 @@ def cmd_predict(a) -> None:
 def _protocol_data(a, cfg):
     """(aux samples, {target name: samples}): --train/--target specs, or the synthetic groups."""
     if a.quick and not (a.train or a.target):
-        from .experiments import protocol_data
+        from .data import protocol_data
 
         return protocol_data(image_size=cfg.image_size)
     if not (a.train and a.target):
@@ -130,11 +131,10 @@ def _protocol_data(a, cfg):
     return aux, _datasets(a.target, "test")
 
 
-def _grid(a, kind: str) -> None:
+def _run_settings(a, kind: str) -> None:
     from .backbone import load_backbone
     from .cache import FeatureCache
-    from .experiments import write_ablation, write_sweep
-    from .sweeps import summarize
+    from .sweeps import summarize, write_ablation, write_sweep
 
     cfg = _config(a)
     if a.quick:
@@ -153,11 +153,11 @@ def _grid(a, kind: str) -> None:
 
 
 def cmd_sweep(a) -> None:
-    _grid(a, "sweep")
+    _run_settings(a, "sweep")
 
 
 def cmd_ablate(a) -> None:
-    _grid(a, "ablate")
+    _run_settings(a, "ablate")
 
 
 def cmd_bench(a) -> None:

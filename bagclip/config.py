@@ -1,53 +1,78 @@
 """One dataclass holding every BAG-CLIP setting, with the paper's defaults.
 
 `Config()` is the paper (ViT-L-14-336 at 518 px, taps 6/12/18/24, K = 15, P = 5, r = 16).
-`Config.quick()` is the embedded CPU default: `bagclip-mini`, the kit's own small CLIP
-pretrained on a synthetic world and shipped inside the package (no download; never the paper's
-numbers). `Config.tiny()` is a random-weight toy for unit tests where weights do not matter. Settings are validated on construction; `save` / `load` use JSON or YAML.
+`Config.quick()` is the embedded CPU default: the small seeded `bagclip-tiny` backbone, no
+download. Settings are validated on construction; `save` / `load` use JSON or YAML.
+
+Importing this module, and creating a Config, never loads torch: the architecture of a
+backbone name (patch size, depth, widths) is read from the open_clip model-config JSON files.
+Fields marked `_backbone_field` change the frozen backbone's tokens; `Config.backbone_fields()`
+lists them for the feature-cache key and for the experiments that share one backbone.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
-import tempfile
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+from .weights import SHIPPED, record
+from .files import atomic_write_text
 
 DETAIL_ATTENTIONS = ("none", "vv")
 IMAGE_SCORES = ("mix", "global", "max")
+SEG_LOSSES = ("sum_taps", "mean_taps", "mean_map")
+GRAPH_INPUTS = ("detail", "taps")
+FEATURE_DTYPES = ("float16", "float32")
 TINY_BACKBONE = "bagclip-tiny"  # random weights: plumbing tests only
 MINI_BACKBONE = "bagclip-mini"  # pretrained on the kit's synthetic world, shipped as package data
+MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
+
+
+def _backbone_field(default: Any) -> Any:
+    """A field that changes what the frozen backbone outputs (see Config.backbone_fields)."""
+    return field(default=default, metadata={"backbone": True})
 
 
 @dataclass
 class Config:
-    # --- backbone (frozen) ---
-    backbone: str = "ViT-L-14-336"  # any open_clip ViT name, "bagclip-mini" or "bagclip-tiny" (offline)
-    pretrained: str | None = "openai"  # open_clip tag, "bagclip-mini" (shipped), a local file, or None (seeded random)
-    quick_gelu: bool | None = None  # QuickGELU activations; None -> True for OpenAI weights (their training)
-    backbone_seed: int = 0  # seeds the backbone's random weights when pretrained is None
-    image_size: int = 518  # square input side in pixels; must be a multiple of the patch size
-    taps: tuple[int, ...] = (6, 12, 18, 24)  # 1-indexed transformer blocks whose outputs feed the detail branch
-    detail_attention: str = "none"  # "none": paper's text; "vv": our dual V-V attention stream (DESIGN.md)
-    bsa_start: int | None = None  # first 1-indexed block of the "vv" stream; None -> first tap
+    # --- backbone (frozen); every field here changes the cached tokens ---
+    backbone: str = _backbone_field("ViT-L-14-336")  # open_clip ViT name, "bagclip-mini" or "bagclip-tiny"
+    pretrained: str | None = _backbone_field("openai")  # open_clip tag, "bagclip-mini" (shipped), a file, or None (random)
+    quick_gelu: bool | None = _backbone_field(None)  # QuickGELU; None -> True for OpenAI weights (their training)
+    backbone_seed: int = _backbone_field(0)  # seeds the backbone's random weights when pretrained is None
+    image_size: int = _backbone_field(518)  # square input side in pixels; a multiple of the patch size
+    taps: tuple[int, ...] = _backbone_field((6, 12, 18, 24))  # 1-indexed blocks feeding the detail branch
+    detail_attention: str = _backbone_field("none")  # "none": the paper's text; "vv": our V-V detail stream
+    bsa_start: int | None = _backbone_field(None)  # first 1-indexed block of the "vv" stream; None -> first tap
+    tap_ln_post: bool = _backbone_field(False)  # ln_post on the taps (default: the raw residual stream)
+    feature_dtype: str = _backbone_field("float16")  # precision of the tokens, cached or fresh (they agree)
+    # --- text prompts (frozen text tower) ---
+    normalize_sentences: bool = True  # L2-normalise each sentence embedding before the per-state mean
     # --- heads (trainable) ---
     safr_reduction: int = 16  # SAFR bottleneck ratio r (C -> C/r -> C)
     k: int = 15  # SAG neighbours K: each node keeps K-1 out-edges
     gcn_layers: int = 5  # GCN depth P
     gcn_hidden: int = 384  # GCN width h (W -> h -> ... -> h)
     metric_proj: bool = False  # learnable metric W_phi in the graph kernel (paper's eq., not in its Table 4)
+    kernel_scale: float = 1.0  # S_ij = exp(-d2_ij / (kernel_scale sigma_i sigma_j)); 2.0: the other reading
+    graph_input: str = "detail"  # the graph is built on "detail" (post-SAFR F_pre) or raw "taps"
     share_sag: bool = False  # one SAG for all taps instead of one per tap
     use_safr: bool = True  # ablation switch (Table 3)
     use_sag: bool = True  # ablation switch (Table 3)
     use_jff: bool = True  # False: project F_SAG alone (our ablation)
+    global_adapter: bool = True  # trainable E x E linear on the class token (ours; docs/decisions.md)
     logit_scale: float = 100.0  # tau in softmax(tau * cos); CLIP's scale
     # --- scoring ---
     smoothing_sigma: float = 4.0  # Gaussian filter on anomaly maps at evaluation (pixels); 0 disables
     image_score: str = "mix"  # "mix": (p_img + max map) / 2; "global": p_img; "max": max map
     # --- loss and optimisation ---
     loss_lambda: float = 1.0  # L = L_CLS + lambda * L_SEG
+    seg_loss: str = "sum_taps"  # L_SEG per tap map, summed; "mean_taps": averaged; "mean_map": on the mean map
     focal_gamma: float = 2.0  # focal loss focusing parameter
     lr: float = 1e-3  # Adam learning rate
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas
@@ -70,8 +95,10 @@ class Config:
 
         if self.detail_attention not in DETAIL_ATTENTIONS:
             bad(f"detail_attention={self.detail_attention!r}; allowed: {DETAIL_ATTENTIONS}")
-        if self.image_score not in IMAGE_SCORES:
-            bad(f"image_score={self.image_score!r}; allowed: {IMAGE_SCORES}")
+        for name, allowed in (("image_score", IMAGE_SCORES), ("seg_loss", SEG_LOSSES),
+                              ("graph_input", GRAPH_INPUTS), ("feature_dtype", FEATURE_DTYPES)):
+            if getattr(self, name) not in allowed:
+                bad(f"{name}={getattr(self, name)!r}; allowed: {allowed}")
         if not self.taps or any(t < 1 for t in self.taps) or list(self.taps) != sorted(set(self.taps)):
             bad(f"taps={self.taps}: need distinct, increasing, 1-indexed block numbers")
         if self.image_size <= 0:
@@ -81,13 +108,13 @@ class Config:
                 bad(f"{name}={getattr(self, name)} must be >= 1")
         if self.k < 2:
             bad(f"k={self.k}: need k >= 2 (each node keeps k-1 neighbours)")
-        if self.logit_scale <= 0 or self.lr <= 0 or self.smoothing_sigma < 0:
-            bad("logit_scale and lr must be > 0, smoothing_sigma >= 0")
+        if self.logit_scale <= 0 or self.lr <= 0 or self.smoothing_sigma < 0 or self.kernel_scale <= 0:
+            bad("logit_scale, lr and kernel_scale must be > 0, smoothing_sigma >= 0")
 
         arch = backbone_arch(self.backbone)
         if arch is None:
             return  # unknown to open_clip here: load_backbone will say so
-        patch, depth = arch
+        patch, depth = arch.patch_size, arch.depth
         if self.image_size % patch:
             bad(f"image_size={self.image_size} is not a multiple of the patch size {patch} of "
                 f"{self.backbone}; e.g. {patch * round(self.image_size / patch)}")
@@ -98,8 +125,6 @@ class Config:
         n = (self.image_size // patch) ** 2
         if self.k >= n:
             bad(f"k={self.k} must be < N={n} patches at image_size={self.image_size}")
-        if self.safr_reduction > len(self.taps) * 8:
-            pass  # any r works as long as C // r >= 1, checked in SAFR
 
     @property
     def bsa_first(self) -> int:
@@ -107,12 +132,46 @@ class Config:
         return self.bsa_start if self.bsa_start is not None else self.taps[0]
 
     @property
-    def grid(self) -> int:
-        """Patch grid side G (G*G = N patches)."""
+    def arch(self) -> "Arch":
+        """The backbone's architecture (patch size, depth, width W, embed dim E)."""
         arch = backbone_arch(self.backbone)
         if arch is None:
             raise ValueError(f"unknown backbone {self.backbone!r}")
-        return self.image_size // arch[0]
+        return arch
+
+    @property
+    def grid(self) -> int:
+        """Patch grid side G (G*G = N patches)."""
+        return self.image_size // self.arch.patch_size
+
+    @property
+    def use_quick_gelu(self) -> bool:
+        """quick_gelu, with None resolved: QuickGELU exactly when the weights are OpenAI's."""
+        return self.quick_gelu if self.quick_gelu is not None else self.pretrained == "openai"
+
+    @classmethod
+    def backbone_fields(cls) -> tuple[str, ...]:
+        """The fields that change the backbone's tokens (marked with `_backbone_field`)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("backbone"))
+
+    def backbone_identity(self) -> dict[str, Any]:
+        """The backbone fields with defaults resolved: equal identities give equal tokens.
+
+        A local weights file counts by path, size and modification time; the seed counts only
+        for random weights; bsa_start only for the "vv" stream.
+        """
+        ident = {name: getattr(self, name) for name in self.backbone_fields()}
+        ident.update(taps=list(self.taps), quick_gelu=self.use_quick_gelu,
+                     bsa_start=self.bsa_first if self.detail_attention == "vv" else None)
+        weights = self.pretrained
+        if weights in SHIPPED:  # new shipped weights -> new key
+            ident["pretrained"] = f"{weights}:sha256:{record(weights)['sha256']}"
+        elif weights and os.path.isfile(weights):
+            st = os.stat(weights)
+            ident["pretrained"] = f"file:{Path(weights).resolve()}:{st.st_size}:{int(st.st_mtime)}"
+        if weights is not None:
+            ident["backbone_seed"] = None
+        return ident
 
     # ------------------------------------------------------------------ presets
     @classmethod
@@ -180,37 +239,50 @@ class Config:
         return cls(**data)
 
 
-def backbone_arch(name: str) -> tuple[int, int] | None:
-    """(patch size, depth) of an open_clip ViT config, or None if open_clip does not know it."""
-    from .backbone import register_tiny  # local import: open_clip is heavy
+class Arch(NamedTuple):
+    """What the kit needs to know of a ViT before building it."""
+    patch_size: int
+    depth: int  # transformer blocks
+    width: int  # token width W
+    embed_dim: int  # joint image-text space E
 
-    register_tiny()
-    import open_clip
 
-    mc = open_clip.get_model_config(name)
-    if mc is None:
+def _model_config(name: str) -> dict | None:
+    """An open_clip model config: the kit's own (model_configs/), then open_clip's registry if it
+    is already imported (it may hold user additions), else open_clip's JSON files unimported."""
+    own = MODEL_CONFIG_DIR / f"{name}.json"
+    if own.is_file():
+        return json.loads(own.read_text())
+    if "open_clip" in sys.modules:
+        return sys.modules["open_clip"].get_model_config(name)
+    spec = importlib.util.find_spec("open_clip")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
         return None
+    for folder in spec.submodule_search_locations:
+        for path in Path(folder, "model_configs").rglob(f"{name}.json"):
+            return json.loads(path.read_text())
+    return None
+
+
+def backbone_arch(name: str) -> Arch | None:
+    """The architecture of an open_clip ViT name, or None if open_clip does not know it."""
+    mc = _model_config(name)
+    if mc is None or "patch_size" not in mc.get("vision_cfg", {}):
+        return None  # unknown, or not a ViT
     v = mc["vision_cfg"]
     layers = v["layers"]
-    return int(v["patch_size"]), int(layers if isinstance(layers, int) else sum(layers))
+    return Arch(int(v["patch_size"]), int(layers if isinstance(layers, int) else sum(layers)),
+                int(v["width"]), int(mc["embed_dim"]))
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+_registered = False
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def register_model_configs() -> None:
+    """Make open_clip know the kit's own architectures (model_configs/*.json); idempotent."""
+    global _registered
+    if not _registered:
+        import open_clip
+
+        open_clip.add_model_config(MODEL_CONFIG_DIR)
+        _registered = True

@@ -17,7 +17,8 @@ as the paper's A6000 one.
     sag_cost(cfg)                     Table 4: one SAG module (one tap), one image
     inference_cost(cfg)               Table 5: backbone encode + heads + smoothing, one image
     graph_scaling(cfg, sizes)         graph construction cost against image size (N^2)
-    bench_main(cfg, device, out_dir)  both tables printed as markdown and written to CSV
+    paper_size_parameters()           trainable parameters at the paper's sizes vs its claims
+    bench_main(cfg, device, out_dir)  all of it printed as markdown and written to CSV
 """
 from __future__ import annotations
 
@@ -35,9 +36,11 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import Config, atomic_write_text
+from .config import Config
+from .files import atomic_write_text
+from .model import BAGCLIP, count_parameters, make_sag
 from .paper import paper_table
-from .sag import SAG
+from .report import number, to_markdown
 
 COMPONENTS = ("dynamic graph construction", "GCN feature propagation", "total")
 MEASURED = ("params_m", "gflops", "peak_mem_mb", "time_ms")
@@ -133,27 +136,19 @@ def peak_mb(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def params_m(module: nn.Module | nn.Parameter | None) -> float:
-    if module is None:
-        return 0.0
-    if isinstance(module, nn.Parameter):
-        return module.numel() / 1e6
-    return sum(p.numel() for p in module.parameters()) / 1e6
+    """All parameters of a module (or one parameter), in millions."""
+    return sum(count_parameters(module)) / 1e6
 
 
 def cost_config(cfg: Config) -> Config:
     """The same architecture with random weights (costs do not depend on weights; no download).
-    Keeps the activation OpenAI weights would select (QuickGELU)."""
-    quick = cfg.quick_gelu if cfg.quick_gelu is not None else cfg.pretrained == "openai"
-    return cfg.replace(pretrained=None, quick_gelu=quick)
+    Keeps the activation the configured weights would select (QuickGELU for OpenAI's)."""
+    return cfg.replace(pretrained=None, quick_gelu=cfg.use_quick_gelu)
 
 
 def backbone_width(cfg: Config) -> int:
     """Token width W of cfg.backbone, from its open_clip config (no model is built)."""
-    from .backbone import register_tiny
-    import open_clip
-
-    register_tiny()
-    return int(open_clip.get_model_config(cfg.backbone)["vision_cfg"]["width"])
+    return cfg.arch.width
 
 
 # ---------------------------------------------------------------------------- Table 4
@@ -178,7 +173,7 @@ def sag_cost(cfg: Config, device: str | torch.device = "cpu", repeats: int = 5, 
     dim = dim or backbone_width(cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        sag = SAG(dim, cfg.gcn_hidden, cfg.k, cfg.gcn_layers, cfg.metric_proj, sparse=sparse)
+        sag = make_sag(cfg, dim, sparse=sparse)
     sag = sag.to(device).eval()
     h = _features(n, dim, cfg.seed, device)
     with torch.no_grad():
@@ -205,10 +200,8 @@ def graph_scaling(cfg: Config, sizes: Sequence[int], device: str | torch.device 
                   repeats: int = 3, sparse: bool = True) -> pd.DataFrame:
     """Graph construction cost per image size: columns image_size, n, gflops, peak_mem_mb, time_ms.
     N = (size / patch)^2, so FLOPs grow as N^2 (the N x N x D distance product)."""
-    from .config import backbone_arch
-
-    device, dim, patch = torch.device(device), backbone_width(cfg), backbone_arch(cfg.backbone)[0]
-    sag = SAG(dim, cfg.gcn_hidden, cfg.k, cfg.gcn_layers, cfg.metric_proj, sparse=sparse).to(device)
+    device, dim, patch = torch.device(device), backbone_width(cfg), cfg.arch.patch_size
+    sag = make_sag(cfg, dim, sparse=sparse).to(device)
     rows = []
     with torch.no_grad():
         for size in sizes:
@@ -282,21 +275,27 @@ def inference_cost(cfg: Config, backbone=None, heads: nn.Module | None = None,
     return pd.concat([pd.DataFrame([ours]), paper], ignore_index=True)
 
 
+# ---------------------------------------------------------------------------- parameters
+def paper_size_parameters(cfg: Config | None = None) -> pd.DataFrame:
+    """Trainable parameters of the heads at the paper's sizes (default `Config()`: W = 1024,
+    E = 768, G = 37), per module, beside what the paper states: "the SAG" 1.08 M (Table 4) and
+    13 M trainable in all (Table 5, section 4.4). Built from the architecture's numbers only.
+    Columns module, ours_m, paper_m (NaN where the paper gives none)."""
+    from .model import parameter_table
+
+    cfg = cfg or Config()
+    arch = cfg.arch
+    with torch.random.fork_rng(devices=[]):
+        heads = BAGCLIP(cfg, arch.width, arch.embed_dim, cfg.image_size // arch.patch_size)
+    table = parameter_table(heads)[["module", "trainable_m"]].rename(columns={"trainable_m": "ours_m"})
+    paper_sag = float(paper_table(4).set_index("component").params_m["total"])
+    paper_total = float(paper_table(5).set_index("method").trainable_params_m["BAG-CLIP"])
+    table["paper_m"] = [paper_sag if m.startswith("SAG") else paper_total if m == "heads total"
+                        else float("nan") for m in table.module]
+    return table
+
+
 # ---------------------------------------------------------------------------- report
-def to_markdown(df: pd.DataFrame, drop: Sequence[str] = ()) -> str:
-    """A GitHub markdown table (no tabulate needed); NaN prints empty."""
-    df = df.drop(columns=list(drop))
-
-    def fmt(v) -> str:
-        if isinstance(v, float):
-            return "" if v != v else (f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}")
-        return str(v)
-
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
-
-
 def bench_main(cfg: Config, device: str = "cpu", out_dir: str | os.PathLike = "bench",
                repeats: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Measure Tables 4 and 5 for cfg on device, print them as markdown with the hardware line,
@@ -308,7 +307,10 @@ def bench_main(cfg: Config, device: str = "cpu", out_dir: str | os.PathLike = "b
     atomic_write_text(out / "table4_sag_cost.csv", t4.to_csv(index=False))
     atomic_write_text(out / "table5_inference.csv", t5.to_csv(index=False))
     print(f"measured on: {t4.hardware[0]}\n{t4.attrs['paper_hardware']}\n")
-    print(f"Table 4, SAG cost ({t4.setting[0]})\n{to_markdown(t4, ['setting', 'hardware'])}\n")
-    print(f"Table 5, inference cost per image\n{to_markdown(t5)}\n")
+    print(f"Table 4, SAG cost ({t4.setting[0]})\n"
+          f"{to_markdown(t4, index=False, drop=['setting', 'hardware'], fmt=number)}")
+    print(f"Table 5, inference cost per image\n{to_markdown(t5, index=False, fmt=number)}")
+    print(f"Trainable parameters at the paper's sizes (ours per module; the paper's one SAG and "
+          f"total)\n{to_markdown(paper_size_parameters(), index=False, fmt=number)}")
     print(f"wrote {out / 'table4_sag_cost.csv'} and {out / 'table5_inference.csv'}")
     return t4, t5

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 
 from .backbone import Backbone, Tokens
 from .config import Config
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from .data.io import IMAGE_EXTS
 
 
 @dataclass
@@ -39,7 +38,7 @@ def heads_forward(model, tokens: Tokens, text: torch.Tensor, cfg: Config):
     from .model import score_image, smooth_maps
 
     out = model(tokens, text)
-    maps = smooth_maps(out.anomaly_map, cfg.smoothing_sigma) if cfg.smoothing_sigma > 0 else out.anomaly_map
+    maps = smooth_maps(out.anomaly_map, cfg.smoothing_sigma)
     return maps, score_image(out.p_img, maps, cfg.image_score), out.p_img
 
 
@@ -64,9 +63,7 @@ def predict_cached(model, cfg: Config, cache, entries: Sequence[Path], class_nam
     device = next(model.parameters()).device
     maps, scores, pimg = [], [], []
     for s in range(0, len(entries), batch_size):
-        toks = [cache.load_entry(e) for e in entries[s:s + batch_size]]
-        tok = Tokens(torch.stack([t.patches for t in toks]).float().to(device),
-                     torch.stack([t.cls for t in toks]).float().to(device))
+        tok = cache.load_batch(entries[s:s + batch_size], device)
         text = torch.stack([texts[c] for c in class_names[s:s + batch_size]]).to(device)
         m, sc, p = heads_forward(model, tok, text, cfg)
         maps.append(m.cpu())
@@ -82,9 +79,9 @@ def _collect(images) -> list:
     if isinstance(images, (str, os.PathLike)):
         p = Path(images)
         if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
             if not files:
-                raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {p}")
+                raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) in folder {p}")
             return files
         if not p.exists():
             raise FileNotFoundError(f"image not found: {p}")

@@ -3,6 +3,10 @@
     L_CLS = focal(image-level [1 - p_img, p_img], label)
     L_SEG = sum over taps [focal(S^l, M) + dice(S^l_ab, M) + dice(S^l_norm, 1 - M)]
 
+`cfg.seg_loss` says where L_SEG applies (the paper writes it for one map S): "sum_taps" (the
+default, above), "mean_taps" (the same terms averaged over taps: lambda is then per map), or
+"mean_map" (once, on the evaluated map S = mean over taps of S^l).
+
 Focal on probabilities (the heads output softmax probabilities), gamma = 2, no alpha. Dice per
 image, mean over the batch; the batch dimension is never squeezed (a batch of one is a batch).
 """
@@ -45,8 +49,8 @@ def dice_loss(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 def bagclip_loss(output, masks: torch.Tensor, labels: torch.Tensor, cfg) -> tuple[torch.Tensor, dict]:
     """(total, parts) for a model `Output`, masks `(B, H, W)` and labels `(B,)`.
 
-    parts: detached scalars focal, dice_ab, dice_norm (summed over taps), seg, cls, total;
-    seg = focal + dice_ab + dice_norm and total = cls + cfg.loss_lambda * seg.
+    parts: detached scalars focal, dice_ab, dice_norm (over the maps cfg.seg_loss names), seg,
+    cls, total; seg = focal + dice_ab + dice_norm and total = cls + cfg.loss_lambda * seg.
     """
     maps = output.layer_maps  # (B, L, 2, H, W)
     B, L = maps.shape[:2]
@@ -54,12 +58,16 @@ def bagclip_loss(output, masks: torch.Tensor, labels: torch.Tensor, cfg) -> tupl
         raise ValueError(f"masks {tuple(masks.shape)} must be (B, H, W) = "
                          f"{(B, *maps.shape[-2:])}, the size of the output maps")
     m = masks.to(maps.device).float()
+    if cfg.seg_loss == "mean_map":
+        maps = maps.mean(dim=1, keepdim=True)  # the evaluated map, both channels
     focal = dice_ab = dice_norm = maps.new_zeros(())
-    for l in range(L):
+    for l in range(maps.shape[1]):
         s = maps[:, l]
         focal = focal + focal_loss(s, m, cfg.focal_gamma)
         dice_ab = dice_ab + dice_loss(s[:, 1], m)
         dice_norm = dice_norm + dice_loss(s[:, 0], 1 - m)
+    if cfg.seg_loss == "mean_taps":
+        focal, dice_ab, dice_norm = focal / L, dice_ab / L, dice_norm / L
     seg = focal + dice_ab + dice_norm
     p = output.p_img
     cls = focal_loss(torch.stack([1 - p, p], dim=1), labels.to(p.device), cfg.focal_gamma)

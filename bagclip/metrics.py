@@ -24,9 +24,9 @@ from typing import Iterable, Iterator
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["compute_metrics", "aupro", "aupro_cflow200", "PixelMetricAccumulator",
-           "BinnedPixelMetrics",
-           "binary_metrics", "merge_metrics", "mean_over_classes", "IMAGE_KEYS", "PIXEL_KEYS", "METRIC_KEYS"]
+__all__ = ["compute_metrics", "aupro", "PixelMetricAccumulator", "BinnedPixelMetrics",
+           "binary_metrics", "merge_metrics", "mean_over_classes", "label_regions", "region_weights",
+           "IMAGE_KEYS", "PIXEL_KEYS", "METRIC_KEYS"]
 
 IMAGE_KEYS = ("image_auroc", "image_f1_max", "image_ap")
 PIXEL_KEYS = ("pixel_auroc", "pixel_f1_max", "pixel_ap", "pixel_aupro")
@@ -36,11 +36,24 @@ _CHUNK = 1 << 18                      # pixels per streaming step: bounds the sc
 _NAN4 = {"auroc": math.nan, "ap": math.nan, "f1_max": math.nan, "aupro": math.nan}
 
 
-def _to_numpy(x, dtype=None) -> np.ndarray:
+def as_numpy(x, dtype=None) -> np.ndarray:
     """Tensor or array-like -> numpy (no copy when already numpy of the right dtype)."""
     if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=dtype)
+
+
+def label_regions(gt) -> tuple[np.ndarray, int]:
+    """The 8-connected defect regions of one mask (H, W): flat labels (H*W,), 0 for normal
+    pixels and k for the k-th region, and the number of regions."""
+    lab, k = ndimage.label(np.asarray(gt) != 0, structure=_EIGHT)
+    return lab.ravel(), k
+
+
+def region_weights(lab: np.ndarray) -> np.ndarray:
+    """1 / |region| for every region pixel of flat labels, in the order of lab[lab > 0]: each
+    region then adds up to 1, whatever its size (the per-region overlap of AUPRO)."""
+    return (1.0 / np.bincount(lab)[1:])[lab[lab > 0] - 1]
 
 
 def _desc_key32(scores: np.ndarray) -> np.ndarray:
@@ -129,8 +142,8 @@ def binary_metrics(scores, labels) -> dict:
 
     NaN for every metric when only one label is present.
     """
-    s = _to_numpy(scores, np.float64).ravel()
-    y = _to_numpy(labels).ravel() != 0
+    s = as_numpy(scores, np.float64).ravel()
+    y = as_numpy(labels).ravel() != 0
     if s.shape != y.shape:
         raise ValueError(f"scores {s.shape} and labels {y.shape} differ in length")
     if np.isnan(s).any():
@@ -171,8 +184,8 @@ class PixelMetricAccumulator:
         return self._n
 
     def update(self, maps, masks) -> "PixelMetricAccumulator":
-        maps = _to_numpy(maps, np.float32)
-        masks = _to_numpy(masks)
+        maps = as_numpy(maps, np.float32)
+        masks = as_numpy(masks)
         if maps.ndim == 2:
             maps, masks = maps[None], masks[None]
         if maps.shape != masks.shape or maps.ndim != 3:
@@ -181,12 +194,12 @@ class PixelMetricAccumulator:
             gt = gt != 0
             keys = self._reserve(amap.size)
             np.left_shift(_desc_key32(amap).astype(np.uint64), np.uint64(32), out=keys)
-            lab, k = ndimage.label(gt, structure=_EIGHT)
+            lab, k = label_regions(gt)
             if k:
-                rid = lab.ravel().astype(np.uint64)
+                rid = lab.astype(np.uint64)
                 rid[rid > 0] += np.uint64(self._n_regions)
                 keys |= rid
-                self._sizes.append(np.bincount(lab.ravel(), minlength=k + 1)[1:])
+                self._sizes.append(np.bincount(lab, minlength=k + 1)[1:])
                 self._n_regions += k
                 self._n_pos += int(gt.sum())
         return self
@@ -262,7 +275,7 @@ class BinnedPixelMetrics:
         self._n_regions = 0
 
     def update(self, maps, masks) -> "BinnedPixelMetrics":
-        maps, masks = _to_numpy(maps, np.float64), _to_numpy(masks)
+        maps, masks = as_numpy(maps, np.float64), as_numpy(masks)
         if np.isnan(maps).any():
             raise ValueError("anomaly scores contain NaN")
         if maps.ndim == 2:
@@ -270,13 +283,11 @@ class BinnedPixelMetrics:
         for amap, gt in zip(maps, masks):
             b = np.clip(((amap.ravel() - self.lo) * (self.bins / (self.hi - self.lo)))
                         .astype(np.int64), 0, self.bins - 1)
-            lab, k = ndimage.label(gt != 0, structure=_EIGHT)
-            lab = lab.ravel()
+            lab, k = label_regions(gt)
             self._neg += np.bincount(b[lab == 0], minlength=self.bins)
             if k:
                 self._pos += np.bincount(b[lab > 0], minlength=self.bins)
-                w = (1.0 / np.bincount(lab)[1:])[lab[lab > 0] - 1]
-                self._w += np.bincount(b[lab > 0], weights=w, minlength=self.bins)
+                self._w += np.bincount(b[lab > 0], weights=region_weights(lab), minlength=self.bins)
                 self._n_regions += k
         return self
 
@@ -299,15 +310,9 @@ def aupro(anomaly_maps, masks, fpr_limit: float = 0.3) -> float:
 
     NaN when there is no anomalous region or no normal pixel.
     """
-    maps = _to_numpy(anomaly_maps, np.float32)
+    maps = as_numpy(anomaly_maps, np.float32)
     acc = PixelMetricAccumulator(fpr_limit, capacity=maps.size)
     return acc.update(maps, masks).compute()["aupro"]
-
-
-def aupro_cflow200(anomaly_maps, masks, fpr_limit: float = 0.3, n_thresholds: int = 200):
-    """The AUPRO several peers report (from cflow-ad); NOT comparable to `aupro`. See aupro.py."""
-    from .aupro import aupro_cflow200 as impl
-    return impl(anomaly_maps, masks, fpr_limit, n_thresholds)
 
 
 def _warn_nan(metric: str, where: str) -> None:
@@ -354,12 +359,12 @@ def compute_metrics(image_scores, image_labels, anomaly_maps=None, masks=None,
     metrics per class go under "per_class" and the top-level values are their unweighted mean
     (classes where a metric is undefined are left out of that metric's mean, with a warning).
     """
-    scores = _to_numpy(image_scores, np.float64).ravel()
-    labels = _to_numpy(image_labels).ravel()
+    scores = as_numpy(image_scores, np.float64).ravel()
+    labels = as_numpy(image_labels).ravel()
     if (anomaly_maps is None) != (masks is None):
         raise ValueError("give both anomaly_maps and masks, or neither")
     if anomaly_maps is not None:
-        anomaly_maps, masks = _to_numpy(anomaly_maps, np.float32), _to_numpy(masks)
+        anomaly_maps, masks = as_numpy(anomaly_maps, np.float32), as_numpy(masks)
         if anomaly_maps.shape != masks.shape or anomaly_maps.shape[0] != scores.size:
             raise ValueError(f"maps {anomaly_maps.shape} / masks {masks.shape} do not match "
                              f"{scores.size} image scores")

@@ -1,12 +1,15 @@
-"""BAG-CLIP's trainable heads: SAFR -> SAG (per tap) -> JFF (per tap) -> maps; global adapter.
+"""BAG-CLIP's trainable heads: SAFR -> SAG (per tap) -> JFF (per tap) -> maps; global branch.
 
 The frozen backbone (bagclip/backbone.py) gives `Tokens(patches (B, L, N, W), cls (B, E))`;
 the text tower gives T `(2, E)` or `(B, 2, E)`, rows [normal, abnormal], unit norm.
+SAFR on the taps is the trainable part of the paper's Detail-Preserving Branch (BSA, 3.2.1);
+the class token is its Global Semantic Branch (3.2.2).
 
     x_concat (B, N, L*W) --SAFR--> x_detail --split--> F_pre^(l) (B, N, W)
     F_pre^(l) --SAG^(l)--> F_SAG^(l) (B, N, h);  [F_pre, F_SAG] --JFF^(l)--> Psi^(l) (B, N, E)
     S^(l) = upsample(softmax(tau Psi^(l) T^T)) (B, 2, H, W);  anomaly map = mean_l S^(l)[abnormal]
-    g = normalize(adapter(cls));  p_img = softmax(tau g T^T)[abnormal]
+    g = normalize(adapter(cls)) (or normalize(cls) without the adapter);
+    p_img = softmax(tau g T^T)[abnormal]
 
 The forward does not smooth: `smooth_maps` is applied at evaluation, then `score_image`.
 """
@@ -90,33 +93,43 @@ def smooth_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return out.squeeze(1)
 
 
+def make_sag(cfg: Config, dim: int, sparse: bool = True) -> SAG:
+    """One SAG module with cfg's settings (K, P, hidden, metric, kernel) on dim-wide features."""
+    return SAG(dim, cfg.gcn_hidden, cfg.k, cfg.gcn_layers, cfg.metric_proj, sparse=sparse,
+               kernel_scale=cfg.kernel_scale)
+
+
 class BAGCLIP(nn.Module):
-    """The trainable heads. width W: backbone token width; embed_dim E; grid G (N = G*G)."""
+    """The trainable heads. width W: backbone token width; embed_dim E; grid G (N = G*G).
+
+    K < N is checked by the Config (and `grid` comes from a backbone built from it).
+    """
 
     def __init__(self, cfg: Config, width: int, embed_dim: int, grid: int) -> None:
         super().__init__()
         self.cfg, self.width, self.embed_dim, self.grid = cfg, width, embed_dim, grid
         L = len(cfg.taps)
-        if cfg.k >= grid * grid:
-            raise ValueError(f"k={cfg.k} must be < N={grid * grid} patches")
         self.safr = SAFR(L * width, cfg.safr_reduction) if cfg.use_safr else None
         self.sag = None
         if cfg.use_sag:
-            n_sag = 1 if cfg.share_sag else L
-            self.sag = nn.ModuleList(
-                SAG(width, cfg.gcn_hidden, cfg.k, cfg.gcn_layers, cfg.metric_proj)
-                for _ in range(n_sag))
+            self.sag = nn.ModuleList(make_sag(cfg, width) for _ in range(1 if cfg.share_sag else L))
         # use_jff False: F_SAG alone; use_sag False: F_pre alone (nothing else to fuse)
         dim_pre = width if (cfg.use_jff or not cfg.use_sag) else 0
         dim_sag = cfg.gcn_hidden if cfg.use_sag else 0
         self.jff = nn.ModuleList(JFF(dim_pre, dim_sag, embed_dim) for _ in range(L))
-        self.global_adapter = nn.Linear(embed_dim, embed_dim)
-        with torch.no_grad():  # identity at the start: g is CLIP's own image embedding
-            self.global_adapter.weight.copy_(torch.eye(embed_dim))
-            self.global_adapter.bias.zero_()
+        self.global_adapter = None
+        if cfg.global_adapter:
+            self.global_adapter = nn.Linear(embed_dim, embed_dim)
+            with torch.no_grad():  # identity at the start: g is CLIP's own image embedding
+                self.global_adapter.weight.copy_(torch.eye(embed_dim))
+                self.global_adapter.bias.zero_()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.jff[0].proj.weight.dtype
 
     def _text(self, text: torch.Tensor, B: int) -> torch.Tensor:
-        text = text.to(self.global_adapter.weight.dtype)
+        text = text.to(self.dtype)
         if text.dim() == 2:
             text = text.unsqueeze(0).expand(B, -1, -1)
         if text.shape != (B, 2, self.embed_dim):
@@ -133,18 +146,18 @@ class BAGCLIP(nn.Module):
         f_pre = patches
         if self.safr is not None:
             f_pre = split_taps(self.safr(concat_taps(patches)), L)
+        graph_on = f_pre if self.cfg.graph_input == "detail" else patches
         psi = []
         for l in range(L):
             f_sag = None
             if self.sag is not None:
-                f_sag = self.sag[0 if self.cfg.share_sag else l](f_pre[:, l])
+                f_sag = self.sag[0 if self.cfg.share_sag else l](f_pre[:, l], graph_on[:, l])
             psi.append(self.jff[l](f_pre[:, l], f_sag))
         return torch.stack(psi, dim=1)
 
     def forward(self, tokens, text: torch.Tensor) -> Output:
         """tokens: `.patches (B, L, N, W)`, `.cls (B, E)`; text `(2, E)` or `(B, 2, E)`."""
-        dtype = self.global_adapter.weight.dtype
-        patches, cls = tokens.patches.to(dtype), tokens.cls.to(dtype)  # caches may hold fp16
+        patches, cls = tokens.patches.to(self.dtype), tokens.cls.to(self.dtype)  # caches may hold fp16
         B, L = patches.shape[:2]
         T = self._text(text, B)
         tau, size = self.cfg.logit_scale, self.cfg.image_size
@@ -152,15 +165,16 @@ class BAGCLIP(nn.Module):
         psi = self.local_features(patches)  # (B, L, N, E)
         layer_maps = text_maps(psi, T, tau, size)
         anomaly_map = layer_maps[:, :, 1].mean(dim=1)
-        p_img = global_prob(self.global_adapter(cls), T, tau)
+        p_img = global_prob(cls if self.global_adapter is None else self.global_adapter(cls), T, tau)
         return Output(anomaly_map, score_image(p_img, anomaly_map, self.cfg.image_score),
                       layer_maps, p_img)
 
 
-def _count(module: nn.Module | None) -> tuple[int, int]:
+def count_parameters(module: nn.Module | nn.Parameter | None) -> tuple[int, int]:
+    """(trainable, frozen) parameter counts of a module (or one parameter); None counts 0."""
     if module is None:
         return 0, 0
-    ps = list(module.parameters())
+    ps = [module] if isinstance(module, nn.Parameter) else list(module.parameters())
     train = sum(p.numel() for p in ps if p.requires_grad)
     return train, sum(p.numel() for p in ps) - train
 
@@ -169,19 +183,19 @@ def parameter_table(model: BAGCLIP, backbone: nn.Module | None = None):
     """Per-module parameter counts in millions (the form of the paper's Tables 4 and 5).
 
     Columns: module, trainable_m, frozen_m, total_m. Rows: SAFR, one per SAG, JFF (all taps),
-    global adapter, heads total, and with a backbone: backbone, total.
+    global adapter (0 when switched off), heads total, and with a backbone: backbone, total.
     """
     import pandas as pd
 
-    rows = [("SAFR", *_count(model.safr))]
+    rows = [("SAFR", *count_parameters(model.safr))]
     if model.sag is not None:
         for i, sag in enumerate(model.sag):
             name = "SAG (shared)" if model.cfg.share_sag else f"SAG (tap {model.cfg.taps[i]})"
-            rows.append((name, *_count(sag)))
-    rows += [("JFF", *_count(model.jff)), ("global adapter", *_count(model.global_adapter))]
-    rows.append(("heads total", *_count(model)))
+            rows.append((name, *count_parameters(sag)))
+    rows += [("JFF", *count_parameters(model.jff)), ("global adapter", *count_parameters(model.global_adapter))]
+    rows.append(("heads total", *count_parameters(model)))
     if backbone is not None:
-        rows.append(("backbone", *_count(backbone)))
+        rows.append(("backbone", *count_parameters(backbone)))
         ht, hf = rows[-2][1:]
         bt, bf = rows[-1][1:]
         rows.append(("total", ht + bt, hf + bf))

@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save, save_file
 
-from .backbone import forward_taps, interpolate_pos_embed, project_patches, register_tiny
+from .backbone import forward_taps, interpolate_pos_embed, project_patches
+from .config import register_model_configs
 from .config import atomic_write_bytes, atomic_write_text
 from .data.io import CLIP_MEAN, CLIP_STD
 from .data.world import make_pair
@@ -124,7 +125,7 @@ def _worker_init(_):
 # ----------------------------------------------------------------------------- model
 def build_model(cfg: PretrainConfig):
     """(open_clip CLIP with seeded random weights, tokenizer)."""
-    register_tiny()
+    register_model_configs()
     import open_clip
 
     with torch.random.fork_rng(devices=[]):

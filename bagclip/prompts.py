@@ -1,8 +1,9 @@
-"""Text prompts: WinCLIP-style contextual templates x state words (paper, section 3.1).
+"""Text prompts: WinCLIP's contextual templates x the paper's state words (section 3.1).
 
-Each class gets len(TEMPLATES) * len(states) sentences per state; `Backbone.encode_text`
-L2-normalises every sentence embedding, averages per state and renormalises, giving
-T = [T_N, T_A] of shape (2, E).
+Each class gets len(TEMPLATES) * len(states) = 22 * 4 sentences per state; `Backbone.encode_text`
+L2-normalises every sentence embedding (`Config.normalize_sentences`), averages per state and
+renormalises, giving T = [T_N, T_A] of shape (2, E). The states are the paper's four and four,
+not WinCLIP's seven and four.
 """
 from __future__ import annotations
 
@@ -20,28 +21,31 @@ ABNORMAL_STATES: tuple[str, ...] = (
     "broken {}",
 )
 
-# Contextual templates in the WinCLIP manner ("{}" receives a state sentence).
+# WinCLIP's 22 contextual templates ("{}" receives a state sentence), which the paper says it
+# follows. anomalib's copy lists "a jpeg corrupted photo of the {}." twice and lacks "a cropped
+# photo of a {}."; this is the list of distinct templates (docs/decisions.md).
 TEMPLATES: tuple[str, ...] = (
-    "a photo of a {}.",
-    "a photo of the {}.",
-    "a cropped photo of a {}.",
     "a cropped photo of the {}.",
+    "a cropped photo of a {}.",
     "a close-up photo of a {}.",
     "a close-up photo of the {}.",
     "a bright photo of a {}.",
+    "a bright photo of the {}.",
     "a dark photo of the {}.",
-    "a blurry photo of the {}.",
-    "a good photo of the {}.",
-    "a bad photo of a {}.",
-    "a low resolution photo of the {}.",
+    "a dark photo of a {}.",
     "a jpeg corrupted photo of a {}.",
+    "a jpeg corrupted photo of the {}.",
+    "a blurry photo of the {}.",
+    "a blurry photo of a {}.",
+    "a photo of a {}.",
+    "a photo of the {}.",
     "a photo of a small {}.",
+    "a photo of the small {}.",
     "a photo of a large {}.",
-    "there is a {} in the scene.",
-    "this is a {} in the scene.",
-    "this is one {} in the scene.",
-    "an industrial photo of a {}.",
+    "a photo of the large {}.",
     "a photo of the {} for visual inspection.",
+    "a photo of a {} for visual inspection.",
+    "a photo of the {} for anomaly detection.",
     "a photo of a {} for anomaly detection.",
 )
 

@@ -1,4 +1,4 @@
-"""Self-Attention Graph (paper 3.3) and GCN propagation (3.4), as DESIGN.md reads them.
+"""Self-Attention Graph (paper 3.3) and GCN propagation (3.4), as docs/design.md reads them.
 
 Given patch features H `(N, D)` (one tap's F_pre), `build_graph` makes the dense normalised
 adjacency in six steps (d2 -> sigma -> S -> tau / A_adj -> A_sym, A* -> A_norm); `SAG` stacks
@@ -71,17 +71,18 @@ def _sigma(d2: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def build_graph(h: torch.Tensor, k: int, metric: torch.Tensor | None = None,
-                return_parts: bool = False) -> torch.Tensor | GraphParts:
+                return_parts: bool = False, kernel_scale: float = 1.0) -> torch.Tensor | GraphParts:
     """Dense normalised adjacency A_norm `(B, N, N)` (or `(N, N)`) of h `(B, N, D)` / `(N, D)`.
 
-    metric: optional W_phi `(D, D)`. Gradients flow through the values of d2, sigma, S and tau;
+    metric: optional W_phi `(D, D)`. kernel_scale c: S_ij = exp(-d2_ij / (c sigma_i sigma_j))
+    (1: our reading of the paper's kernel; 2: the other, see docs/decisions.md). Gradients flow through the values of d2, sigma, S and tau;
     which entries top-k picks is not differentiated. Runs in float32 with autocast off.
     """
     h, unbatched = _as_batched(h)
     with torch.autocast(device_type=h.device.type, enabled=False):
         d2 = pairwise_d2(h, metric)  # step 1
         sigma = _sigma(d2, k)  # step 2
-        S = torch.exp(-d2 / (sigma.unsqueeze(-1) * sigma.unsqueeze(-2)))  # step 3
+        S = torch.exp(-d2 / (kernel_scale * sigma.unsqueeze(-1) * sigma.unsqueeze(-2)))  # step 3
         n = d2.shape[-1]
         eye = torch.eye(n, device=d2.device, dtype=d2.dtype)
         tau = torch.topk(S, k + 1, dim=-1).values[..., k]  # step 4: S_ii = 1 is a row maximum
@@ -118,7 +119,8 @@ class SparseGraph(NamedTuple):
         return torch.stack([blocks[b, :, b] for b in range(self.batch)])
 
 
-def build_sparse_graph(h: torch.Tensor, k: int, metric: torch.Tensor | None = None) -> SparseGraph:
+def build_sparse_graph(h: torch.Tensor, k: int, metric: torch.Tensor | None = None,
+                       kernel_scale: float = 1.0) -> SparseGraph:
     """The same A_norm as `build_graph`, kept as its ~(2K-1) non-zeros a row.
 
     Shortcut: S_ij > S_ij' iff -d2_ij/sigma_j > -d2_ij'/sigma_j' within a row (sigma_i > 0 is a
@@ -129,7 +131,7 @@ def build_sparse_graph(h: torch.Tensor, k: int, metric: torch.Tensor | None = No
         d2 = pairwise_d2(h, metric)
         B, n, _ = d2.shape
         sigma = _sigma(d2, k)
-        log_s = -d2 / (sigma.unsqueeze(-1) * sigma.unsqueeze(-2))
+        log_s = -d2 / (kernel_scale * sigma.unsqueeze(-1) * sigma.unsqueeze(-2))
         log_s.diagonal(dim1=-2, dim2=-1).fill_(-float("inf"))  # self excluded from the top-k
         top_log, idx = torch.topk(log_s, k, dim=-1)  # (B, N, K), affinity order
         top_s = top_log.exp()
@@ -170,14 +172,15 @@ class SAG(nn.Module):
     the feature scale through the ReLU stack, so F_SAG reaches JFF at a scale comparable to
     F_pre. metric_proj adds W_phi `(dim, dim)`, initialised to the identity (plain distances
     at the start). sparse: edge-list propagation (default, faster; see module docstring).
+    kernel_scale: the constant c of the kernel (see `build_graph`).
     """
 
     def __init__(self, dim: int, hidden: int, k: int, layers: int, metric_proj: bool = False,
-                 sparse: bool = True) -> None:
+                 sparse: bool = True, kernel_scale: float = 1.0) -> None:
         super().__init__()
         if layers < 1 or k < 2:
             raise ValueError(f"need layers >= 1 and k >= 2, got layers={layers}, k={k}")
-        self.k, self.sparse = k, sparse
+        self.k, self.sparse, self.kernel_scale = k, sparse, kernel_scale
         widths = [dim] + [hidden] * layers
         self.gcn = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(widths, widths[1:]))
         for lin in self.gcn:
@@ -185,8 +188,9 @@ class SAG(nn.Module):
         self.metric = nn.Parameter(torch.eye(dim)) if metric_proj else None
 
     def graph(self, h: torch.Tensor) -> torch.Tensor | SparseGraph:
-        builder = build_sparse_graph if self.sparse else build_graph
-        return builder(h, self.k, self.metric)
+        if self.sparse:
+            return build_sparse_graph(h, self.k, self.metric, kernel_scale=self.kernel_scale)
+        return build_graph(h, self.k, self.metric, kernel_scale=self.kernel_scale)
 
     def gcn_layers(self, graph: torch.Tensor | SparseGraph, h: torch.Tensor) -> torch.Tensor:
         """The P GCN layers on a prebuilt graph: h (B, N, dim) -> (B, N, hidden)."""
@@ -195,8 +199,11 @@ class SAG(nn.Module):
             f = F.relu(propagate(graph, lin(f)))  # A (F W) == (A F) W, cheaper with hidden < dim
         return f
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, graph_from: torch.Tensor | None = None) -> torch.Tensor:
+        """F_SAG of h `(B, N, dim)` or `(N, dim)`; the graph is built on graph_from (same shape
+        as h, e.g. the raw taps) when given, else on h itself."""
         unbatched = h.dim() == 2
         h = h.unsqueeze(0) if unbatched else h
-        f = self.gcn_layers(self.graph(h), h)
+        g = h if graph_from is None else (graph_from.unsqueeze(0) if unbatched else graph_from)
+        f = self.gcn_layers(self.graph(g), h)
         return f.squeeze(0) if unbatched else f

@@ -10,60 +10,61 @@ folder and is skipped next time; an interrupted one resumes from its training ch
     sweep(cfg, "k", [5, 10, 15, 20, 30], aux, {"MPDD": mpdd})   -> long DataFrame, Figure 5
     sweep(cfg, "gcn_layers", range(2, 8), aux, targets)          -> Figure 6
     ablate(cfg, aux, targets)                                    -> Table 3 rows
+    write_sweep / write_ablation                                 the same, plus their files
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
-from .config import Config, atomic_write_text
+from .config import Config
+from .evaluate import evaluate_cached
+from .files import atomic_write_text
 from .metrics import IMAGE_KEYS, METRIC_KEYS, PIXEL_KEYS
+from .report import cells, flat_index, save_figure, save_frame, to_markdown
 
-KEYS = METRIC_KEYS
-
-# Table 3's rows, plus our own: JFF off (F_SAG alone projected).
+# Table 3's rows, plus our own: JFF off (F_SAG alone projected), and the global adapter off
+# (the paper trains no module on the global branch; docs/decisions.md).
 ABLATIONS: dict[str, dict] = {
     "without SAFR": {"use_safr": False},
     "without SAG": {"use_sag": False},
     "without JFF": {"use_jff": False},
+    "without global adapter": {"global_adapter": False},
     "full BAG-CLIP": {},
 }
 PARAM_LABELS = {"k": "neighbours K", "gcn_layers": "GCN layers P"}
 
 
-def run_grid(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targets: Mapping[str, Sequence],
-             seeds: Sequence[int] = (0,), backbone=None, cache=None, out_dir=None,
-             device: str | None = None, progress: bool = True) -> pd.DataFrame:
+def run_settings(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targets: Mapping[str, Sequence],
+                 seeds: Sequence[int] = (0,), backbone=None, cache=None, out_dir=None,
+                 device: str | None = None, progress: bool = True) -> pd.DataFrame:
     """Train + evaluate once per (setting, seed).
 
-    settings: name -> Config changes (heads only: the backbone and its cache are shared).
-    targets: dataset name -> samples. Returns a long frame: setting, seed, dataset, KEYS
-    (fractions), one row per (setting, seed, dataset).
+    settings: name -> Config changes (heads only: the backbone and its cache are shared, so a
+    change to a `Config.backbone_fields()` field is refused). targets: dataset name -> samples.
+    Returns a long frame: setting, seed, dataset, METRIC_KEYS (fractions), one row per
+    (setting, seed, dataset).
     """
     from tqdm.auto import tqdm
 
     from .backbone import load_backbone
     from .cache import FeatureCache
-    from .experiments import evaluate_cached
     from .train import train
 
     if not aux:
-        raise ValueError("run_grid: no auxiliary (training) samples")
+        raise ValueError("run_settings: no auxiliary (training) samples")
     if not targets or not all(len(t) for t in targets.values()):
-        raise ValueError(f"run_grid: every target dataset needs samples; got "
+        raise ValueError(f"run_settings: every target dataset needs samples; got "
                          f"{ {k: len(v) for k, v in targets.items()} }")
-    backbone_keys = {"backbone", "pretrained", "quick_gelu", "backbone_seed", "image_size", "taps",
-                     "detail_attention", "bsa_start"}
     for name, changes in settings.items():
         cfg.replace(**changes)  # fail on a bad setting before any training
-        if backbone_keys & set(changes):
-            raise ValueError(f"setting {name!r} changes the backbone ({backbone_keys & set(changes)}); "
-                             f"run_grid shares one backbone: make a separate run for it")
+        changed = sorted(set(Config.backbone_fields()) & set(changes))
+        if changed:
+            raise ValueError(f"setting {name!r} changes the backbone ({changed}); the settings share "
+                             f"one backbone and feature cache: make a separate run for it")
     backbone = backbone or load_backbone(cfg, device=device)
     cache = cache or FeatureCache(backbone)
     out = Path(out_dir) if out_dir is not None else None
@@ -81,26 +82,26 @@ def run_grid(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targets: 
             resume = run_dir is not None and (run_dir / "state.pt").is_file()
             model = train(c, aux, backbone, run_dir, cache=cache, resume=resume, progress=False).model
             per_ds = {ds: {k: float(v) for k, v in evaluate_cached(model, c, backbone, cache, samples).items()
-                           if k in KEYS}
+                           if k in METRIC_KEYS}
                       for ds, samples in targets.items()}
             if done is not None:  # the marker of a finished run, with what it was run on
                 atomic_write_text(done, json.dumps({"config": c.to_dict(), "targets": sizes,
                                                     "metrics": per_ds}, indent=2))
         rows += [{"setting": name, "seed": seed, "dataset": ds, **m} for ds, m in per_ds.items()]
-    return pd.DataFrame(rows, columns=["setting", "seed", "dataset", *KEYS])
+    return pd.DataFrame(rows, columns=["setting", "seed", "dataset", *METRIC_KEYS])
 
 
 def sweep(cfg: Config, param: str, values: Sequence, aux: Sequence, targets: Mapping[str, Sequence],
           seeds: Sequence[int] = (0,), **kw) -> pd.DataFrame:
     """One Config field over values (the paper: k in 5..30, gcn_layers in 2..7).
 
-    Returns run_grid's frame with a `value` column (the setting's value) and attrs["param"].
+    Returns run_settings' frame with a `value` column (the setting's value) and attrs["param"].
     """
     if param not in Config.__dataclass_fields__:
         raise ValueError(f"unknown Config field {param!r}")
     values = list(values)
     settings = {f"{param}={v}": {param: v} for v in values}
-    df = run_grid(cfg, settings, aux, targets, seeds, **kw)
+    df = run_settings(cfg, settings, aux, targets, seeds, **kw)
     df.insert(1, "value", df.setting.map({f"{param}={v}": v for v in values}))
     df.attrs["param"] = param
     return df
@@ -108,30 +109,26 @@ def sweep(cfg: Config, param: str, values: Sequence, aux: Sequence, targets: Map
 
 def ablate(cfg: Config, aux: Sequence, targets: Mapping[str, Sequence], seeds: Sequence[int] = (0,),
            variants: Mapping[str, dict] | None = None, **kw) -> pd.DataFrame:
-    """The Table 3 variants (default ABLATIONS) under the same protocol; run_grid's frame."""
-    return run_grid(cfg, dict(variants or ABLATIONS), aux, targets, seeds, **kw)
+    """The Table 3 variants (default ABLATIONS) under the same protocol; run_settings' frame."""
+    return run_settings(cfg, dict(variants or ABLATIONS), aux, targets, seeds, **kw)
 
 
 def summarize(df: pd.DataFrame, by: str = "setting") -> pd.DataFrame:
     """Percent mean and sample std over seeds per (by, dataset), plus an "Average" dataset row
     per setting (the unweighted mean over datasets of each seed, then mean/std over seeds,
     as the paper's Average rows). Columns (key, "mean" | "std")."""
-    avg = df.groupby([by, "seed"], sort=False)[list(KEYS)].mean().reset_index()
+    avg = df.groupby([by, "seed"], sort=False)[list(METRIC_KEYS)].mean().reset_index()
     avg["dataset"] = "Average"
     full = pd.concat([df, avg], ignore_index=True) if df.dataset.nunique() > 1 else df
-    g = full.groupby([by, "dataset"], sort=False)[list(KEYS)]
+    g = full.groupby([by, "dataset"], sort=False)[list(METRIC_KEYS)]
     out = pd.concat({"mean": g.mean() * 100, "std": g.std(ddof=1) * 100}, axis=1)
-    return out.swaplevel(axis=1)[[(k, s) for k in KEYS for s in ("mean", "std")]]
+    return out.swaplevel(axis=1)[[(k, s) for k in METRIC_KEYS for s in ("mean", "std")]]
 
 
 def table3(df: pd.DataFrame) -> pd.DataFrame:
     """The ablation in the layout of the paper's Table 3: rows (variant, dataset), columns the
     six metrics it reports, cells "mean ± std" in percent (no std with one seed)."""
-    s = summarize(df)
-    keys = [k for k in KEYS if k != "pixel_aupro"]
-    cells = {k: [f"{m:.1f}" if np.isnan(sd) else f"{m:.1f} ± {sd:.1f}"
-                 for m, sd in zip(s[(k, "mean")], s[(k, "std")])] for k in keys}
-    out = pd.DataFrame(cells, index=s.index)
+    out = cells(summarize(df), [k for k in METRIC_KEYS if k != "pixel_aupro"])
     out.index.names = ["variant", "dataset"]
     return out
 
@@ -145,7 +142,7 @@ def plot_sensitivity(df: pd.DataFrame, param: str | None = None, paper_default=N
     datasets = list(dict.fromkeys(df.dataset))
     fig, axes = plt.subplots(len(datasets), 2, figsize=(9, 3.2 * len(datasets)), squeeze=False)
     for row, ds in zip(axes, datasets):
-        g = df[df.dataset == ds].groupby("value")[list(KEYS)]
+        g = df[df.dataset == ds].groupby("value")[list(METRIC_KEYS)]
         mean, std = g.mean() * 100, g.std(ddof=1).fillna(0) * 100
         for ax, keys, level in ((row[0], IMAGE_KEYS, "image"), (row[1], PIXEL_KEYS, "pixel")):
             for k in keys:
@@ -165,8 +162,34 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "=-_." else "_" for ch in name)
 
 
-def save_frame(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a results frame to CSV atomically."""
-    path = Path(path)
-    atomic_write_text(path, df.to_csv(index=False))
-    return path
+# --- with files ---------------------------------------------------------------------------------
+def write_ablation(cfg: Config, aux: Sequence, targets: dict, out, label: str | None = None, **kw):
+    """`ablate` with its runs in `out`; writes ablation.csv and table3.md (ours, then the
+    paper's for reference), prints ours, returns the frame."""
+    from .paper import paper_table
+
+    out = Path(out)
+    df = ablate(cfg, aux, targets, out_dir=out, **kw)
+    save_frame(df, out / "ablation.csv")
+    ours = to_markdown(flat_index(table3(df)))
+    paper = flat_index(paper_table(3).set_index(["variant", "dataset"]).drop(columns="note"))
+    text = (f"# Ablation{': ' + label if label else ''}\n\n{ours}\n"
+            f"## For reference: the paper's Table 3 (real data, ViT-L-14-336; not comparable)\n\n"
+            f"{to_markdown(paper)}")
+    atomic_write_text(out / "table3.md", text)
+    print(ours)
+    return df
+
+
+def write_sweep(cfg: Config, param: str, values: Sequence, aux: Sequence, targets: dict, out,
+                runs_dir=None, label: str | None = None, **kw):
+    """`sweep` with its runs in runs_dir (default out); writes out/sweep_<param>.csv and
+    out/sensitivity_<param>.png (Figure 5 / 6 form), returns the frame."""
+    out = Path(out)
+    df = sweep(cfg, param, values, aux, targets, out_dir=runs_dir or out, **kw)
+    save_frame(df, out / f"sweep_{param}.csv")
+    fig = plot_sensitivity(df, param, paper_default=getattr(cfg, param))
+    if label:
+        fig.suptitle(label, fontsize=8, y=1.02)
+    save_figure(fig, out / f"sensitivity_{param}.png", bbox_inches="tight")
+    return df

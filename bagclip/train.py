@@ -1,7 +1,8 @@
 """Training the BAG-CLIP heads on cached backbone features (section 3.6, 4.1.3).
 
 The backbone is frozen, so every image is encoded once into the feature cache and each epoch
-reads tokens from disk. Only the heads (SAFR, SAG, JFF projections, global adapter) train.
+reads tokens from disk. Only the heads (SAFR, SAG, JFF projections, and the global adapter
+when `cfg.global_adapter`) train.
 
 Reproducible and resumable: the heads are initialised from `cfg.seed`; the order of epoch e is
 `randperm` from a generator seeded with (seed, e); there is no dropout. So a run that is
@@ -25,7 +26,8 @@ from safetensors.torch import load_file, save
 
 from .backbone import Backbone
 from .cache import FeatureCache
-from .config import Config, atomic_write_bytes, atomic_write_text
+from .config import Config
+from .files import atomic_write_bytes, atomic_write_text, safetensors_metadata
 
 
 @dataclass
@@ -54,7 +56,8 @@ def save_heads(model: torch.nn.Module, cfg: Config, path: str | os.PathLike) -> 
 
 def load_heads(path: str | os.PathLike, backbone: Backbone | None = None,
                device: str | torch.device | None = None):
-    """(model, cfg) from a heads.safetensors file (or a run folder holding one)."""
+    """(model, cfg, backbone) from a heads.safetensors file (or a run folder holding one); the
+    backbone is `backbone` if given, else built from the checkpoint's Config."""
     from .backbone import load_backbone
 
     path = Path(path)
@@ -62,9 +65,7 @@ def load_heads(path: str | os.PathLike, backbone: Backbone | None = None,
         path = path / "heads.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (train first: bagclip train ...)")
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        meta = json.loads(f.read(n)).get("__metadata__", {})
+    meta = safetensors_metadata(path)
     if "bagclip_config" not in meta:
         raise ValueError(f"{path} is not a bagclip heads checkpoint (no config in its metadata)")
     cfg = Config.from_dict(json.loads(meta["bagclip_config"]))
@@ -79,7 +80,8 @@ def class_texts(backbone: Backbone, class_names: Sequence[str], cfg: Config) -> 
     from .data import prompt_name
 
     names = sorted(set(class_names))
-    feats = backbone.encode_text([prompt_name(c, cfg.class_names) for c in names])
+    feats = backbone.encode_text([prompt_name(c, cfg.class_names) for c in names],
+                                 normalize_sentences=cfg.normalize_sentences)
     return {c: feats[i] for i, c in enumerate(names)}
 
 
@@ -114,8 +116,7 @@ def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.
     device = backbone.device
 
     model = build_heads(cfg, backbone).to(device)
-    opt = torch.optim.Adam(model.trainable_parameters() if hasattr(model, "trainable_parameters")
-                           else model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
     history: list[float] = []
     step = 0
     if resume:
@@ -151,11 +152,7 @@ def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(n, generator=g)
         idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size].tolist()
-        toks = [cache.load_entry(entries[i]) for i in idx]
-        from .backbone import Tokens
-
-        tokens = Tokens(torch.stack([t.patches for t in toks]).float().to(device),
-                        torch.stack([t.cls for t in toks]).float().to(device))
+        tokens = cache.load_batch([entries[i] for i in idx], device)
         text = torch.stack([texts[samples[i].class_name] for i in idx]).to(device)  # (B, 2, E)
         masks = _masks(samples, idx, cfg.image_size).to(device)  # (B, S, S)
         output = model(tokens, text)

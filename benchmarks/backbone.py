@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import resource
-import statistics
-import time
 
 import torch
 
 import bagclip
 from bagclip import Config
+from bagclip.cost import median_ms, params_m
 
 
 def peak_rss_mb() -> float:
@@ -26,22 +25,13 @@ def peak_rss_mb() -> float:
 def measure(cfg: Config, repeats: int, device: str) -> dict:
     bb = bagclip.load_backbone(cfg, device=device)
     x = torch.randn(1, 3, cfg.image_size, cfg.image_size, device=device)
-    bb.encode(x)  # warm-up
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        bb.encode(x)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
+    ms = median_ms({"encode": lambda: bb.encode(x)}, torch.device(device), repeats)["encode"]
     peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else peak_rss_mb()
-    params = sum(p.numel() for p in bb.visual.parameters()) / 1e6
+    params = params_m(bb.visual)
     del bb
-    return dict(name=f"{cfg.backbone}@{cfg.image_size}", s=statistics.median(times), peak=peak, params=params)
+    return dict(name=f"{cfg.backbone}@{cfg.image_size}", s=ms / 1e3, peak=peak, params=params)
 
 
 def main() -> None:

@@ -35,7 +35,8 @@ import tracemalloc
 import numpy as np
 from scipy import ndimage
 
-from bagclip.metrics import PixelMetricAccumulator, aupro_cflow200
+from bagclip.aupro_cflow import aupro_cflow200
+from bagclip.metrics import PixelMetricAccumulator
 
 
 def make_data(n: int, size: int, seed: int):

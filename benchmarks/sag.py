@@ -29,42 +29,13 @@ Result (2026-11-28, 2 CPU cores, torch 2.14.1, float32):
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from typing import Callable
 
 import torch
 
-from bagclip import Config
-from bagclip.model import BAGCLIP
+from bagclip.cost import median_ms, paper_size_parameters, peak_mb
 from bagclip.sag import SAG, build_graph, build_sparse_graph
 
-
-def median_ms(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time (ms) of each case; cases run round-robin so that load from other
-    processes on the machine hits all of them alike. One warm-up round."""
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for rep in range(repeats + 1):
-        for name, fn in cases.items():
-            t0 = time.perf_counter()
-            fn()
-            if rep:
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def peak_mb(fn: Callable[[], object]) -> float:
-    """Peak of live tensor allocations made while fn runs (MiB), from profiler memory events."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted(prof.events(), key=lambda e: e.time_range.start)
-    cur = peak = 0
-    for e in events:  # self usage counts each allocation / free once
-        cur += e.self_cpu_memory_usage
-        peak = max(peak, cur)
-    return peak / 2**20
+CPU = torch.device("cpu")
 
 
 def main() -> None:
@@ -99,9 +70,9 @@ def main() -> None:
                 sag.sparse = mode == "sparse"
                 return sag(h)
             cases[f"SAG {mode}"] = whole
-        ms = median_ms(cases, r)
+        ms = median_ms(cases, CPU, r)
         for name, fn in cases.items():
-            rows.append((name, ms[name], peak_mb(fn)))
+            rows.append((name, ms[name], peak_mb(fn, CPU)))
         sag.sparse = True
         assert torch.allclose(sag.gcn_layers(A_dense, h), sag.gcn_layers(A_sparse, h), atol=1e-4, rtol=1e-4)
 
@@ -111,7 +82,7 @@ def main() -> None:
 
             vit = open_clip.create_model("ViT-L-14-336", pretrained=None, force_image_size=518).eval()
             x = torch.randn(1, 3, 518, 518)
-            backbone_ms = median_ms({"vit": lambda: vit.encode_image(x)}, max(3, r // 2))["vit"]
+            backbone_ms = median_ms({"vit": lambda: vit.encode_image(x)}, CPU, max(3, r // 2))["vit"]
             rows.append(("ViT-L-14-336 @518", backbone_ms, float("nan")))
             del vit
 
@@ -126,11 +97,9 @@ def main() -> None:
           f"target <= 3x floor: {t[f'SAG {best}'] / floor:.2f}x"
           + (f"; <= 2% backbone: {100 * t[f'SAG {best}'] / backbone_ms:.2f}%" if backbone_ms else ""))
 
-    one_sag = sum(p.numel() for p in sag.parameters()) / 1e6
-    heads = BAGCLIP(Config(), width=D, embed_dim=768, grid=37)
-    n_heads = sum(p.numel() for p in heads.parameters()) / 1e6
-    print(f"params: one SAG {one_sag:.3f} M (paper 1.08 M); "
-          f"all trainable heads at Config() {n_heads:.2f} M (paper 13 M)")
+    params = paper_size_parameters().set_index("module")
+    print(f"params: one SAG {params.ours_m['SAG (tap 6)']:.3f} M (paper 1.08 M); "
+          f"all trainable heads at Config() {params.ours_m['heads total']:.2f} M (paper 13 M)")
 
 
 if __name__ == "__main__":

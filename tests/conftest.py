@@ -14,7 +14,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 def tiny_cfg():
     from bagclip import Config
 
-    return Config.quick(image_size=112)  # grid 8, N = 64
+    return Config.tiny(image_size=112)  # grid 8, N = 64
 
 
 @pytest.fixture(scope="session")

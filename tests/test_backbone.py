@@ -12,14 +12,14 @@ from bagclip.backbone import interpolate_pos_embed, vv_attention
 
 
 def test_native_grid_interpolation_is_identity_and_cls_equals_encode_image():
-    cfg = Config.quick()  # 224 = bagclip-tiny's native size: interpolation runs, at the same grid
+    cfg = Config.tiny()  # 224 = bagclip-tiny's native size: interpolation runs, at the same grid
     bb = bagclip.load_backbone(cfg)
     pos = bb.visual.positional_embedding
     assert torch.equal(interpolate_pos_embed(pos, 16), pos)
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     tok = bb.encode(x)
     ref = bb.model.encode_image(x)
-    torch.testing.assert_close(tok.cls, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(tok.cls, ref.half().float(), rtol=0, atol=0)
 
 
 def test_interpolation_keeps_class_row_and_reproduces_constant_grid():
@@ -39,9 +39,26 @@ def test_taps_equal_open_clip_intermediates(tiny_backbone):
     ref = tiny_backbone.visual.forward_intermediates(
         x, indices=[t - 1 for t in tiny_backbone.taps], output_fmt="NLC", intermediates_only=True)
     for l, r in enumerate(ref["image_intermediates"]):
-        torch.testing.assert_close(tok.patches[:, l], r, rtol=1e-5, atol=1e-6)
+        # the tokens are rounded to float16 (cfg.feature_dtype), as the feature cache holds them
+        torch.testing.assert_close(tok.patches[:, l], r.half().float(), rtol=0, atol=0)
     # distinct taps really are distinct blocks (the peers' aliasing bug made them identical)
     assert not torch.allclose(tok.patches[:, 0], tok.patches[:, 3])
+
+
+def test_float32_tokens_and_ln_post_on_taps():
+    """feature_dtype float32 keeps open_clip's values unrounded; tap_ln_post applies ln_post."""
+    cfg = Config.tiny(image_size=112, feature_dtype="float32", tap_ln_post=True)
+    bb = bagclip.load_backbone(cfg)
+    x = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(4))
+    tok = bb.encode(x)
+    ref = bb.visual.forward_intermediates(x, indices=[0, 1, 2, 3], output_fmt="NLC",
+                                          intermediates_only=True)["image_intermediates"]
+    ln = bb.visual.ln_post
+    for l, r in enumerate(ref):
+        mu, var = r.mean(-1, keepdim=True), r.var(-1, unbiased=False, keepdim=True)
+        by_hand = (r - mu) / torch.sqrt(var + ln.eps) * ln.weight + ln.bias
+        torch.testing.assert_close(tok.patches[:, l], by_hand, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(tok.cls, bb.model.encode_image(x), rtol=1e-5, atol=1e-6)
 
 
 def _vv_numpy(block, x):
@@ -69,7 +86,7 @@ def _vv_numpy(block, x):
 
 
 def test_vv_stream_matches_hand_written_attention():
-    cfg = Config.quick(image_size=112, detail_attention="vv", bsa_start=3)
+    cfg = Config.tiny(image_size=112, detail_attention="vv", bsa_start=3, feature_dtype="float32")
     bb = bagclip.load_backbone(cfg)
     x = torch.randn(1, 3, 112, 112, generator=torch.Generator().manual_seed(2))
     tok = bb.encode(x)
@@ -88,26 +105,49 @@ def test_vv_stream_matches_hand_written_attention():
     torch.testing.assert_close(tok.cls, bb.model.encode_image(x), rtol=1e-5, atol=1e-6)
 
 
-def test_encode_text_is_renormalised_mean_of_normalised_sentences(tiny_backbone):
+@pytest.mark.parametrize("per_sentence", [True, False])
+def test_encode_text_is_renormalised_mean_of_sentences(tiny_backbone, per_sentence):
     from bagclip.prompts import prompt_sentences
 
-    T = tiny_backbone.encode_text(["wood", "metal nut"])
+    T = tiny_backbone.encode_text(["wood", "metal nut"], normalize_sentences=per_sentence)
     assert T.shape == (2, 2, 64)
     for c, name in enumerate(["wood", "metal nut"]):
         for s, sentences in enumerate(prompt_sentences(name)):
-            assert len(sentences) >= 4 * 2
+            assert len(sentences) == 22 * 4
             e = tiny_backbone.model.encode_text(tiny_backbone.tokenizer(sentences)).double()
-            e = e / e.norm(dim=-1, keepdim=True)
+            if per_sentence:
+                e = e / e.norm(dim=-1, keepdim=True)
             m = e.mean(0)
             torch.testing.assert_close(T[c, s].double(), m / m.norm(), rtol=1e-5, atol=1e-6)
-    assert "wood" in tiny_backbone._text_cache  # cached per name
-    assert tiny_backbone.encode_text("wood")[0].data_ptr() != 0
 
 
-def test_paper_states_in_prompts():
-    from bagclip.prompts import prompt_sentences
+def test_encode_text_is_cached_per_name(tiny_backbone, monkeypatch):
+    first = tiny_backbone.encode_text("wood")
 
+    def no_text_tower(*a, **k):
+        raise AssertionError("the text tower ran again for a cached name")
+
+    monkeypatch.setattr(tiny_backbone.model, "encode_text", no_text_tower)
+    torch.testing.assert_close(tiny_backbone.encode_text("wood"), first, rtol=0, atol=0)
+    with pytest.raises(AssertionError, match="ran again"):
+        tiny_backbone.encode_text("a name never seen")
+
+
+def test_prompts_are_winclips_templates_times_the_papers_states():
+    from bagclip.prompts import TEMPLATES, prompt_sentences
+
+    # WinCLIP's templates: the CLIP context sentences in "a"/"the" pairs plus its two
+    # inspection ones, 22 distinct in all
+    pairs = ["cropped photo of", "close-up photo of", "bright photo of", "dark photo of",
+             "jpeg corrupted photo of", "blurry photo of", "photo of"]
+    expected = {f"{a} {p} {d} {{}}." for p in pairs for a, d in (("a", "a"), ("a", "the"))}
+    expected |= {f"a photo of {d} {s} {{}}." for d in ("a", "the") for s in ("small", "large")}
+    expected |= {f"a photo of {d} {{}} for {w}." for d in ("a", "the")
+                 for w in ("visual inspection", "anomaly detection")}
+    assert len(TEMPLATES) == len(set(TEMPLATES)) == 22 and set(TEMPLATES) == expected
     normal, abnormal = prompt_sentences("insulator")
+    assert len(normal) == len(abnormal) == 22 * 4
+    assert "a photo of the flawless insulator for anomaly detection." in normal
     for s in ("flawless insulator", "insulator without defect", "unblemished insulator", "perfect insulator"):
         assert any(s in t for t in normal)
     for s in ("damaged insulator", "insulator with defect", "insulator with flaw", "broken insulator"):
@@ -140,17 +180,17 @@ def test_weights_that_cannot_be_fetched_fail_fast_naming_both_fixes(monkeypatch)
 
 def test_missing_checkpoint_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.safetensors"):
-        bagclip.load_backbone(Config.quick(pretrained=str(tmp_path / "nothere.safetensors")))
+        bagclip.load_backbone(Config.tiny(pretrained=str(tmp_path / "nothere.safetensors")))
 
 
 def test_local_checkpoint_file_loads(tmp_path):
     from safetensors.torch import save_file
 
-    src = bagclip.load_backbone(Config.quick(backbone_seed=5))
+    src = bagclip.load_backbone(Config.tiny(backbone_seed=5))
     sd = {k: v.contiguous() for k, v in src.model.state_dict().items()}
     f = tmp_path / "tiny.safetensors"
     save_file(sd, f)
-    bb = bagclip.load_backbone(Config.quick(pretrained=str(f)))  # backbone_seed 0: differs unless loaded
+    bb = bagclip.load_backbone(Config.tiny(pretrained=str(f)))  # backbone_seed 0: differs unless loaded
     x = torch.randn(1, 3, 224, 224)
     torch.testing.assert_close(bb.encode(x).cls, src.encode(x).cls)
 

@@ -19,6 +19,10 @@ def test_paper_defaults():
     (dict(image_score="mean"), "allowed"),
     (dict(taps=(12, 6)), "increasing"),
     (dict(k=1), "k >= 2"),
+    (dict(seg_loss="fused"), "seg_loss.*allowed"),
+    (dict(graph_input="raw"), "graph_input.*allowed"),
+    (dict(feature_dtype="bfloat16"), "feature_dtype.*allowed"),
+    (dict(kernel_scale=0.0), "kernel_scale"),
 ])
 def test_validation_says_what_is_allowed(kw, words):
     with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
@@ -27,7 +31,7 @@ def test_validation_says_what_is_allowed(kw, words):
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
 def test_save_load_roundtrip(tmp_path, suffix):
-    c = Config.quick(k=7, class_names={"pcb1": "printed circuit board"}, seed=3)
+    c = Config.tiny(k=7, class_names={"pcb1": "printed circuit board"}, seed=3)
     p = c.save(tmp_path / f"cfg{suffix}")
     assert Config.load(p) == c
 

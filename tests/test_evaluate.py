@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bagclip.evaluate import evaluate, format_table1, format_table2, seed_table
+from bagclip.evaluate import evaluate
 from bagclip.metrics import METRIC_KEYS, PIXEL_KEYS, compute_metrics
+from bagclip.report import format_table1, format_table2, seed_table, write_results
 
 Sample = namedtuple("Sample", "image_path mask_path class_name defect_type label")
 H, W = 20, 28  # native files are not square: catches (W, H) / (H, W) mix-ups
@@ -37,8 +38,10 @@ def fake_data(monkeypatch):
 
     def load_mask(path, size, like=None):
         if path is None:
-            return torch.zeros(size, size, dtype=torch.bool)
-        return _resize(np.asarray(Image.open(path)) > 0, size, "nearest") > 0
+            hw = (size, size) if size else np.asarray(Image.open(like)).shape[:2]
+            return torch.zeros(hw, dtype=torch.bool)
+        m = np.asarray(Image.open(path)) > 0
+        return torch.from_numpy(m) if size is None else _resize(m, size, "nearest") > 0
 
     mod.load_image, mod.load_mask = load_image, load_mask
     monkeypatch.setitem(sys.modules, "bagclip.data", mod)
@@ -75,11 +78,12 @@ def blur_scorer(calls=None):
     return fn
 
 
-def test_evaluate_matches_compute_metrics_and_writes_files(fake_data, tmp_path):
+def test_evaluate_matches_compute_metrics_and_results_files(fake_data, tmp_path):
     samples = make_samples(tmp_path)
     calls = []
     res = evaluate(blur_scorer(calls), samples, image_size=32, batch_size=2,
-                   out_dir=tmp_path / "out", dataset_name="toy", progress=False)
+                   dataset_name="toy", progress=False)
+    write_results(res, tmp_path / "out")
     assert all(b <= 2 for _, b in calls) and [c for c, _ in calls] == ["bolt"] * 3 + ["plate"] * 2
     # the same numbers computed by hand from the same maps
     fn = blur_scorer()
@@ -156,3 +160,27 @@ def test_seed_table_and_paper_formats():
     md = format_table2(table, fmt="markdown")
     assert md.startswith("| dataset | AUROC | F1-Max | AP | AUPRO |") and "resolution 518" in md
     assert "EPED,76.4 ± 0.2" in format_table1(table, fmt="csv")
+
+
+def test_native_masks_follow_the_one_binarisation_rule(tmp_path):
+    """A defect drawn in a colour whose luminance rounds to 0 (blue 1) is still a defect at
+    native resolution: evaluate reads masks with load_mask's rule (any channel > 0)."""
+    from bagclip.data import Sample as DataSample
+    from bagclip.data import load_mask
+
+    img, bad, gt = np.zeros((H, W, 3), np.uint8), np.zeros((H, W, 3), np.uint8), np.zeros((H, W, 3), np.uint8)
+    bad[4:9, 5:11] = 200
+    gt[4:9, 5:11] = (0, 0, 1)  # convert("L") gives round(0.114) = 0 here
+    for name, a in (("good.png", img), ("bad.png", bad), ("bad_mask.png", gt)):
+        Image.fromarray(a).save(tmp_path / name)
+    assert np.asarray(Image.open(tmp_path / "bad_mask.png").convert("L")).max() == 0
+    assert int(load_mask(tmp_path / "bad_mask.png", None).sum()) == 5 * 6
+    samples = [DataSample(tmp_path / "good.png", None, "c", "good", 0),
+               DataSample(tmp_path / "bad.png", tmp_path / "bad_mask.png", "c", "x", 1)]
+
+    def scorer(images, class_name):
+        maps = images[:, 0]
+        return maps, maps.flatten(1).amax(1)
+
+    res = evaluate(scorer, samples, 28, resolution="native", progress=False)
+    assert res["pixel_auroc"] > 0.9  # NaN if the defect had been binarised away

@@ -5,8 +5,8 @@ import pytest
 
 from bagclip.cache import FeatureCache
 from bagclip.data import DataError
-from bagclip.experiments import protocol_data
-from bagclip.sweeps import run_grid
+from bagclip.data import protocol_data
+from bagclip.sweeps import run_settings
 from fixtures_data import make_folder, make_mvtec, make_visa
 
 
@@ -31,7 +31,7 @@ def test_full_protocol_reads_the_paper_layout(data_root, monkeypatch):
 
 def test_full_protocol_runs_end_to_end(data_root, tiny_cfg, tiny_backbone, tmp_path):
     aux, targets = protocol_data(full=True, data_root=data_root)
-    df = run_grid(tiny_cfg.replace(epochs=1, batch_size=4), {"full": {}}, aux, targets,
+    df = run_settings(tiny_cfg.replace(epochs=1, batch_size=4), {"full": {}}, aux, targets,
                   backbone=tiny_backbone, cache=FeatureCache(tiny_backbone, tmp_path / "c"), progress=False)
     by = df.set_index("dataset")
     assert set(by.index) == {"MPDD", "INSPLAD", "EPED"}

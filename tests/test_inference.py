@@ -46,6 +46,23 @@ def test_folder_tensor_and_checkpoint_give_the_same(tiny_cfg, tiny_backbone, hea
     assert by_tensor[1].image_score == pytest.approx(by_folder[1].image_score, abs=1e-5)
 
 
+def test_predict_equals_the_cached_path(tiny_cfg, tiny_backbone, heads, image_files, tmp_path):
+    """Fresh tokens (predict) and cached ones (training, evaluation, sweeps) are the same
+    float16-rounded values, so the kNN graph, the maps and the scores agree exactly."""
+    from bagclip.cache import FeatureCache
+    from bagclip.inference import predict_cached
+
+    cache = FeatureCache(tiny_backbone, tmp_path / "c")
+    entries = cache.ensure(image_files, progress=False)
+    texts = class_texts(tiny_backbone, ["screw"], tiny_cfg)
+    maps, scores, _ = predict_cached(heads, tiny_cfg, cache, entries, ["screw"] * len(entries), texts)
+    batch = torch.stack([load_image(f, tiny_cfg.image_size) for f in image_files])
+    fresh = predict(batch, cfg=tiny_cfg, backbone=tiny_backbone, model=heads, class_name="screw")
+    for j, p in enumerate(fresh):
+        assert np.array_equal(p.anomaly_map, maps[j].numpy())
+        assert p.image_score == float(scores[j])
+
+
 def test_bad_inputs_are_named(tiny_cfg, tiny_backbone, heads, tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.png"):
         predict(tmp_path / "nope.png", cfg=tiny_cfg, backbone=tiny_backbone, model=heads)

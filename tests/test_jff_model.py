@@ -18,7 +18,7 @@ WIDTH, E, GRID = 32, 16, 8
 def small_cfg(**kw) -> Config:
     base = dict(image_size=112, k=5, gcn_layers=2, gcn_hidden=24, safr_reduction=8)
     base.update(kw)
-    return Config.quick(**base)
+    return Config.tiny(**base)
 
 
 def tokens(B=2, L=4, seed=0):
@@ -31,13 +31,20 @@ def text(seed=1):
     return F.normalize(torch.randn(2, E, generator=torch.Generator().manual_seed(seed)), dim=-1)
 
 
-def test_jff_matches_numpy():
+def test_jff_by_hand_and_in_block_form():
+    # one F_pre and one F_SAG channel, W_proj the identity: Psi = [3, 4] / 5 for inputs 3, 4
+    jff = JFF(1, 1, 2)
+    with torch.no_grad():
+        jff.proj.weight.copy_(torch.eye(2))
+    psi = jff(torch.tensor([[[3.0]]]), torch.tensor([[[4.0]]]))
+    assert psi.tolist() == [[[pytest.approx(0.6), pytest.approx(0.8)]]]
+    # in general the projection of the concatenation is the sum of the two blocks' projections
     torch.manual_seed(0)
     jff = JFF(6, 4, 5)
     a, b = torch.randn(2, 7, 6), torch.randn(2, 7, 4)
-    W = jff.proj.weight.detach().double().numpy()
-    merged = np.concatenate([a.double().numpy(), b.double().numpy()], axis=-1) @ W.T
-    expected = merged / np.linalg.norm(merged, axis=-1, keepdims=True)
+    W = jff.proj.weight.detach().double().numpy()  # (E, 6 + 4)
+    blocks = a.double().numpy() @ W[:, :6].T + b.double().numpy() @ W[:, 6:].T
+    expected = blocks / np.linalg.norm(blocks, axis=-1, keepdims=True)
     np.testing.assert_allclose(jff(a, b).detach().numpy(), expected, atol=1e-6)
     assert jff.proj.bias is None
     # ablations: one input alone
@@ -162,6 +169,35 @@ def test_parameter_table():
     assert row.loc["total", "total_m"] == pytest.approx(heads + 110e-6)
 
 
+def test_global_adapter_switch():
+    """Off: no trainable part on the global branch, g is CLIP's own class embedding."""
+    off = BAGCLIP(small_cfg(global_adapter=False), WIDTH, E, GRID)
+    assert off.global_adapter is None and "global_adapter" not in dict(off.named_parameters()).keys()
+    tok, T = tokens(), text()
+    g = tok.cls.double() / tok.cls.double().norm(dim=-1, keepdim=True)
+    logits = 100.0 * g @ T.double().T
+    expected = 1 / (1 + torch.exp(logits[:, 0] - logits[:, 1]))
+    torch.testing.assert_close(off(tok, T).p_img.double(), expected, rtol=1e-5, atol=1e-6)
+    row = parameter_table(off).set_index("module")
+    assert row.loc["global adapter", "trainable_m"] == 0
+
+
+def test_graph_on_raw_taps():
+    """graph_input="taps": the SAG's graph is built on the raw taps, its features stay post-SAFR."""
+    cfg = small_cfg(graph_input="taps")
+    model = BAGCLIP(cfg, WIDTH, E, GRID)
+    tok = tokens(B=1)
+    from bagclip.safr import concat_taps, split_taps
+
+    f_pre = split_taps(model.safr(concat_taps(tok.patches)), 4)
+    f_sag = model.sag[2].gcn_layers(model.sag[2].graph(tok.patches[:, 2]), f_pre[:, 2])
+    psi = model.jff[2](f_pre[:, 2], f_sag)
+    torch.testing.assert_close(model.local_features(tok.patches)[:, 2], psi)
+    detail = BAGCLIP(small_cfg(), WIDTH, E, GRID)
+    detail.load_state_dict(model.state_dict())
+    assert not torch.allclose(detail.local_features(tok.patches)[:, 2], psi, atol=1e-4)
+
+
 def test_paper_size_parameter_count():
     """At the paper's sizes one SAG is 0.98 M (paper 1.08 M); the heads about 11 M (paper 13 M)."""
     sag = SAG(1024, 384, 15, 5)
@@ -177,7 +213,7 @@ def test_with_tiny_backbone():
     from bagclip import load_backbone
     from bagclip.losses import bagclip_loss
 
-    cfg = Config.quick(image_size=112)
+    cfg = Config.tiny(image_size=112)
     bb = load_backbone(cfg)
     with torch.no_grad():
         tok = bb.encode(torch.randn(2, 3, 112, 112))

@@ -9,7 +9,8 @@ import torch
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 import bagclip.metrics as M
-from bagclip.metrics import (BinnedPixelMetrics, PixelMetricAccumulator, aupro, aupro_cflow200, binary_metrics,
+from bagclip.aupro_cflow import aupro_cflow200
+from bagclip.metrics import (BinnedPixelMetrics, PixelMetricAccumulator, aupro, binary_metrics,
                              compute_metrics)
 
 TOL = 1e-9

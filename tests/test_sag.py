@@ -8,8 +8,8 @@ import torch
 from bagclip.sag import SAG, build_graph, build_sparse_graph, propagate
 
 
-def numpy_graph(h: np.ndarray, k: int, metric: np.ndarray | None = None) -> dict:
-    """The six steps of DESIGN.md with loops, float64."""
+def numpy_graph(h: np.ndarray, k: int, metric: np.ndarray | None = None, c: float = 1.0) -> dict:
+    """The six steps of docs/design.md with loops, float64; c the kernel's scale."""
     h = h.astype(np.float64)
     if metric is not None:
         h = h @ metric.T
@@ -19,7 +19,7 @@ def numpy_graph(h: np.ndarray, k: int, metric: np.ndarray | None = None) -> dict
         for j in range(n):
             d2[i, j] = np.sum((h[i] - h[j]) ** 2)
     sigma = np.array([math.sqrt(max(np.sort(np.delete(d2[i], i))[k - 1], 1e-8)) for i in range(n)])
-    S = np.exp(-d2 / np.outer(sigma, sigma))
+    S = np.exp(-d2 / (c * np.outer(sigma, sigma)))
     tau = np.array([np.sort(np.delete(S[i], i))[::-1][k - 1] for i in range(n)])
     A_adj = np.zeros((n, n))
     for i in range(n):
@@ -103,6 +103,20 @@ def test_gradients_reach_metric():
     assert W.grad is not None and W.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("c", [2.0, 0.5])
+def test_kernel_scale_is_the_other_reading_of_the_kernel(c):
+    """kernel_scale c: S = exp(-d2 / (c sigma_i sigma_j)), against numpy; sparse agrees."""
+    rng = np.random.default_rng(3)
+    h = rng.normal(size=(35, 10)).astype(np.float32)
+    ref = numpy_graph(h, 5, c=c)
+    parts = build_graph(torch.from_numpy(h), 5, return_parts=True, kernel_scale=c)
+    for name in ("S", "tau", "A_norm"):
+        np.testing.assert_allclose(getattr(parts, name).numpy(), ref[name], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(ref["A_norm"], numpy_graph(h, 5)["A_norm"], atol=1e-3)  # it matters
+    sparse = build_sparse_graph(torch.from_numpy(h), 5, kernel_scale=c).to_dense()[0]
+    np.testing.assert_allclose(sparse.numpy(), ref["A_norm"], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("metric", [False, True])
 def test_sparse_equals_dense(metric):
     torch.manual_seed(1)
@@ -134,6 +148,21 @@ def test_gcn_layer_by_hand():
     expected = np.maximum(A @ h[0].double().numpy() @ W, 0)
     np.testing.assert_allclose(sag(h)[0].detach().numpy(), expected, atol=1e-5)
     assert sag(h[0]).shape == (12, 4)  # unbatched input
+
+
+def test_gcn_stack_by_hand_on_a_prebuilt_graph():
+    """P layers F <- relu(A F W) with dense numpy products, the graph built on other features
+    (graph_from: e.g. raw taps while F^(0) is post-SAFR)."""
+    torch.manual_seed(0)
+    sag, h, g = SAG(32, 16, 5, 3), torch.randn(1, 40, 32), torch.randn(1, 40, 32)
+    A = numpy_graph(g[0].numpy(), 5)["A_norm"]
+    f = h[0].double().numpy()
+    for lin in sag.gcn:
+        f = np.maximum(A @ f @ lin.weight.detach().double().numpy().T, 0)
+    with torch.no_grad():
+        np.testing.assert_allclose(sag(h, graph_from=g)[0].numpy(), f, atol=1e-5)
+        np.testing.assert_allclose(sag.gcn_layers(sag.graph(g), h)[0].numpy(), f, atol=1e-5)
+        assert not np.allclose(sag(h)[0].numpy(), f, atol=1e-3)  # the graph's features matter
 
 
 def test_sag_widths_and_parameters():

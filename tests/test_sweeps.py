@@ -33,7 +33,7 @@ def cfg(tiny_cfg):
 
 
 def test_each_point_equals_an_independent_run(cfg, tiny_backbone, cache, data, tmp_path):
-    from bagclip.experiments import evaluate_cached
+    from bagclip.evaluate import evaluate_cached
     from bagclip.train import train
 
     aux, targets = data

@@ -134,19 +134,3 @@ def test_ensure_synth_caches_under_env(tmp_path, monkeypatch):
     assert (a / MANIFEST).stat().st_mtime_ns == stamp
     assert ensure_synth(seed=6, categories=["wood", "screw"], **SMALL) != a
     assert {s.class_name for s in load_dataset("synth", a)} == {"wood", "screw"}
-
-
-def test_overlay_and_plot_samples(quick_root):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from bagclip.data.gallery import overlay, plot_samples
-
-    img = np.zeros((10, 10, 3), np.uint8)
-    m = np.zeros((10, 10), bool)
-    m[4:6, 4:6] = True
-    out = overlay(img, m)
-    assert out.shape == img.shape and (out[m][:, 0] > 0).all() and out[0, 0].sum() == 0
-    samples = [s for s in load_dataset("synth", quick_root, "test", classes="capsule")][:4]
-    fig = plot_samples(samples, size=64, ncols=2)
-    assert len(fig.axes) == 4

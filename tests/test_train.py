@@ -123,7 +123,7 @@ def test_checkpoint_is_safetensors_and_loads_without_pickle(tiny_cfg, tiny_backb
 
 @pytest.mark.slow
 def test_learning_beats_untrained_heads_on_held_out_classes(tiny_cfg, tiny_backbone, splits, cache):
-    from bagclip.experiments import evaluate_cached
+    from bagclip.evaluate import evaluate_cached
 
     aux, target = splits
     cfg = tiny_cfg.replace(epochs=4, seed=0)
@@ -132,4 +132,7 @@ def test_learning_beats_untrained_heads_on_held_out_classes(tiny_cfg, tiny_backb
     trained = evaluate_cached(res.model, cfg, tiny_backbone, cache, target)
     first, last = np.mean(res.history[:3]), np.mean(res.history[-3:])
     assert last < 0.8 * first, (first, last)
-    assert trained["pixel_auroc"] > untrained["pixel_auroc"] + 0.1, (untrained["pixel_auroc"], trained["pixel_auroc"])
+    # the random tiny backbone's text features set the untrained level (0.59 pixel AUROC with
+    # WinCLIP's templates); training on other classes must lift it clearly, on both pixel metrics
+    for k in ("pixel_auroc", "pixel_aupro"):
+        assert trained[k] > untrained[k] + 0.05, (k, untrained[k], trained[k])

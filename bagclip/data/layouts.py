@@ -87,17 +87,23 @@ class Problems:
             raise DataError(f"{self.dataset}: " + "; ".join(msgs))
 
 
+def mask_key(mask: Path) -> str:
+    """The image stem a mask file belongs to: its stem without one of MASK_SUFFIXES. The one
+    pairing rule of every layout (000_mask.png, 000_gt.png and 000.png all pair with 000.*)."""
+    stem = Path(mask).stem
+    for suf in MASK_SUFFIXES:
+        if stem.endswith(suf):
+            return stem[: -len(suf)]
+    return stem
+
+
 def mask_index(folder: Path) -> dict[str, Path]:
-    """{image stem: mask path} for the image files of `folder` (recursively), by stem rules."""
+    """{image stem: mask path} for the image files of `folder` (recursively), by `mask_key`."""
     index: dict[str, Path] = {}
     if not folder.is_dir():
         return index
     for m in sorted(p for p in folder.rglob("*") if is_image_file(p)):
-        key = m.stem
-        for suf in MASK_SUFFIXES:
-            if key.endswith(suf):
-                key = key[: -len(suf)]
-                break
+        key = mask_key(m)
         if key in index:
             raise DataError(f"two masks for the image stem {key!r}: {index[key]} and {m}; keep one")
         index[key] = m
@@ -213,7 +219,7 @@ def load_visa(root, split: str = "test", classes=None, image_level: bool = False
         if mask is not None and not mask.is_file():
             missing.append(str(mask))
             continue
-        if mask is not None and mask.stem != img.stem:  # pair by stem, never trust row order
+        if mask is not None and mask_key(mask) != img.stem:  # pair by stem, never trust row order
             probs.orphan_masks.append(f"{mask} (listed for {img.name})")
             continue
         if mask is not None and not probs.readable(mask):

@@ -10,16 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..config import atomic_write_text
+from ..files import atomic_write_text
 from .io import DataError, Sample
-from .layouts import MASK_SUFFIXES, Problems, check_root, select_classes
-
-
-def _strip_mask_suffix(stem: str) -> str:
-    for suf in MASK_SUFFIXES:
-        if stem.endswith(suf):
-            return stem[: -len(suf)]
-    return stem
+from .layouts import Problems, check_root, mask_key, select_classes
 
 
 def load_meta(root, split: str = "test", classes=None, image_level: bool = False,
@@ -56,7 +49,7 @@ def load_meta(root, split: str = "test", classes=None, image_level: bool = False
                 if not mask.is_file():
                     missing.append(str(mask))
                     continue
-                if _strip_mask_suffix(mask.stem) != img.stem:  # pair by stem, never by order
+                if mask_key(mask) != img.stem:  # pair by stem, never by order
                     probs.orphan_masks.append(f"{mask} (listed for {img.name})")
                     continue
                 if not probs.readable(mask):

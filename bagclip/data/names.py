@@ -1,13 +1,11 @@
-"""Class names in prompts, and the auxiliary-training convention of zero-shot anomaly detection.
+"""Class names in prompts: dataset folder names -> words CLIP knows.
 
 `prompt_name("pcb1") == "printed circuit board"`: dataset folder names are mapped to words CLIP
 knows; anything not in the table gets underscores and hyphens turned into spaces.
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping
-
-from .io import DataError, Sample
+from typing import Mapping
 
 PROMPT_NAMES: dict[str, str] = {
     # MVTec AD (other folder names are plain words already)
@@ -47,42 +45,3 @@ def prompt_name(class_name: str, overrides: Mapping[str, str] | None = None) -> 
     if class_name in PROMPT_NAMES:
         return PROMPT_NAMES[class_name]
     return " ".join(class_name.replace("_", " ").replace("-", " ").split())
-
-
-def auxiliary_samples(roots: Mapping[str, str], split: str = "test", **kw) -> list[Sample]:
-    """The auxiliary TRAINING set of zero-shot anomaly detection, e.g.
-    `auxiliary_samples({"mvtec": "/data/mvtec_ad", "visa": "/data/visa"})`.
-
-    Yes, the *test* split. Zero-shot methods (APRIL-GAN, AnomalyCLIP, AdaCLIP, BAG-CLIP) never
-    train on the target dataset; they learn "what an anomaly looks like" on another dataset,
-    and only the test splits of MVTec AD and VisA contain anomalies with masks (their train
-    splits are normal images only). The field's convention: train on MVTec AD test + VisA
-    test, evaluate on other datasets; to report MVTec AD itself, train on VisA test only (and
-    vice versa). Use `check_disjoint` to make sure no class is shared. Extra keywords go to
-    `load_dataset` (e.g. classes=..., skip_bad=True).
-    """
-    from . import load_dataset
-
-    out: list[Sample] = []
-    for name, root in roots.items():
-        out += load_dataset(name, root, split, **kw)
-    return out
-
-
-def check_disjoint(aux: Iterable[Sample], target: Iterable[Sample],
-                   overrides: Mapping[str, str] | None = None) -> None:
-    """Raise DataError if training and evaluation share an object class (after prompt-name
-    mapping, so pcb1 in training and pcb2 in evaluation count as the same class)."""
-    def names(samples):
-        out: dict[str, set[str]] = {}
-        for s in samples:
-            out.setdefault(prompt_name(s.class_name, overrides), set()).add(s.class_name)
-        return out
-
-    a, t = names(aux), names(target)
-    shared = sorted(set(a) & set(t))
-    if shared:
-        detail = "; ".join(f"{n!r} (aux {sorted(a[n])}, target {sorted(t[n])})" for n in shared)
-        raise DataError(f"auxiliary and target sets share class(es): {detail}. A zero-shot "
-                        f"evaluation must not train on the classes it tests: drop them from "
-                        f"one side (e.g. train on VisA only to evaluate on MVTec AD)")

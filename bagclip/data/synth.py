@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from ..files import cache_root
 from .io import DataError, Sample
 from .layouts import load_mvtec_like
 from .synth_defects import apply_defect, draw_defect, to_uint8
@@ -177,11 +178,6 @@ def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = Q
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def cache_root() -> Path:
-    """`$BAGCLIP_CACHE`, else ~/.cache/bagclip."""
-    return Path(os.environ.get("BAGCLIP_CACHE", Path.home() / ".cache" / "bagclip")).expanduser()
 
 
 def ensure_synth(cache_dir=None, seed: int = 0, size: int = QUICK["size"],

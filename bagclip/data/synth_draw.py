@@ -31,9 +31,16 @@ def noise(rng, s: int, sigma, norm: bool = True) -> np.ndarray:
     return (n - n.mean()) / (n.std() + 1e-8) if norm else n
 
 
-def grid(s: int) -> tuple[np.ndarray, np.ndarray]:
+def unit_coords(s: int) -> tuple[np.ndarray, np.ndarray]:
     """(y, x) coordinates in [0, 1), each (s, s)."""
     return np.mgrid[0:s, 0:s].astype(np.float64) / s
+
+
+def along_across(y: np.ndarray, x: np.ndarray, cy: float, cx: float, a: float):
+    """Coordinates rotated by angle a about (cy, cx): u along the axis, w across it."""
+    u = (x - cx) * np.cos(a) + (y - cy) * np.sin(a)
+    w = -(x - cx) * np.sin(a) + (y - cy) * np.cos(a)
+    return u, w
 
 
 def colorize(v: np.ndarray, rgb) -> np.ndarray:
@@ -47,7 +54,7 @@ def jitter(rng, rgb, amount: float = 0.08) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- textures
 def wood(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     a = rng.uniform(-0.3, 0.3)
     u = y * np.cos(a) + x * np.sin(a) + 0.06 * noise(rng, s, s / 10)
     rings = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(9, 15) * u)
@@ -57,7 +64,7 @@ def wood(rng, s):
 
 
 def fabric(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     p = s / rng.uniform(24, 34)  # thread period in pixels
     yy, xx = y * s / p, x * s / p
     over = (np.floor(xx) + np.floor(yy)) % 2 == 0  # plain weave: warp over weft on a checker
@@ -70,7 +77,7 @@ def fabric(rng, s):
 
 def brushed_metal(rng, s):
     streaks = noise(rng, s, (0.6, s / 6))
-    y, _ = grid(s)
+    y, _ = unit_coords(s)
     v = 0.78 + 0.05 * streaks + 0.06 * (y - 0.5) + 0.015 * noise(rng, s, 0.7)
     return Scene(colorize(v, jitter(rng, (200, 202, 208), 0.03)), np.ones((s, s), bool))
 
@@ -92,7 +99,7 @@ def carpet(rng, s):
 
 def tile(rng, s):
     n = int(rng.integers(3, 5))
-    y, x = grid(s)
+    y, x = unit_coords(s)
     yy, xx = y * n, x * n
     grout = (np.minimum(yy % 1, 1 - yy % 1) < 0.04) | (np.minimum(xx % 1, 1 - xx % 1) < 0.04)
     cell = (np.floor(yy) * n + np.floor(xx)).astype(int)
@@ -106,40 +113,41 @@ def _background(rng, s, rgb):
     return colorize(0.9 + 0.03 * noise(rng, s, s / 8) + 0.01 * noise(rng, s, 0.8), jitter(rng, rgb, 0.04))
 
 
+def _on_background(rng, s, obj, v, rgb, under_rgb) -> Scene:
+    """A plain object (brightness v, colour about rgb) where obj is True, over a background."""
+    under = _background(rng, s, under_rgb)
+    img = np.where(obj[..., None], colorize(v, jitter(rng, rgb, 0.03)), under)
+    return Scene(img, obj, under)
+
+
 def washer(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     cy, cx = 0.5 + rng.uniform(-0.05, 0.05, 2)
     r = np.hypot(y - cy, x - cx)
     ro, ri = rng.uniform(0.32, 0.4), rng.uniform(0.12, 0.17)
     obj = (r < ro) & (r > ri)
     theta = np.arctan2(y - cy, x - cx)
     v = 0.7 + 0.18 * np.cos(theta - rng.uniform(0, 2 * np.pi)) + 0.05 * noise(rng, s, (1, 1))
-    under = _background(rng, s, (60, 62, 70))
-    img = np.where(obj[..., None], colorize(v, jitter(rng, (205, 205, 210), 0.03)), under)
-    return Scene(img, obj, under)
+    return _on_background(rng, s, obj, v, (205, 205, 210), (60, 62, 70))
 
 
 def screw(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     a = rng.uniform(0, np.pi)
     cy, cx = 0.5 + rng.uniform(-0.04, 0.04, 2)
-    u = (x - cx) * np.cos(a) + (y - cy) * np.sin(a)  # along the shaft
-    w = -(x - cx) * np.sin(a) + (y - cy) * np.cos(a)  # across it
+    u, w = along_across(y, x, cy, cx, a)  # along the shaft, across it
     shaft = (np.abs(w) < 0.05) & (u > -0.28) & (u < 0.3)
     head = (np.abs(w) < 0.11) & (u > -0.38) & (u <= -0.28)
     obj = shaft | head
     thread = 0.5 + 0.5 * np.sin(2 * np.pi * (u * 40 + w * 8))
     v = 0.6 + 0.25 * np.cos(np.pi * w / 0.1) * np.where(shaft, 0.6 + 0.4 * thread, 1.0)
-    under = _background(rng, s, (215, 215, 210))
-    img = np.where(obj[..., None], colorize(v, jitter(rng, (170, 172, 180), 0.03)), under)
-    return Scene(img, obj, under)
+    return _on_background(rng, s, obj, v, (170, 172, 180), (215, 215, 210))
 
 
 def capsule(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     a = rng.uniform(0, np.pi)
-    u = (x - 0.5) * np.cos(a) + (y - 0.5) * np.sin(a)
-    w = -(x - 0.5) * np.sin(a) + (y - 0.5) * np.cos(a)
+    u, w = along_across(y, x, 0.5, 0.5, a)
     half, rad = 0.22, rng.uniform(0.1, 0.13)
     d = np.hypot(np.clip(np.abs(u) - half, 0, None), w)  # distance to the capsule's axis segment
     obj = d < rad

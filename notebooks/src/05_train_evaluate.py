@@ -20,7 +20,8 @@ import torch
 import bagclip
 from bagclip import Config
 from bagclip.cache import FeatureCache
-from bagclip.experiments import evaluate_cached, protocol_data
+from bagclip.data import protocol_data
+from bagclip.evaluate import evaluate_cached
 from bagclip.train import build_heads, train
 
 FULL = os.environ.get("BAGCLIP_FULL") == "1"

@@ -25,7 +25,7 @@ import torch
 import bagclip
 from bagclip import Config
 from bagclip.cache import FeatureCache
-from bagclip.experiments import protocol_data
+from bagclip.data import protocol_data
 from bagclip.paper import paper_table
 from bagclip.sweeps import ablate, plot_sensitivity, summarize, sweep, table3
 

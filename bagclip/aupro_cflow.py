@@ -15,17 +15,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
+
+from .metrics import as_numpy, label_regions, region_weights
 
 __all__ = ["aupro_cflow200"]
 
 
 def aupro_cflow200(anomaly_maps, masks, fpr_limit: float = 0.3, n_thresholds: int = 200) -> float:
     """cflow-style AUPRO of maps (n, H, W) against masks (n, H, W); NaN when undefined."""
-    from .metrics import _to_numpy
-
-    maps = _to_numpy(anomaly_maps, np.float64)
-    gts = _to_numpy(masks) != 0
+    maps = as_numpy(anomaly_maps, np.float64)
+    gts = as_numpy(masks) != 0
     if maps.ndim == 2:
         maps, gts = maps[None], gts[None]
     lo, hi = float(maps.min()), float(maps.max())
@@ -37,12 +36,10 @@ def aupro_cflow200(anomaly_maps, masks, fpr_limit: float = 0.3, n_thresholds: in
     for amap, gt in zip(maps, gts):
         # pixel is positive at threshold j  <=>  th_j < score  <=>  j < count
         count = np.searchsorted(ths, amap.ravel(), side="left")
-        lab, k = ndimage.label(gt, structure=np.ones((3, 3), bool))
-        lab = lab.ravel()
+        lab, k = label_regions(gt)
         fp_hist += np.bincount(count[lab == 0], minlength=nb)
         if k:
-            w = (1.0 / np.bincount(lab)[1:])[lab[lab > 0] - 1]
-            pro_hist += np.bincount(count[lab > 0], weights=w, minlength=nb)
+            pro_hist += np.bincount(count[lab > 0], weights=region_weights(lab), minlength=nb)
             n_regions += k
     n_neg = fp_hist.sum()
     if n_regions == 0 or n_neg == 0:
