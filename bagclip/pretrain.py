@@ -44,7 +44,7 @@ from safetensors.torch import load_file, save, save_file
 
 from .backbone import forward_taps, interpolate_pos_embed, project_patches
 from .config import register_model_configs
-from .config import atomic_write_bytes, atomic_write_text
+from .files import atomic_write_bytes, atomic_write_text
 from .data.io import CLIP_MEAN, CLIP_STD
 from .data.world import make_pair
 
@@ -54,12 +54,12 @@ MINI_BACKBONE = "bagclip-mini"
 @dataclass
 class PretrainConfig:
     arch: str = MINI_BACKBONE  # registered open_clip configuration
-    steps: int = 900  # optimisation steps
+    steps: int = 1000  # optimisation steps
     batch_pairs: int = 24  # scenes per step; each gives a clean and a defective image
     low_size: int = 160  # resolution of the first steps (position embedding interpolated)
     image_size: int = 224  # the config's native resolution, used for the last steps
     final_share: float = 0.1  # share of steps at image_size
-    lr: float = 7e-4  # AdamW peak learning rate (linear warm-up, cosine decay to 0)
+    lr: float = 5e-4  # AdamW peak learning rate (linear warm-up, cosine decay to 0)
     warmup: int = 50  # warm-up steps
     weight_decay: float = 0.05  # on matrices only (not norms, biases, embeddings)
     taps: tuple[int, ...] = (2, 4, 6, 8)  # blocks whose patch tokens get the dense loss
@@ -242,6 +242,9 @@ def pretrain(cfg: PretrainConfig, out_dir, progress: bool = True, stop_after: in
         torch.set_num_threads(cfg.threads)
     model, tokenizer = build_model(cfg)
     model.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + 1)
+        model.state_probe = torch.nn.Linear(model.text_projection.shape[1], 2)  # dropped at export
     opt = _optimizer(model, cfg)
     ckpt = out / CHECKPOINT
     step, history = (0, [])
@@ -260,7 +263,7 @@ def pretrain(cfg: PretrainConfig, out_dir, progress: bool = True, stop_after: in
     for x, cover, tokens in loader:
         for g in opt.param_groups:
             g["lr"] = _lr(cfg, step)
-        parts = losses(model, cfg, x, cover, tokens, clip_loss)
+        parts = losses(model, cfg, x, cover, tokens, clip_loss, model.state_probe)
         opt.zero_grad(set_to_none=True)
         parts["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -304,6 +307,7 @@ def export_weights(run_dir, path, info: dict | None = None) -> str:
     else:
         t = load_file(str(Path(run_dir) / CHECKPOINT))
         state = {k[6:]: v for k, v in t.items() if k.startswith("model.")}
+    state = {k: v for k, v in state.items() if not k.startswith("state_probe.")}
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}
     blob = save(tensors, metadata={k: str(v) for k, v in (info or {}).items()})
     atomic_write_bytes(Path(path), blob)

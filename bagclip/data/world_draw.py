@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage as ndi
 
-from .synth_draw import Scene, _background, colorize, grid, jitter, noise
+from .synth_draw import Scene, _background, colorize, jitter, noise, unit_coords
 
 
 def _full(img: np.ndarray) -> Scene:
@@ -24,7 +24,7 @@ def _palette(rng, colours) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- materials
 def marble(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     turb = noise(rng, s, s / 12) + 0.5 * noise(rng, s, s / 30)
     veins = np.abs(np.sin(2 * np.pi * (rng.uniform(1, 3) * (x + y * rng.uniform(-1, 1)) + 0.5 * turb)))
     v = 0.85 - 0.35 * (1 - veins) ** 8 + 0.03 * noise(rng, s, 1.0)
@@ -41,7 +41,7 @@ def granite(rng, s):
 
 def sand(rng, s):
     v = 0.75 + 0.08 * noise(rng, s, 0.6) + 0.06 * noise(rng, s, s / 10)
-    y, x = grid(s)
+    y, x = unit_coords(s)
     ripples = np.sin(2 * np.pi * rng.uniform(5, 9) * (y + 0.05 * noise(rng, s, s / 8)))
     return _full(colorize(v + 0.04 * ripples, _palette(rng, [(214, 190, 140), (190, 170, 130)])))
 
@@ -54,7 +54,7 @@ def leather(rng, s):
 
 
 def brick(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     rows = rng.integers(5, 9)
     yy = y * rows
     xx = x * rows / 2 + 0.5 * (np.floor(yy) % 2)
@@ -67,7 +67,7 @@ def brick(rng, s):
 
 
 def knit(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     p = rng.uniform(14, 22)
     u, w = x * p, y * p * 0.6
     loops = np.abs(np.sin(np.pi * (u + 0.5 * np.abs(np.sin(np.pi * w)))))
@@ -76,7 +76,7 @@ def knit(rng, s):
 
 
 def mesh(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     p = rng.uniform(10, 18)
     a = rng.uniform(0, np.pi / 2)
     u, w = (x * np.cos(a) + y * np.sin(a)) * p, (-x * np.sin(a) + y * np.cos(a)) * p
@@ -87,7 +87,7 @@ def mesh(rng, s):
 
 
 def perforated_sheet(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     n = rng.integers(7, 12)
     yy, xx = y * n, x * n + 0.5 * (np.floor(y * n) % 2)
     holes = np.hypot(yy % 1 - 0.5, xx % 1 - 0.5) < rng.uniform(0.2, 0.32)
@@ -109,7 +109,7 @@ def cork(rng, s):
 
 
 def corrugated(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     a = rng.uniform(0, np.pi)
     u = x * np.cos(a) + y * np.sin(a)
     v = 0.7 + 0.2 * np.sin(2 * np.pi * rng.uniform(8, 14) * u) + 0.02 * noise(rng, s, 1)
@@ -117,14 +117,14 @@ def corrugated(rng, s):
 
 
 def plastic(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     g = rng.uniform(-0.1, 0.1, 2)
     v = 0.8 + g[0] * (y - 0.5) + g[1] * (x - 0.5) + 0.01 * noise(rng, s, 2)
     return _full(colorize(v, _palette(rng, [(220, 60, 50), (40, 90, 200), (240, 240, 235), (30, 30, 30), (250, 200, 40)])))
 
 
 def diamond_plate(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     n = rng.integers(8, 13)
     u, w = (x + y) * n / 2, (x - y) * n / 2
     bump = (np.abs(((u % 1) - 0.5)) < 0.08) & (np.abs(((w % 1) - 0.5)) < 0.3)
@@ -142,7 +142,7 @@ def terrazzo(rng, s):
 
 
 def honeycomb(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     n = rng.uniform(6, 10)
     q = x * n * 2 / np.sqrt(3)
     r = y * n - 0.5 * q
@@ -156,7 +156,7 @@ def honeycomb(rng, s):
 
 
 def checkered(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     n = rng.integers(4, 10)
     a, b = _palette(rng, [(30, 30, 30), (200, 40, 40)]), _palette(rng, [(240, 240, 240), (230, 220, 160)])
     check = ((np.floor(y * n) + np.floor(x * n)) % 2 == 0)[..., None]
@@ -164,7 +164,7 @@ def checkered(rng, s):
 
 
 def stripes(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     a = rng.uniform(0, np.pi)
     u = (x * np.cos(a) + y * np.sin(a)) * rng.uniform(4, 12)
     k = rng.integers(2, 4)
@@ -173,7 +173,7 @@ def stripes(rng, s):
 
 
 def polka_dots(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     n = rng.integers(5, 10)
     dots = np.hypot((y * n) % 1 - 0.5, (x * n + 0.5 * (np.floor(y * n) % 2)) % 1 - 0.5) < rng.uniform(0.15, 0.3)
     base = _palette(rng, [(240, 235, 225), (30, 60, 110), (200, 60, 90)])
@@ -188,7 +188,7 @@ def foam(rng, s):
 
 
 def bark(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     ridges = noise(rng, s, (s / 6, 1.5))
     v = 0.55 + 0.2 * np.tanh(2 * ridges) + 0.05 * noise(rng, s, 1)
     return _full(colorize(v, jitter(rng, (110, 85, 65), 0.1)))
@@ -203,7 +203,7 @@ def gravel(rng, s):
 
 
 def denim(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     p = rng.uniform(40, 60)
     twill = np.sin(2 * np.pi * (x + y) * p) * 0.5 + 0.5
     v = 0.6 + 0.15 * twill + 0.08 * noise(rng, s, (3, 0.6)) + 0.03 * noise(rng, s, 0.6)
@@ -211,7 +211,7 @@ def denim(rng, s):
 
 
 def glass(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     cy, cx = rng.uniform(0, 1, 2)
     hl = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / rng.uniform(0.02, 0.08))
     v = 0.7 + 0.25 * hl + 0.005 * noise(rng, s, 1)
@@ -226,7 +226,7 @@ def _object(rng, s, obj: np.ndarray, v: np.ndarray, rgb, back_rgb) -> Scene:
 
 
 def _polar(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     cy, cx = 0.5 + rng.uniform(-0.05, 0.05, 2)
     return np.hypot(y - cy, x - cx), np.arctan2(y - cy, x - cx)
 
@@ -258,7 +258,7 @@ def bottle_top(rng, s):
 
 
 def pill(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     a = rng.uniform(0, np.pi)
     u = (x - 0.5) * np.cos(a) + (y - 0.5) * np.sin(a)
     w = -(x - 0.5) * np.sin(a) + (y - 0.5) * np.cos(a)
@@ -278,7 +278,7 @@ def cable(rng, s):
     rng.shuffle(cols)
     for k, c in enumerate(cols):  # three insulated cores
         ang = 2 * np.pi * k / 3 + rng.uniform(-0.2, 0.2)
-        y, x = grid(s)
+        y, x = unit_coords(s)
         core = np.hypot(y - 0.5 - 0.17 * np.sin(ang), x - 0.5 - 0.17 * np.cos(ang)) < 0.13
         copper = np.hypot(y - 0.5 - 0.17 * np.sin(ang), x - 0.5 - 0.17 * np.cos(ang)) < 0.06
         img = np.where(core[..., None], jitter(rng, c, 0.08), img)
@@ -290,7 +290,7 @@ def cable(rng, s):
 def button(rng, s):
     r, t = _polar(rng, s)
     ro = rng.uniform(0.3, 0.4)
-    y, x = grid(s)
+    y, x = unit_coords(s)
     holes = np.zeros((s, s), bool)
     for k in range(4):
         a = np.pi / 4 + k * np.pi / 2
@@ -314,7 +314,7 @@ def bearing(rng, s):
     ro = rng.uniform(0.35, 0.42)
     obj = (r < ro) & (r > ro * 0.35)
     balls = np.zeros((s, s), bool)
-    y, x = grid(s)
+    y, x = unit_coords(s)
     n = rng.integers(7, 11)
     for k in range(n):
         a = 2 * np.pi * k / n
@@ -324,7 +324,7 @@ def bearing(rng, s):
 
 
 def label(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     h, w = rng.uniform(0.25, 0.35), rng.uniform(0.3, 0.42)
     obj = (np.abs(y - 0.5) < h) & (np.abs(x - 0.5) < w)
     text = np.zeros((s, s), bool)
@@ -336,7 +336,7 @@ def label(rng, s):
 
 
 def zipper(rng, s):
-    y, x = grid(s)
+    y, x = unit_coords(s)
     tape = np.abs(x - 0.5) < 0.3
     teeth = (np.abs(x - 0.5) < 0.06) & ((np.floor(y * rng.uniform(20, 30) + (x > 0.5) * 0.5) % 2) == 0)
     v = 0.75 + 0.03 * noise(rng, s, (0.6, 3))
