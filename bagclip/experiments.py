@@ -180,6 +180,10 @@ def write_ablation(cfg: Config, aux: Sequence, targets: dict, out, label: str | 
             f"## For reference: the paper's Table 3 (real data, ViT-L-14-336; not comparable)\n\n"
             f"{to_markdown(paper)}")
     atomic_write_text(out / "table3.md", text)
+    from .plots import ablation_figure
+
+    save_figure(ablation_figure(df, f"{label or 'ours'}; hatched: the paper's Table 3 (quoted)"),
+                out / "ablation.png")
     print(ours)
     return df
 
@@ -188,7 +192,8 @@ def write_sweep(cfg: Config, param: str, values: Sequence, aux: Sequence, target
                 runs_dir=None, label: str | None = None, **kw):
     """`sweeps.sweep` with its runs in runs_dir (default out); writes out/sweep_<param>.csv and
     out/sensitivity_<param>.png (Figure 5 / 6 form), returns the frame."""
-    from .sweeps import plot_sensitivity, save_frame, sweep
+    from .plots import plot_sensitivity
+    from .sweeps import save_frame, sweep
 
     out = Path(out)
     df = sweep(cfg, param, values, aux, targets, out_dir=runs_dir or out, **kw)
@@ -201,25 +206,21 @@ def write_sweep(cfg: Config, param: str, values: Sequence, aux: Sequence, target
 
 
 def save_figure(fig, path, **kw) -> Path:
-    """PNG at dpi 110, written atomically (an interrupted save leaves no half file)."""
-    import io
+    """PNG at dpi 110, written atomically; see `bagclip.plots.save_figure`."""
+    from .plots import save_figure as save
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, **kw)
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+    return save(fig, path, **kw)
 
 
 def quick_figure(runs: list[dict], model, cfg: Config, backbone: Backbone, cache: FeatureCache,
                  target: Sequence, per_class: int = 1):
     """Loss per step for every seed, then image / ground truth / anomaly map for one anomalous
-    test image per target class (the first seed's trained heads). Returns the Figure."""
-    import matplotlib.pyplot as plt
-
+    test image per target class (the first seed's trained heads); drawn by
+    `bagclip.plots.quick_figure_from`. Returns the Figure."""
     from .data import load_image, load_mask
-    from .data.gallery import overlay
     from .data.io import denormalize
     from .inference import predict_cached
+    from .plots import quick_figure_from
     from .train import class_texts
 
     picks, seen = [], {}
@@ -230,23 +231,9 @@ def quick_figure(runs: list[dict], model, cfg: Config, backbone: Backbone, cache
     entries = cache.ensure([s.image_path for s in picks], progress=False)
     names = [s.class_name for s in picks]
     maps, scores, _ = predict_cached(model, cfg, cache, entries, names, class_texts(backbone, names, cfg))
-    fig = plt.figure(figsize=(2.0 * len(picks), 2.0 * 3 + 2.4), layout="constrained")
-    grid = fig.add_gridspec(4, max(len(picks), 1), height_ratios=[1.2, 1, 1, 1])
-    ax = fig.add_subplot(grid[0, :])
-    for r in runs:
-        ax.plot(r["history"], label=f"seed {r['seed']}", lw=1)
-    ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.legend(fontsize=7)
-    ax.set_title(LABEL, fontsize=8)
-    for j, s in enumerate(picks):
-        img = denormalize(load_image(s.image_path, cfg.image_size))
-        mask = load_mask(s.mask_path, cfg.image_size).numpy()
-        for i, (panel, title) in enumerate([(img, f"{s.class_name}/{s.defect_type}"),
-                                            (overlay(img, mask), "ground truth"),
-                                            (maps[j].numpy(), f"map (own scale), score {float(scores[j]):.2f}")]):
-            a = fig.add_subplot(grid[i + 1, j])
-            a.imshow(panel, cmap="jet" if panel.ndim == 2 else None)  # maps: min-max per panel
-            a.set_title(title, fontsize=7), a.set_xticks([]), a.set_yticks([])
-    return fig
+    images = [denormalize(load_image(s.image_path, cfg.image_size)) for s in picks]
+    masks = [load_mask(s.mask_path, cfg.image_size).numpy() for s in picks]
+    return quick_figure_from(runs, picks, images, masks, [m.numpy() for m in maps], scores, LABEL)
 
 
 def paper_layout(results_by_seed: dict, resolution: int | str) -> str:

@@ -136,29 +136,11 @@ def table3(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def plot_sensitivity(df: pd.DataFrame, param: str | None = None, paper_default=None):
-    """Figures 5-6: per target dataset, image-level and pixel-level metrics (percent) against
-    the swept value, mean over seeds with a +-std band. Returns the Figure."""
-    import matplotlib.pyplot as plt
+def plot_sensitivity(df: pd.DataFrame, param: str | None = None, paper_default=None, quoted: bool = True):
+    """Figures 5-6; drawn by `bagclip.plots.plot_sensitivity` (kept here for old imports)."""
+    from .plots import plot_sensitivity as draw
 
-    param = param or df.attrs.get("param", "value")
-    datasets = list(dict.fromkeys(df.dataset))
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(9, 3.2 * len(datasets)), squeeze=False)
-    for row, ds in zip(axes, datasets):
-        g = df[df.dataset == ds].groupby("value")[list(KEYS)]
-        mean, std = g.mean() * 100, g.std(ddof=1).fillna(0) * 100
-        for ax, keys, level in ((row[0], IMAGE_KEYS, "image"), (row[1], PIXEL_KEYS, "pixel")):
-            for k in keys:
-                ax.plot(mean.index, mean[k], marker="o", label=k.split("_", 1)[1])
-                ax.fill_between(mean.index, mean[k] - std[k], mean[k] + std[k], alpha=0.15)
-            if paper_default is not None:
-                ax.axvline(paper_default, color="grey", ls=":", lw=1)
-            ax.set_xticks(list(mean.index))
-            ax.set_xlabel(PARAM_LABELS.get(param, param)), ax.set_ylabel("%")
-            ax.set_title(f"{ds}: {level}-level", fontsize=10)
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return draw(df, param, paper_default, quoted)
 
 
 def _slug(name: str) -> str:
