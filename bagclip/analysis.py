@@ -160,6 +160,19 @@ def oversmoothing(h: torch.Tensor, k: int, hidden: int, depths: Sequence[int] = 
     return pd.DataFrame(rows)
 
 
+def separation(f, labels) -> float:
+    """How far apart two groups of rows of f (N, C) are: the distance between the group means
+    divided by the root mean squared distance of rows to their own group mean (a Fisher-style
+    ratio; larger = easier to tell defect patches from normal ones). NaN if a group is empty."""
+    x = np.asarray(torch.as_tensor(f).detach().cpu().double())
+    y = np.asarray(labels).ravel() != 0
+    if y.all() or not y.any():
+        return math.nan
+    m1, m0 = x[y].mean(0), x[~y].mean(0)
+    within = np.concatenate([x[y] - m1, x[~y] - m0])
+    return float(np.linalg.norm(m1 - m0) / np.sqrt((within ** 2).sum(1).mean()))
+
+
 # --- the text side, per tap ------------------------------------------------------------------
 @torch.no_grad()
 def tap_text_maps(backbone, patches: torch.Tensor, text: torch.Tensor,

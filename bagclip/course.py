@@ -63,6 +63,18 @@ class Lab:
         """Every target sample, all target sets together."""
         return [s for samples in self.targets.values() for s in samples]
 
+    def view(self, sample):
+        """(image (S, S, 3) uint8, mask (S, S) bool, Tokens (float32, on the CPU)) of a sample at
+        the config's size, the tokens read through the feature cache."""
+        from .backbone import Tokens
+        from .data import denormalize, load_image, load_mask
+
+        s = self.cfg.image_size
+        image = denormalize(load_image(sample.image_path, s))
+        mask = load_mask(sample.mask_path, s).numpy().astype(bool)
+        tok = self.cache.get([sample.image_path], progress=False)
+        return image, mask, Tokens(tok.patches.float(), tok.cls.float())
+
     def label(self) -> str:
         """What the numbers of this mode are, for titles: never mistaken for the paper's."""
         return {"quick": f"quick mode ({self.cfg.backbone}, synthetic benchmark): not the paper's numbers",

@@ -83,10 +83,12 @@ def overlay(image: np.ndarray, mask: np.ndarray, color=(255, 0, 0), alpha: float
 
 
 def heatmap(ax, a, title: str = "", label: str = "", cmap: str = "viridis", vmin=None, vmax=None,
-            xlabel: str | None = None, ylabel: str | None = None, bare: bool = True):
-    """imshow with a labelled colour bar; returns the image artist."""
+            xlabel: str | None = None, ylabel: str | None = None, bare: bool = True, extent=None):
+    """imshow with a labelled colour bar; returns the image artist. extent (W, H): stretch a
+    coarse grid over an image-sized axis (so pixel masks can be outlined on it)."""
     a = np.asarray(a)
-    im = ax.imshow(a, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ext = None if extent is None else (0, extent[0], extent[1], 0)
+    im = ax.imshow(a, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", extent=ext)
     cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
     cb.set_label(label, fontsize=7)
     cb.ax.tick_params(labelsize=6)
@@ -237,9 +239,7 @@ def plot_tap_maps(image, mask, maps, taps: Sequence[int], title: str = "", label
     axes[1].set_title("ground truth (red)", fontsize=8)
     h, w = img.shape[:2]
     for ax, (m, t, lab, cmap) in zip(axes[2:], extra):
-        ax.imshow(img, alpha=0.0)
-        heatmap(ax, m, t, lab, cmap, 0, 1)
-        ax.images[-1].set_extent((0, w, h, 0))
+        heatmap(ax, m, t, lab, cmap, 0, 1, extent=(w, h))
         _contour(ax, mask)
     return fig
 
@@ -794,6 +794,33 @@ def quick_figure_from(runs: list[dict], picks, images, masks, maps, scores, labe
         axes = [fig.add_subplot(grid[i + 1, j]) for i in range(3)]
         panel(images[j], masks[j], maps[j], f"{s.class_name}/{s.defect_type}",
               map_title=f"score {float(scores[j]):.2f}", vmin=None, vmax=None, axes=axes)
+    return fig
+
+
+# --- lesson 10: costs ------------------------------------------------------------------------
+def plot_cost_breakdown(t4, t5_row, n_taps: int):
+    """Where the time goes: one image through the model (Table 5 row) and one SAG (Table 4)."""
+    fig = new_figure(11, 2.8)
+    a, b = fig.subplots(1, 2)
+    stages = {"backbone encode": t5_row.backbone_ms, "heads": t5_row.heads_ms,
+              "smoothing + score": t5_row.smoothing_ms}
+    a.barh(list(stages), list(stages.values()), color=["gray", "tab:blue", "tab:green"])
+    a.set_xlabel("ms per image")
+    a.set_title(f"inference: {t5_row.inference_ms:.1f} ms ({t5_row.fps:.1f} fps)", fontsize=9)
+    parts = t4.set_index("component").time_ms.drop("total")
+    b.barh(parts.index, parts.values, color=["tab:orange", "tab:purple"])
+    b.set_xlabel("ms"), b.set_title(f"one SAG (the heads run {n_taps}, one per tap)", fontsize=9)
+    return fig
+
+
+def plot_scaling(scaling):
+    """Graph construction's GFLOPs, peak memory and time against N, log-log, with an N^2 guide."""
+    fig = new_figure(13, 3)
+    axes = fig.subplots(1, 3)
+    for ax, col in zip(axes, ["gflops", "peak_mem_mb", "time_ms"]):
+        ax.loglog(scaling.n, scaling[col], "o-", label="measured")
+        ax.loglog(scaling.n, scaling[col].iloc[-1] * (scaling.n / scaling.n.iloc[-1]) ** 2, "k--", label="~ N^2")
+        ax.set_xlabel("N patches"), ax.set_title(col, fontsize=9), ax.legend(fontsize=7)
     return fig
 
 
