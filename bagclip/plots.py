@@ -28,10 +28,35 @@ ERROR_COLORS = {"TN": (0.92, 0.92, 0.92), "TP": (0.2, 0.65, 0.2), "FP": (0.85, 0
 
 
 # --- basics ---------------------------------------------------------------------------------
+_FORMATTER = False
+
+
+def _register_png_formatter() -> None:
+    """Show Figures as PNG in IPython whatever the matplotlib backend (our figures live outside
+    pyplot, so the inline backend's own hook, run on importing pyplot, may never run)."""
+    global _FORMATTER
+    if _FORMATTER:
+        return
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    ip = get_ipython()
+    if ip is None:
+        return
+    from IPython.core.pylabtools import print_figure
+    from matplotlib.figure import Figure
+
+    ip.display_formatter.formatters["image/png"].for_type(
+        Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight", dpi=90))
+    _FORMATTER = True
+
+
 def new_figure(w: float, h: float, **kw):
     """A Figure outside pyplot (shown by the notebook's display, saved by save_figure)."""
     from matplotlib.figure import Figure
 
+    _register_png_formatter()
     kw.setdefault("layout", "constrained")
     return Figure(figsize=(w, h), **kw)
 
