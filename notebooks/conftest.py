@@ -88,5 +88,6 @@ _install()
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if _stats["nudges"]:
         terminalreporter.write_line(
-            f"notebooks: {_stats['nudges']} kernel nudge(s) sent while waiting for a reply; "
-            f"{_stats['recovered']} cell(s) answered after one")
+            f"notebooks: {_stats['nudges']} kernel nudge(s) sent (one per {NUDGE_S:g} s of silence); "
+            f"{_stats['recovered']} cell(s) replied after a nudge (long cells do too: this is not "
+            f"proof of a stall)")
