@@ -24,7 +24,8 @@ from .config import Config
 from .data import protocol_data
 from .evaluate import evaluate_cached
 from .files import atomic_write_text
-from .report import json_safe, paper_layout, quick_figure, results_table, save_figure
+from .plots import quick_figure
+from .report import json_safe, paper_layout, results_table, save_figure
 from .sweeps import write_ablation, write_sweep
 
 LABEL = "synthetic benchmark, bagclip-tiny random backbone (pipeline check, NOT the paper's numbers)"

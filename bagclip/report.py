@@ -20,6 +20,7 @@ import pandas as pd
 from .files import atomic_write_bytes, atomic_write_text
 from .metrics import IMAGE_KEYS, METRIC_KEYS, PIXEL_KEYS
 
+PARAM_LABELS = {"k": "neighbours K", "gcn_layers": "GCN layers P"}  # the swept fields, as axis labels
 HEADERS = {"auroc": "AUROC", "f1_max": "F1-Max", "ap": "AP", "aupro": "AUPRO"}
 
 
@@ -136,6 +137,18 @@ def paper_layout(results_by_seed: dict, resolution: int | str) -> str:
     return "\n".join(parts)
 
 
+def summarize(df: pd.DataFrame, by: str = "setting") -> pd.DataFrame:
+    """Percent mean and sample std over seeds per (by, dataset), plus an "Average" dataset row
+    per setting (the unweighted mean over datasets of each seed, then mean/std over seeds,
+    as the paper's Average rows). Columns (key, "mean" | "std")."""
+    avg = df.groupby([by, "seed"], sort=False)[list(METRIC_KEYS)].mean().reset_index()
+    avg["dataset"] = "Average"
+    full = pd.concat([df, avg], ignore_index=True) if df.dataset.nunique() > 1 else df
+    g = full.groupby([by, "dataset"], sort=False)[list(METRIC_KEYS)]
+    out = pd.concat({"mean": g.mean() * 100, "std": g.std(ddof=1) * 100}, axis=1)
+    return out.swaplevel(axis=1)[[(k, s) for k in METRIC_KEYS for s in ("mean", "std")]]
+
+
 def flat_index(table: pd.DataFrame) -> pd.DataFrame:
     """(variant, dataset) index -> "variant / dataset", for one-level markdown tables."""
     table.index = [f"{v} / {d}" for v, d in table.index]
@@ -186,43 +199,3 @@ def save_figure(fig, path, **kw) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, **kw)
     return atomic_write_bytes(path, buf.getvalue())
-
-
-# --- figures (to move into the plots module) ---------------------------------------------
-def quick_figure(runs: list[dict], model, cfg, backbone, cache, target: Sequence, per_class: int = 1,
-                 title: str = ""):
-    """Loss per step for every seed, then image / ground truth / anomaly map for one anomalous
-    test image per target class (the first seed's trained heads). Returns the Figure."""
-    import matplotlib.pyplot as plt
-
-    from .data import load_image, load_mask
-    from .data.gallery import overlay
-    from .data.io import denormalize
-    from .inference import predict_cached
-    from .train import class_texts
-
-    picks, seen = [], {}
-    for s in target:
-        if s.label and seen.get(s.class_name, 0) < per_class:
-            seen[s.class_name] = seen.get(s.class_name, 0) + 1
-            picks.append(s)
-    entries = cache.ensure([s.image_path for s in picks], progress=False)
-    names = [s.class_name for s in picks]
-    maps, scores, _ = predict_cached(model, cfg, cache, entries, names, class_texts(backbone, names, cfg))
-    fig = plt.figure(figsize=(2.0 * len(picks), 2.0 * 3 + 2.4), layout="constrained")
-    gs = fig.add_gridspec(4, max(len(picks), 1), height_ratios=[1.2, 1, 1, 1])
-    ax = fig.add_subplot(gs[0, :])
-    for r in runs:
-        ax.plot(r["history"], label=f"seed {r['seed']}", lw=1)
-    ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=8)
-    for j, s in enumerate(picks):
-        img = denormalize(load_image(s.image_path, cfg.image_size))
-        mask = load_mask(s.mask_path, cfg.image_size).numpy()
-        for i, (panel, title) in enumerate([(img, f"{s.class_name}/{s.defect_type}"),
-                                            (overlay(img, mask), "ground truth"),
-                                            (maps[j].numpy(), f"map (own scale), score {float(scores[j]):.2f}")]):
-            a = fig.add_subplot(gs[i + 1, j])
-            a.imshow(panel, cmap="jet" if panel.ndim == 2 else None)  # maps: min-max per panel
-            a.set_title(title, fontsize=7), a.set_xticks([]), a.set_yticks([])
-    return fig

@@ -23,8 +23,8 @@ import pandas as pd
 from .config import Config
 from .evaluate import evaluate_cached
 from .files import atomic_write_text
-from .metrics import IMAGE_KEYS, METRIC_KEYS, PIXEL_KEYS
-from .report import cells, flat_index, save_figure, save_frame, to_markdown
+from .metrics import METRIC_KEYS
+from .report import PARAM_LABELS, cells, flat_index, save_figure, save_frame, summarize, to_markdown  # noqa: F401 (re-exported)
 
 # Table 3's rows, plus our own: JFF off (F_SAG alone projected), and the global adapter off
 # (the paper trains no module on the global branch; docs/decisions.md).
@@ -35,7 +35,6 @@ ABLATIONS: dict[str, dict] = {
     "without global adapter": {"global_adapter": False},
     "full BAG-CLIP": {},
 }
-PARAM_LABELS = {"k": "neighbours K", "gcn_layers": "GCN layers P"}
 
 
 def run_settings(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targets: Mapping[str, Sequence],
@@ -113,49 +112,12 @@ def ablate(cfg: Config, aux: Sequence, targets: Mapping[str, Sequence], seeds: S
     return run_settings(cfg, dict(variants or ABLATIONS), aux, targets, seeds, **kw)
 
 
-def summarize(df: pd.DataFrame, by: str = "setting") -> pd.DataFrame:
-    """Percent mean and sample std over seeds per (by, dataset), plus an "Average" dataset row
-    per setting (the unweighted mean over datasets of each seed, then mean/std over seeds,
-    as the paper's Average rows). Columns (key, "mean" | "std")."""
-    avg = df.groupby([by, "seed"], sort=False)[list(METRIC_KEYS)].mean().reset_index()
-    avg["dataset"] = "Average"
-    full = pd.concat([df, avg], ignore_index=True) if df.dataset.nunique() > 1 else df
-    g = full.groupby([by, "dataset"], sort=False)[list(METRIC_KEYS)]
-    out = pd.concat({"mean": g.mean() * 100, "std": g.std(ddof=1) * 100}, axis=1)
-    return out.swaplevel(axis=1)[[(k, s) for k in METRIC_KEYS for s in ("mean", "std")]]
-
-
 def table3(df: pd.DataFrame) -> pd.DataFrame:
     """The ablation in the layout of the paper's Table 3: rows (variant, dataset), columns the
     six metrics it reports, cells "mean ± std" in percent (no std with one seed)."""
     out = cells(summarize(df), [k for k in METRIC_KEYS if k != "pixel_aupro"])
     out.index.names = ["variant", "dataset"]
     return out
-
-
-def plot_sensitivity(df: pd.DataFrame, param: str | None = None, paper_default=None):
-    """Figures 5-6: per target dataset, image-level and pixel-level metrics (percent) against
-    the swept value, mean over seeds with a +-std band. Returns the Figure."""
-    import matplotlib.pyplot as plt
-
-    param = param or df.attrs.get("param", "value")
-    datasets = list(dict.fromkeys(df.dataset))
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(9, 3.2 * len(datasets)), squeeze=False)
-    for row, ds in zip(axes, datasets):
-        g = df[df.dataset == ds].groupby("value")[list(METRIC_KEYS)]
-        mean, std = g.mean() * 100, g.std(ddof=1).fillna(0) * 100
-        for ax, keys, level in ((row[0], IMAGE_KEYS, "image"), (row[1], PIXEL_KEYS, "pixel")):
-            for k in keys:
-                ax.plot(mean.index, mean[k], marker="o", label=k.split("_", 1)[1])
-                ax.fill_between(mean.index, mean[k] - std[k], mean[k] + std[k], alpha=0.15)
-            if paper_default is not None:
-                ax.axvline(paper_default, color="grey", ls=":", lw=1)
-            ax.set_xticks(list(mean.index))
-            ax.set_xlabel(PARAM_LABELS.get(param, param)), ax.set_ylabel("%")
-            ax.set_title(f"{ds}: {level}-level", fontsize=10)
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
 
 
 def _slug(name: str) -> str:
@@ -177,6 +139,10 @@ def write_ablation(cfg: Config, aux: Sequence, targets: dict, out, label: str | 
             f"## For reference: the paper's Table 3 (real data, ViT-L-14-336; not comparable)\n\n"
             f"{to_markdown(paper)}")
     atomic_write_text(out / "table3.md", text)
+    from .plots import ablation_figure
+
+    save_figure(ablation_figure(df, f"{label or 'ours'}; hatched: the paper's Table 3 (quoted)"),
+                out / "ablation.png")
     print(ours)
     return df
 
@@ -185,6 +151,8 @@ def write_sweep(cfg: Config, param: str, values: Sequence, aux: Sequence, target
                 runs_dir=None, label: str | None = None, **kw):
     """`sweep` with its runs in runs_dir (default out); writes out/sweep_<param>.csv and
     out/sensitivity_<param>.png (Figure 5 / 6 form), returns the frame."""
+    from .plots import plot_sensitivity
+
     out = Path(out)
     df = sweep(cfg, param, values, aux, targets, out_dir=runs_dir or out, **kw)
     save_frame(df, out / f"sweep_{param}.csv")

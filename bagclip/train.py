@@ -93,8 +93,11 @@ def _masks(samples, idx: Sequence[int], size: int) -> torch.Tensor:
 
 def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.PathLike | None = None,
           cache: FeatureCache | None = None, resume: bool = False, save_every: int | None = None,
-          max_steps: int | None = None, progress: bool = True) -> TrainResult:
+          max_steps: int | None = None, progress: bool = True, on_step=None) -> TrainResult:
     """Train the heads on `samples` (bagclip.data.Sample with masks) and return them.
+
+    on_step: optional callable(step, loss parts dict) after every optimisation step (the
+    notebooks' live loss curve); the parts are bagclip_loss's detached scalars.
 
     resume: continue from out_dir's last checkpoint (an error if there is none).
     max_steps: stop after this many steps in total (simulates an interruption in tests).
@@ -156,7 +159,7 @@ def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.
         text = torch.stack([texts[samples[i].class_name] for i in idx]).to(device)  # (B, 2, E)
         masks = _masks(samples, idx, cfg.image_size).to(device)  # (B, S, S)
         output = model(tokens, text)
-        loss, _ = bagclip_loss(output, masks, labels[idx].to(device), cfg)
+        loss, parts = bagclip_loss(output, masks, labels[idx].to(device), cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -164,6 +167,8 @@ def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.
         history.append(loss.item())
         bar.set_postfix(epoch=epoch + 1, loss=f"{sum(history[-20:]) / len(history[-20:]):.4f}")
         bar.update(1)
+        if on_step is not None:
+            on_step(step, {k: float(v) for k, v in parts.items()})
         if step % steps_per_epoch == 0 or (save_every and step % save_every == 0):
             checkpoint()
     bar.close()

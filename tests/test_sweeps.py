@@ -6,7 +6,8 @@ import pytest
 
 import bagclip.train
 from bagclip.cache import FeatureCache
-from bagclip.sweeps import ABLATIONS, ablate, plot_sensitivity, summarize, sweep, table3
+from bagclip.plots import plot_sensitivity
+from bagclip.sweeps import ABLATIONS, ablate, summarize, sweep, table3
 
 
 @pytest.fixture(scope="module")

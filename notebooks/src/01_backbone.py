@@ -1,85 +1,135 @@
 # %% md
-# # 1. The CLIP backbone at 518 x 518, and its taps
+# # 01. The frozen CLIP backbone: 518 px, the taps, the prompts, and what each tap "sees"
 #
-# BAG-CLIP starts from a frozen CLIP image encoder (open_clip `ViT-L-14-336`, OpenAI weights).
-# The paper runs it at 518 x 518 instead of 336: with 14-pixel patches that is a 37 x 37 grid,
-# N = 1369 patch tokens, so small defects cover more patches. This notebook shows:
-#
-# 1. how the position embeddings are interpolated once, at load time, to the new grid;
-# 2. which blocks are tapped (6, 12, 18, 24) and what the tapped tokens look like;
-# 3. the two prompt states that the text tower turns into T_N and T_A.
-#
-# **Quick mode** (default) uses `bagclip-tiny`, a 4-block ViT with random weights that builds
-# offline; set the environment variable `BAGCLIP_FULL=1` for the real backbone (GPU, internet).
+# **Learning objectives.** After this lesson you can
+# 1. explain why the paper runs CLIP at 518 x 518 and how the position embeddings are resized
+#    (once, at load time) to the larger patch grid;
+# 2. name the tapped blocks and the shapes `Tokens(patches (B, L, N, W), cls (B, E))`;
+# 3. build the prompt ensemble T = [T_N, T_A] and
+# 4. read a *raw* text-similarity map per tap: how well the frozen CLIP alone localises a
+#    defect before any head is trained.
+# %% [parameters]
+MODE = "quick"
 # %%
-import os
-
-import matplotlib.pyplot as plt
+import numpy as np
+import open_clip
 import torch
 
 import bagclip
-from bagclip import Config
+from bagclip import analysis as an, course, plots
+from bagclip.backbone import interpolate_pos_embed
 
-FULL = os.environ.get("BAGCLIP_FULL") == "1"
-cfg = Config() if FULL else Config.quick()
-device = "cuda" if FULL and torch.cuda.is_available() else "cpu"
-cfg
+lab = course.setup(MODE)
+cfg, bb = lab.cfg, lab.backbone
+print(lab.label(), "| device:", lab.device)
+print(f"{cfg.backbone}: width W = {bb.width}, joint space E = {bb.embed_dim}, patch {bb.patch_size} px, "
+      f"grid G = {bb.grid} (N = {bb.grid ** 2}), taps {cfg.taps}")
 # %% md
-# ## Loading: position embeddings resized once
-# `load_backbone` builds the open_clip model and resizes its position embedding grid (bicubic,
-# class-token row kept apart) before anything runs: no resizing inside `forward`, no weights
-# changed behind your back on a first call (a bug one peer code base had).
+# ## 1. Position embeddings, before and after resizing
+# A ViT adds a learned position vector to each patch token; there is one per patch of the grid
+# it was trained on (24 x 24 for ViT-L-14-336). At 518 px the grid is 37 x 37, so
+# `load_backbone` resizes the embedding once (bicubic, class-token row apart) before anything
+# runs. Below: the model's native embedding and the same channels resized to a 518 px grid.
 # %%
-bb = bagclip.load_backbone(cfg, device=device)
-print("width W =", bb.width, " embed E =", bb.embed_dim, " patch =", bb.patch_size, " grid G =", bb.grid)
-print("position embedding:", tuple(bb.visual.positional_embedding.shape), "(1 class row + G*G patch rows)")
+native_px = open_clip.get_model_config(cfg.backbone)["vision_cfg"]["image_size"]
+native = bagclip.load_backbone(cfg.replace(image_size=native_px), device="cpu")
+pos_native = native.visual.positional_embedding.detach().cpu()
+g518 = 518 // bb.patch_size
+pos_518 = interpolate_pos_embed(pos_native, g518)
+print(f"native: {tuple(pos_native.shape)} (1 + {native.grid}^2 rows)  ->  at 518 px: "
+      f"{tuple(pos_518.shape)} (1 + {g518}^2 rows)")
+plots.plot_pos_embed(pos_native[1:], pos_518[1:], label=f"{cfg.backbone}: position embedding channels "
+                     f"(with real CLIP weights they are smooth spatial patterns)")
 # %% md
-# Each channel of the position embedding is a small image over the patch grid. Here are four
-# channels after interpolation (with real CLIP weights they show smooth spatial patterns; with
-# the random tiny backbone they are noise).
+# Self-checks: resizing to the native grid changes nothing, the class-token row is never
+# touched, and the backbone we loaded holds exactly the resized embedding of its own grid.
 # %%
-pos = bb.visual.positional_embedding[1:].detach().cpu().reshape(bb.grid, bb.grid, -1)
-fig, axes = plt.subplots(1, 4, figsize=(10, 2.6))
-for ax, c in zip(axes, [0, 1, 2, 3]):
-    ax.imshow(pos[..., c], cmap="coolwarm")
-    ax.set_title(f"channel {c}")
-    ax.axis("off")
-plt.show()
+assert torch.allclose(interpolate_pos_embed(pos_native, native.grid), pos_native, atol=1e-5)
+assert torch.equal(pos_518[0], pos_native[0])
+assert torch.allclose(bb.visual.positional_embedding.detach().cpu(),
+                      interpolate_pos_embed(pos_native, bb.grid), atol=1e-5)
+del native
 # %% md
-# ## Encoding: taps and the class feature
-# `encode` returns `Tokens(patches (B, L, N, W), cls (B, E))`: the residual stream after each
-# tapped block (class token dropped, no ln_post, no projection) for the Detail-Preserving
-# Branch, and the projected class token for the Global Semantic Branch.
+# ## 2. The taps
+# `encode` runs the frozen ViT once and keeps the residual stream after each tapped block
+# (class token dropped, no ln_post, no projection) for the Detail-Preserving Branch, and the
+# projected class token for the Global Semantic Branch.
 # %%
-from bagclip.data.synth import ensure_synth
-from bagclip.data import load_dataset, load_image
-
-root = ensure_synth(size=cfg.image_size if FULL else 224)
-samples = [s for s in load_dataset("synth", root, "test") if s.label == 1][:2]
-images = torch.stack([load_image(s.image_path, cfg.image_size) for s in samples])
-tokens = bb.encode(images)
-print("patches:", tuple(tokens.patches.shape), " cls:", tuple(tokens.cls.shape))
-# %% md
-# How different are the taps? The norm of each patch token, per tap, shown on the grid: deeper
-# blocks carry more global, less local structure.
-# %%
+sample = next(s for s in lab.target if s.label and s.defect_type != "subtle")
+image, mask, tokens = lab.view(sample)
+print("patches:", tuple(tokens.patches.shape), "= (B, L taps, N patches, W)   cls:", tuple(tokens.cls.shape))
 norms = tokens.patches[0].norm(dim=-1).reshape(len(cfg.taps), bb.grid, bb.grid)
-fig, axes = plt.subplots(1, len(cfg.taps) + 1, figsize=(12, 2.6))
-from bagclip.data import denormalize
-axes[0].imshow(denormalize(images[0])); axes[0].set_title(samples[0].defect_type); axes[0].axis("off")
-for ax, t, n in zip(axes[1:], cfg.taps, norms):
-    ax.imshow(n, cmap="viridis"); ax.set_title(f"block {t}"); ax.axis("off")
-plt.show()
+plots.plot_tap_maps(image, mask, norms / norms.amax(dim=(1, 2), keepdim=True), cfg.taps,
+                    f"{sample.class_name}/{sample.defect_type}", label="token norm / max")
 # %% md
-# ## Text: the prompt ensemble
-# Every class name is put into the paper's four normal and four abnormal state phrases, each
-# inside a set of contextual templates. Sentence embeddings are L2-normalised, averaged per
-# state and renormalised: T = [T_N, T_A], shape (2, E).
+# ## 3. The prompt ensemble
+# Every class name goes into the paper's four normal and four abnormal state phrases, each
+# inside 21 WinCLIP-style templates. Each sentence embedding is L2-normalised, the embeddings
+# are averaged per state and renormalised: T = [T_N, T_A] `(2, E)`.
 # %%
+from bagclip.data import prompt_name
 from bagclip.prompts import prompt_sentences
 
-normal, abnormal = prompt_sentences("metal nut")
+name = prompt_name(sample.class_name)
+normal, abnormal = prompt_sentences(name)
 print(len(normal), "normal sentences, e.g.", normal[:2])
 print(len(abnormal), "abnormal sentences, e.g.", abnormal[:2])
-T = bb.encode_text(["metal nut"])[0]
-print("T:", tuple(T.shape), " cos(T_N, T_A) =", float(T[0] @ T[1]))
+T = bb.encode_text([name])[0]
+print(f"T: {tuple(T.shape)}, cos(T_N, T_A) = {float(T[0] @ T[1]):.3f}")
+# self-check: the ensemble by hand equals the package
+with torch.no_grad():
+    by_hand = []
+    for sents in (normal, abnormal):
+        e = torch.nn.functional.normalize(bb.model.encode_text(bb.tokenizer(sents).to(bb.device)).float(), dim=-1)
+        by_hand.append(torch.nn.functional.normalize(e.mean(0), dim=-1))
+assert torch.allclose(torch.stack(by_hand), T, atol=1e-5)
+# %% md
+# ## 4. The raw text-similarity map, per tap
+# Before any training: send each tap's patch tokens through CLIP's own `ln_post` and `proj`
+# (the path of the class token), compare with [T_N, T_A] and take
+# softmax(100 cos)[abnormal] per patch (`bagclip.analysis.tap_text_maps`). This is what the
+# frozen CLIP alone says about each patch at each depth. Intermediate taps were never trained to
+# live in the joint space, which is one reason the paper trains projection heads (JFF, lesson 04).
+# %%
+maps = an.tap_text_maps(bb, tokens.patches, T, cfg.logit_scale)[0]  # (L, G, G)
+plots.plot_tap_maps(image, mask, maps, cfg.taps, f"{sample.class_name}/{sample.defect_type}: raw CLIP")
+# %%
+# self-check: one patch of one tap by the formula
+l, i = len(cfg.taps) - 1, int(np.argmax(an.patch_fraction(mask, bb.grid)))
+z = bb.visual.ln_post(tokens.patches[0, l, i].to(bb.device)) @ bb.visual.proj
+z = torch.nn.functional.normalize(z, dim=-1).cpu()
+p = torch.softmax(cfg.logit_scale * (T.cpu() @ z), dim=0)[1]
+assert abs(float(p) - float(maps[l].flatten()[i])) < 1e-4
+# %% md
+# How much does the raw map separate defect patches from normal ones, per tap? Patch-level
+# AUROC over the target images (0.5 = chance):
+# %%
+import pandas as pd
+from bagclip.metrics import binary_metrics
+from bagclip.train import class_texts
+
+texts = class_texts(bb, [s.class_name for s in lab.target], cfg)
+rows = []
+for s in [s for s in lab.target if s.label][:20]:
+    _, m, tok = lab.view(s)
+    mp = an.tap_text_maps(bb, tok.patches, texts[s.class_name], cfg.logit_scale)[0]
+    lab_p = an.patch_fraction(m, bb.grid) > 0.25
+    rows += [{"tap": t, "score": float(v), "defect": bool(d)} for t, mm in zip(cfg.taps, mp)
+             for v, d in zip(mm.flatten(), lab_p)]
+df = pd.DataFrame(rows)
+pd.Series({f"block {t}": binary_metrics(g.score, g.defect)["auroc"] for t, g in df.groupby("tap")},
+          name="patch AUROC of the raw map").round(3).to_frame()
+# %% md
+# ## Summary
+# - At 518 px CLIP sees a 37 x 37 grid; position embeddings are resized once, at load time.
+# - Four taps give multi-depth patch tokens (B, L, N, W); the class token goes to the global branch.
+# - T = [T_N, T_A] is an ensemble over templates and state words, normalised twice.
+# - A raw per-tap text map shows what frozen CLIP localises by itself; the heads must improve it.
+#
+# ## Exercises
+# 1. Switch `MODE = "lab"` (internet once) and compare the raw maps of ViT-B-16 with quick mode's.
+#    Which tap localises best?
+# 2. Replace the templates with a single one (`prompt_sentences(name, templates=("a photo of a {}.",))`)
+#    and measure the per-tap AUROC again: how much does the ensemble help?
+# 3. Run the backbone at the native size and at 518 px on one small defect: how many patches
+#    does the defect touch in each case?

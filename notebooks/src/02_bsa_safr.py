@@ -1,67 +1,128 @@
 # %% md
-# # 2. Bifurcated Self-Attention and SAFR
+# # 02. Bifurcated Self-Attention and SAFR
 #
-# The encoder's output is split into two branches (paper, section 3.2):
-#
-# - **Global Semantic Branch**: the standard CLIP path up to the class token, then a trainable
-#   adapter (initialised to the identity) -> g `(B, E)` for the image-level decision.
-# - **Detail-Preserving Branch**: the tapped patch tokens of blocks 6/12/18/24, concatenated
-#   channel-wise into x_concat `(B, N, C = 4W)` and recalibrated by **SAFR**:
-#
-#   x_detail = x_concat * sigmoid(W2 relu(W1 GAP(x_concat)))
-#
-# GAP averages over the N patches, W1 shrinks C by the ratio r = 16, W2 restores it: one gate
-# per channel per image. Below we compute it with the package and by hand.
+# **Learning objectives.** After this lesson you can
+# 1. draw the two branches of BSA (paper, Section 3.2): the Global Semantic Branch (class token
+#    -> adapter -> g) and the Detail-Preserving Branch (tapped patch tokens -> SAFR);
+# 2. compute SAFR's channel gates by hand and check them against the package;
+# 3. read the gates of *trained* heads: which taps does training turn up or down;
+# 4. compare the paper's detail stream (`detail_attention="none"`: plain taps) with the V-V
+#    attention stream we offer as an option (`"vv"`, see docs/decisions.md), side by side.
+# %% [parameters]
+MODE = "quick"
 # %%
-import os
-
-import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 import bagclip
-from bagclip import Config
-from bagclip.safr import SAFR
+from bagclip import analysis as an, course, plots
+from bagclip.safr import SAFR, concat_taps, split_taps
 
-FULL = os.environ.get("BAGCLIP_FULL") == "1"
-cfg = Config() if FULL else Config.quick()
-bb = bagclip.load_backbone(cfg, device="cuda" if FULL and torch.cuda.is_available() else "cpu")
-# %%
-from bagclip.data import load_dataset, load_image
-from bagclip.data.synth import ensure_synth
-
-root = ensure_synth(size=cfg.image_size if FULL else 224)
-samples = load_dataset("synth", root, "test")[:4]
-tokens = bb.encode(torch.stack([load_image(s.image_path, cfg.image_size) for s in samples]).to(bb.device))
-B, L, N, W = tokens.patches.shape
-x_concat = tokens.patches.permute(0, 2, 1, 3).reshape(B, N, L * W)  # (B, N, C): taps side by side
-print("x_concat:", tuple(x_concat.shape))
+lab = course.setup(MODE)
+cfg, bb = lab.cfg, lab.backbone
+print(lab.label(), "| device:", lab.device)
 # %% md
-# ## SAFR, by the package and by the formula
+# ## 1. The Detail-Preserving Branch: concatenate the taps, recalibrate the channels
+# x_concat `(B, N, C = L W)` holds the L taps side by side. SAFR squeezes it over the patches
+# (GAP), passes it through a bottleneck (C -> C/r -> C) and a sigmoid: one gate per channel per
+# image, x_detail = x_concat * sigmoid(W2 relu(W1 GAP(x_concat))). GAP makes the gates
+# independent of *where* a defect is.
 # %%
+samples = [s for s in lab.target if s.label][:4] + [s for s in lab.target if not s.label][:2]
+toks = [lab.view(s)[2] for s in samples]
+patches = torch.cat([t.patches for t in toks]).to(bb.device)
+B, L, N, W = patches.shape
+x_concat = concat_taps(patches)
+print("x_concat:", tuple(x_concat.shape), f"(C = {L} taps x {W})")
 torch.manual_seed(0)
 safr = SAFR(L * W, cfg.safr_reduction).to(bb.device)
-x_detail = safr(x_concat)
-
 with torch.no_grad():
-    gap = x_concat.mean(dim=1)  # (B, C)
-    w1, w2 = [m for m in safr.modules() if isinstance(m, torch.nn.Linear)]
-    gates = torch.sigmoid(w2(torch.relu(w1(gap))))  # (B, C)
-    by_hand = x_concat * gates[:, None, :]
-print("max |package - formula| =", float((x_detail - by_hand).abs().max()))
+    x_detail = safr(x_concat)
+    gap = x_concat.mean(dim=1)
+    gates = torch.sigmoid(safr.W2(torch.relu(safr.W1(gap))))
+assert torch.allclose(x_detail, x_concat * gates[:, None], atol=1e-6)  # package == formula
+assert torch.equal(split_taps(concat_taps(patches), L), patches)  # the split undoes the concat
+print("SAFR by the package equals the formula; the tap split is exact.")
 # %% md
-# The gates, per image, grouped by tap: an untrained SAFR starts near 0.5 everywhere; training
-# learns which channels of which tap matter for anomalies.
+# ## 2. Gates before and after training
+# An untrained SAFR sits near 0.5 everywhere. Heads trained on the auxiliary categories (shared
+# by the lessons, trained once and cached) learn which channels of which tap to keep.
 # %%
-fig, ax = plt.subplots(figsize=(10, 2.5))
-for b in range(B):
-    ax.plot(gates[b].cpu(), lw=0.6, label=samples[b].defect_type)
-for l in range(1, L):
-    ax.axvline(l * W, color="k", lw=0.5)
-ax.set_xlabel("channel (tap boundaries marked)"); ax.set_ylabel("gate"); ax.legend(fontsize=7)
-plt.show()
+trained = course.trained_heads(lab).model
+with torch.no_grad():
+    g_trained = trained.safr.gates(x_concat.to(next(trained.parameters()).device)).cpu()
+plots.plot_gates({"untrained (image 0)": gates[0].cpu(), "trained, image 0": g_trained[0],
+                  f"trained, image {B - 1} (normal)": g_trained[-1]}, cfg.taps, W)
+# %%
+per_tap = g_trained.reshape(B, L, W).mean(-1).mean(0)
+print("mean trained gate per tap:", {f"block {t}": round(float(v), 3) for t, v in zip(cfg.taps, per_tap)})
+print("gate spread across images (std over images, mean over channels):",
+      round(float(g_trained.std(0).mean()), 4))
 # %% md
-# x_detail is split back into one feature map per tap, F_pre^(l) `(B, N, W)`, which the
-# Self-Attention Graph (next notebook) turns into graph nodes.
+# ## 3. The Global Semantic Branch
+# The class token after the last block, through ln_post and proj (frozen), then a trainable
+# adapter initialised to the identity: g = normalize(adapter(cls)). p_img = softmax(100 g T^T)
+# [abnormal]. At initialisation g is CLIP's own image embedding:
 # %%
-f_pre = x_detail.reshape(B, N, L, W).permute(0, 2, 1, 3)
-print("F_pre:", tuple(f_pre.shape), " cls feature for the global branch:", tuple(tokens.cls.shape))
+from bagclip.train import build_heads
+
+fresh = build_heads(cfg, bb)
+cls = torch.cat([t.cls for t in toks]).to(bb.device)
+with torch.no_grad():
+    g0 = torch.nn.functional.normalize(fresh.global_adapter.to(bb.device)(cls), dim=-1)
+assert torch.allclose(g0, torch.nn.functional.normalize(cls, dim=-1), atol=1e-6)
+print("untrained adapter = identity: g is CLIP's normalised image embedding")
+# %% md
+# ## 4. "none" versus "vv": two readings of the detail stream
+# The paper's text taps the standard blocks (`"none"`). Our option `"vv"` (from the first tap on)
+# takes each tap from a V-V attention step, softmax(V V^T / sqrt(d)) V, which keeps a patch
+# attending to patches with similar *values* and is known (CLIP Surgery, AnomalyCLIP) to give
+# cleaner local features. Same image, same text, raw text maps per tap (as in lesson 01):
+# %%
+from bagclip.backbone import vv_attention
+from bagclip.data import load_image
+from bagclip.train import class_texts
+
+bb_vv = bagclip.load_backbone(cfg.replace(detail_attention="vv"), device=lab.device)
+sample = samples[0]
+image, mask, tok_none = lab.view(sample)
+with torch.no_grad():
+    tok_vv = bb_vv.encode(load_image(sample.image_path, cfg.image_size)[None].to(bb_vv.device))
+T = class_texts(bb, [sample.class_name], cfg)[sample.class_name]
+maps = {name: an.tap_text_maps(bb, t.patches, T, cfg.logit_scale)[0] for name, t in
+        (("none", tok_none), ("vv", tok_vv))}
+G = bb.grid
+plots.panel_rows([dict(image=image, mask=mask if i == 0 else None, title=f'detail_attention="{name}"',
+                       extra=[(m, f"block {t}", "abnormal prob.", "jet") for m, t in zip(maps[name], cfg.taps)])
+                  for i, name in enumerate(maps)],
+                 suptitle=f"{sample.class_name}/{sample.defect_type}: raw per-tap maps, standard taps vs V-V taps")
+# %%
+# self-check: the first vv tap equals one V-V step on the first tapped block's input, by hand
+with torch.no_grad():
+    x = bb._embed(load_image(sample.image_path, cfg.image_size)[None].to(bb.device))
+    for blk in list(bb.blocks)[: cfg.taps[0] - 1]:
+        x = blk(x)
+    blk = bb.blocks[cfg.taps[0] - 1]
+    h = blk.ln_1(x)
+    Wv = blk.attn.in_proj_weight[2 * bb.width:]
+    bv = blk.attn.in_proj_bias[2 * bb.width:]
+    v = (h @ Wv.T + bv).view(1, -1, blk.attn.num_heads, bb.width // blk.attn.num_heads).transpose(1, 2)
+    att = torch.softmax(v @ v.transpose(-1, -2) / v.shape[-1] ** 0.5, dim=-1) @ v
+    y = x + blk.ls_1(blk.attn.out_proj(att.transpose(1, 2).reshape(1, -1, bb.width)))
+assert torch.allclose(y[0, 1:].cpu(), tok_vv.patches[0, 0].cpu(), atol=1e-4)
+d = (tok_vv.patches - tok_none.patches.to(tok_vv.patches)).norm(dim=-1).mean(-1)[0]
+print("mean |vv - none| per tap:", [round(float(v), 2) for v in d])
+# %% md
+# ## Summary
+# - BSA splits the work: the class token answers "is it anomalous?", the tapped patch tokens
+#   answer "where?".
+# - SAFR = squeeze (GAP over patches) + excitation (bottleneck + sigmoid): per-image channel
+#   gates; the package equals the formula.
+# - Training moves the gates away from 0.5, differently per tap.
+# - `"vv"` is our option, not the paper's text: compare the maps before choosing it.
+#
+# ## Exercises
+# 1. Train heads with `use_safr=False` (`course.trained_heads(lab, cfg.replace(use_safr=False))`)
+#    and compare pixel AUROC with the SAFR heads (lesson 07 does this for Table 3).
+# 2. Change `safr_reduction` to 2 and 64: how do the trained gates change?
+# 3. With `"vv"`, set `bsa_start` later than the first tap: which taps change?

@@ -1,5 +1,5 @@
 # %% md
-# # 7. Where the cost of BAG-CLIP goes: parameters, FLOPs, memory, time
+# # 10. Where the cost of BAG-CLIP goes: parameters, FLOPs, memory, time
 #
 # Section 4.4 of the paper reports two cost tables, both on one NVIDIA A6000: Table 4, one SAG
 # module (graph construction + GCN propagation) on N = 37 x 37 = 1369 patches of 1024-d
@@ -13,28 +13,30 @@
 # - **peak memory** allocated beyond the inputs (CUDA allocator on a GPU, torch profiler on a CPU);
 # - **time**: median of a few runs under `no_grad`.
 #
-# Quick mode (the default) uses the tiny random backbone at 224 px on the CPU: it shows *where*
-# the cost goes, never the paper's numbers. `BAGCLIP_FULL=1` uses `Config()`: random weights of
-# the real ViT-L-14-336 architecture (costs do not depend on weights, so nothing is downloaded),
-# on a GPU if there is one. `bagclip.cost.bench_main(cfg, device, out_dir)` prints and saves
-# both tables in one call (the `bagclip bench` command).
+# **Learning objectives.** After this lesson you can
+# 1. count parameters per module and see that the trainable heads are a small share;
+# 2. count the SAG's FLOPs by hand and compare them with the measured counts and the paper's
+#    Table 4 (quoted, A6000);
+# 3. measure per-image inference (Table 5) and explain why graph construction grows as N^2.
+#
+# Quick mode shows *where* the cost goes on this machine, never the paper's numbers. In full
+# mode costs use random weights of the real ViT-L-14-336 architecture (costs do not depend on
+# weights, so nothing is downloaded), on a GPU if there is one. `bagclip.cost.bench_main(cfg,
+# device, out_dir)` prints and saves both tables in one call (the `bagclip bench` command).
+# %% [parameters]
+MODE = "quick"
 # %%
-import os
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 
 import bagclip
-from bagclip import Config
+from bagclip import Config, course, plots
 from bagclip.cost import backbone_width, cost_config, graph_scaling, hardware, inference_cost, sag_cost
 from bagclip.model import parameter_table
 from bagclip.train import build_heads
 
-FULL = os.environ.get("BAGCLIP_FULL") == "1"
-cfg = Config() if FULL else Config.quick()
-device = "cuda" if FULL and torch.cuda.is_available() else "cpu"
+cfg = course.mode_config(MODE)
+device = course.default_device()
 bb = bagclip.load_backbone(cost_config(cfg), device=device)
 heads = build_heads(cfg, bb).to(device)
 print("measured on:", hardware(device))
@@ -89,14 +91,7 @@ t5.round(3)
 # Left: one image through the whole model. Right: one SAG module; the heads run one per tap.
 # %%
 ours = t5.iloc[0]
-fig, (a, b) = plt.subplots(1, 2, figsize=(11, 2.8))
-stages = {"backbone encode": ours.backbone_ms, "heads": ours.heads_ms, "smoothing + score": ours.smoothing_ms}
-a.barh(list(stages), list(stages.values()), color=["gray", "tab:blue", "tab:green"])
-a.set_xlabel("ms per image"); a.set_title(f"inference: {ours.inference_ms:.1f} ms ({ours.fps:.1f} fps)")
-parts = t4.set_index("component").time_ms.drop("total")
-b.barh(parts.index, parts.values, color=["tab:orange", "tab:purple"])
-b.set_xlabel("ms"); b.set_title(f"one SAG (the heads run {len(cfg.taps)}, one per tap)")
-plt.tight_layout(); plt.show()
+plots.plot_cost_breakdown(t4, ours, len(cfg.taps))
 # %% md
 # ## Graph construction grows as N^2
 # The distance product is N x N x D, so doubling the image side multiplies N by 4 and the
@@ -106,13 +101,8 @@ plt.tight_layout(); plt.show()
 # %%
 sizes = [bb.patch_size * g for g in (8, 16, 24, 32, 37)]
 scaling = graph_scaling(cfg, sizes, device=device)
-fig, ax = plt.subplots(1, 3, figsize=(13, 3))
-for axis, col in zip(ax, ["gflops", "peak_mem_mb", "time_ms"]):
-    axis.loglog(scaling.n, scaling[col], "o-", label="measured")
-    axis.loglog(scaling.n, scaling[col].iloc[-1] * (scaling.n / scaling.n.iloc[-1]) ** 2, "k--",
-                label="~ N^2")
-    axis.set_xlabel("N patches"); axis.set_title(col); axis.legend()
-plt.tight_layout(); plt.show()
+plots.plot_scaling(scaling)
+# %%
 slopes = {c: np.polyfit(np.log(scaling.n), np.log(scaling[c]), 1)[0] for c in ("gflops", "peak_mem_mb", "time_ms")}
 print("log-log slopes (2 = quadratic):", {c: round(float(s), 2) for c, s in slopes.items()})
 scaling.round(4)
@@ -129,11 +119,23 @@ print(f"backbone: {100 * ours.backbone_ms / ours.inference_ms:.0f}% of the time 
       f"{100 * min(1, sag_all / ours.heads_ms):.0f}%")
 print(f"inside one SAG: graph construction {graph / gcn:.1f}x the GCN's time")
 # %% md
-# - At the paper's size (`BAGCLIP_FULL=1`) the frozen ViT-L holds almost all parameters and most
-#   of the time. The tiny quick backbone is so small that the heads, whose graph still costs
-#   N^2 D, weigh relatively more: quick mode shows the mechanics, not the paper's balance.
+# - At the paper's size (`MODE = "full"`) the frozen ViT-L holds almost all parameters and most
+#   of the time. Quick mode's bagclip-mini is so small that the heads, whose graph still
+#   costs N^2 D, weigh relatively more: quick mode shows the mechanics, not the paper's balance.
 # - Graph construction's N x N x D product and N x N matrices grow as N^2, which is why the
 #   paper builds the graph on patch features (N = 1369) and not on pixels: 518^2 = 268,324
 #   nodes would need (268,324 / 1369)^2 ~ 38,000 times the FLOPs.
-# - Our numbers are this machine's; the paper's are an A6000's. For the paper's setting run
-#   `BAGCLIP_FULL=1` on a GPU (or `bench_main(Config(), "cuda", out_dir)`).
+# - Our numbers are this machine's; the paper's are an A6000's (quoted). For the paper's setting
+#   run `MODE = "full"` on a GPU (or `bench_main(Config(), "cuda", out_dir)`).
+#
+# ## Summary
+# - The frozen backbone holds nearly all parameters; the heads train a small share.
+# - One SAG costs 2 N^2 D for the graph plus the GCN's layers; measured FLOPs follow the hand
+#   count, and both grow as N^2.
+#
+# ## Exercises
+# 1. Compare the edge-list and dense SAG at the paper's N (`sag_cost(Config(), n=1369)`): which
+#    one wins on this machine, and why might a GPU differ?
+# 2. How many GFLOPs would one SAG cost on the pixels of a 518 x 518 image (N = 268,324)?
+# 3. Which of the paper's Table 5 rows (quoted) does our measured share of trainable parameters
+#    resemble most?

@@ -1,0 +1,119 @@
+"""What every lesson notebook starts with: the mode, its Config, the device, the data, and heads
+trained once and shared by the lessons that need them.
+
+    MODE = "quick"                        # the notebook's parameter cell (papermill "parameters")
+    lab = bagclip.course.setup(MODE)      # cfg, device, backbone, aux / target samples, cache
+
+Modes (docs: README, "Notebooks"):
+- "quick": `Config.quick()` on the synthetic benchmark, CPU-friendly, no download;
+- "lab":   a real small open_clip model (ViT-B-16, OpenAI weights, 224 px; downloads once) on the
+           synthetic benchmark: readers with internet and no GPU;
+- "full":  the paper (`Config()`: ViT-L-14-336 at 518 px) on the datasets under $BAGCLIP_DATA.
+The device is CUDA whenever it is available, in every mode.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODES = ("quick", "lab", "full")
+
+
+def mode_config(mode: str = "quick", **overrides: Any):
+    """The Config of a lesson mode (see the module docstring); overrides replace fields."""
+    from .config import Config
+
+    if mode == "quick":
+        return Config.quick(**overrides)
+    if mode == "lab":
+        base = dict(backbone="ViT-B-16", pretrained="openai", image_size=224, taps=(3, 6, 9, 12),
+                    k=10, gcn_layers=3, gcn_hidden=128, safr_reduction=16, epochs=3,
+                    smoothing_sigma=2.0)
+        base.update(overrides)
+        return Config(**base)
+    if mode == "full":
+        return Config(**overrides)
+    raise ValueError(f"MODE={mode!r}; choose one of {MODES}")
+
+
+def default_device() -> str:
+    """"cuda" whenever it is available, in every mode; else "cpu"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class Lab:
+    """A lesson's setting: mode, cfg, device, backbone, the auxiliary (training) samples, the
+    target (zero-shot test) sets and the feature cache."""
+    mode: str
+    cfg: Any
+    device: str
+    backbone: Any = None
+    aux: list = field(default_factory=list)
+    targets: dict = field(default_factory=dict)
+    cache: Any = None
+
+    @property
+    def target(self) -> list:
+        """Every target sample, all target sets together."""
+        return [s for samples in self.targets.values() for s in samples]
+
+    def view(self, sample):
+        """(image (S, S, 3) uint8, mask (S, S) bool, Tokens (float32, on the CPU)) of a sample at
+        the config's size, the tokens read through the feature cache."""
+        from .backbone import Tokens
+        from .data import denormalize, load_image, load_mask
+
+        s = self.cfg.image_size
+        image = denormalize(load_image(sample.image_path, s))
+        mask = load_mask(sample.mask_path, s).numpy().astype(bool)
+        tok = self.cache.get([sample.image_path], progress=False)
+        return image, mask, Tokens(tok.patches.float(), tok.cls.float())
+
+    def label(self) -> str:
+        """What the numbers of this mode are, for titles: never mistaken for the paper's."""
+        return {"quick": f"quick mode ({self.cfg.backbone}, synthetic benchmark): not the paper's numbers",
+                "lab": f"lab mode ({self.cfg.backbone} {self.cfg.pretrained}, synthetic benchmark): "
+                       f"not the paper's numbers",
+                "full": f"full mode ({self.cfg.backbone}, {', '.join(self.targets)})"}[self.mode]
+
+
+def setup(mode: str = "quick", backbone: bool = True, data: bool = True, **overrides: Any) -> Lab:
+    """Config, device, and (optionally) the frozen backbone, the protocol's data and a cache."""
+    from .cache import FeatureCache
+
+    cfg = mode_config(mode, **overrides)
+    lab = Lab(mode, cfg, default_device())
+    if backbone:
+        from .backbone import load_backbone
+
+        lab.backbone = load_backbone(cfg, device=lab.device)
+        lab.cache = FeatureCache(lab.backbone)
+    if data:
+        from .data import protocol_data
+
+        lab.aux, lab.targets = protocol_data(full=(mode == "full"), image_size=cfg.image_size)
+    return lab
+
+
+def trained_heads(lab: Lab, cfg=None, progress: bool = False):
+    """Heads trained on lab.aux with cfg (default lab.cfg), trained once and then reused.
+
+    The run lives in <BAGCLIP_CACHE>/course/<key>/, keyed by the config, the backbone identity
+    and the training images; a finished run is loaded (train's resume finds nothing left to do),
+    an interrupted one continues. Returns bagclip.train.TrainResult (model, history, out_dir).
+    """
+    from .data.synth import cache_root
+    from .train import train
+
+    cfg = cfg or lab.cfg
+    key = json.dumps({"cfg": cfg.to_dict(), "backbone": lab.backbone.identity(),
+                      "aux": sorted(str(s.image_path) for s in lab.aux)}, sort_keys=True)
+    out = Path(cache_root()) / "course" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    resume = (out / "state.pt").is_file()
+    return train(cfg, lab.aux, lab.backbone, out, cache=lab.cache, resume=resume, progress=progress)
