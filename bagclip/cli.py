@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 QUICK_BANNER = ("NOTE: quick mode = synthetic benchmark + bagclip-mini (synthetic pretraining, shipped "
                 "with the kit). These are NOT the paper's numbers.")
+
+
+PARTS = ("protocol", "ablation", "sensitivity", "cost", "figures")  # bagclip.experiments.PARTS (no torch here)
 
 
 def _config(a):
@@ -142,7 +146,9 @@ def _run_settings(a, kind: str) -> None:
     aux, targets = _protocol_data(a, cfg)
     bb = load_backbone(cfg, device=a.device)
     out = Path(a.out)
-    kw = dict(seeds=a.seeds, backbone=bb, cache=FeatureCache(bb, a.cache_dir))
+    slurm = {k: v for k, v in (("slurm_partition", a.partition), ("gpus_per_node", a.gpus),
+                               ("timeout_min", a.time)) if v is not None}
+    kw = dict(seeds=a.seeds, backbone=bb, cache=FeatureCache(bb, a.cache_dir), executor=a.executor, slurm=slurm)
     if kind == "sweep":
         df = write_sweep(cfg, a.param, a.values, aux, targets, out, **kw)
         print(summarize(df).round(1).to_string())
@@ -172,12 +178,21 @@ def cmd_bench(a) -> None:
 def cmd_reproduce(a) -> None:
     from .experiments import reproduce
 
-    if not a.quick:
-        raise SystemExit("reproduce without --quick needs the real datasets: use `bagclip train` on "
-                         "mvtec=...,visa=... and `bagclip eval` on the targets (README, full mode)")
-    print(QUICK_BANNER)
-    reproduce(_config(a), out_dir=a.out, seeds=a.seeds, device=a.device, parts=a.parts,
-              grid_seeds=a.grid_seeds)
+    if a.full and a.quick:
+        raise SystemExit("reproduce: --quick (the default) or --full, not both")
+    a.quick = not a.full
+    if a.full and not os.environ.get("BAGCLIP_DATA"):
+        raise SystemExit("reproduce --full needs the real datasets: set BAGCLIP_DATA to a folder "
+                         "holding mvtec_ad/ and visa/ and the target sets (README, full mode)")
+    if a.quick:
+        print(QUICK_BANNER)
+    slurm = {k: v for k, v in (("slurm_partition", a.partition), ("gpus_per_node", a.gpus),
+                               ("timeout_min", a.time)) if v is not None}
+    cmd = "bagclip reproduce " + ("--full" if a.full else "--quick")
+    reproduce(_config(a), out_dir=a.out or ("runs/reproduce-full" if a.full else "runs/reproduce-quick"),
+              figures_dir=a.figures or ("figures/full" if a.full else "figures"), seeds=a.seeds,
+              device=a.device, parts=a.parts, grid_seeds=a.grid_seeds, full=a.full,
+              executor=a.executor, slurm=slurm, command=cmd)
 
 
 def cmd_pretrain_mini(a) -> None:
@@ -244,12 +259,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--save-maps")
     p.set_defaults(fn=cmd_predict)
 
-    p = common(sub.add_parser("reproduce", help="end-to-end: data, train, evaluate, tables"), data=False)
-    p.add_argument("--out", default="runs/reproduce-quick")
+    def executor(p):
+        p.add_argument("--executor", choices=["inprocess", "local", "slurm"], default="inprocess",
+                       help="where the runs go: here, or one submitit job per run (local processes "
+                            "or SLURM); the feature cache is shared on disk, finished runs skipped")
+        p.add_argument("--partition", default=None, help="SLURM partition (--executor slurm)")
+        p.add_argument("--gpus", type=int, default=None, help="GPUs per job (--executor slurm)")
+        p.add_argument("--time", type=int, default=None, help="minutes per job (submitit's timeout_min)")
+        return p
+
+    p = executor(common(sub.add_parser("reproduce", help="the paper's figures and tables into figures/ "
+                                                 "(quick by default; --full: the paper's protocol)"),
+                        data=False))
+    p.add_argument("--full", action="store_true", help="the paper's protocol ($BAGCLIP_DATA, ViT-L-14-336)")
+    p.add_argument("--out", default=None, help="runs folder (default runs/reproduce-quick or -full)")
+    p.add_argument("--figures", default=None, help="artefacts folder (default figures, or figures/full)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the main protocol")
-    p.add_argument("--grid-seeds", type=int, nargs="+", default=[0], help="seeds of ablation and sweeps")
-    p.add_argument("--parts", nargs="+", default=["protocol", "ablation", "sensitivity", "cost"],
-                   choices=["protocol", "ablation", "sensitivity", "cost"])
+    p.add_argument("--grid-seeds", type=int, nargs="+", default=[0, 1], help="seeds of ablation and sweeps")
+    p.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
     p.set_defaults(fn=cmd_reproduce)
 
     def protocol(p):
@@ -259,13 +286,14 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--cache-dir", default=None)
         return p
 
-    p = protocol(common(sub.add_parser("sweep", help="sensitivity of one setting (Figures 5-6)"), data=False))
+    p = executor(protocol(common(sub.add_parser("sweep", help="sensitivity of one setting (Figures 5-6)"), data=False)))
     p.add_argument("--param", default="k", help="a Config field, e.g. k or gcn_layers")
     p.add_argument("--values", type=json.loads, nargs="+", default=[5, 10, 15, 20, 30])
     p.add_argument("--out", default="runs/sweep")
     p.set_defaults(fn=cmd_sweep)
 
-    p = protocol(common(sub.add_parser("ablate", help="the ablation variants (Table 3)"), data=False))
+    p = executor(protocol(common(sub.add_parser("ablate", help="the ablation variants (Table 3)"),
+                                 data=False)))
     p.add_argument("--out", default="runs/ablation")
     p.set_defaults(fn=cmd_ablate)
 

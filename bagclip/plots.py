@@ -1062,3 +1062,42 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- the paper's figures (bagclip reproduce -> figures/) ---------------------------------------
+def compare_maps(images, masks, maps: dict, titles: Sequence[str], suptitle: str = ""):
+    """Figures 3 and 4: one row per image (image, ground truth, then one anomaly map per
+    method, all on the same 0-1 scale with the defect outlined). maps: method -> (n, S, S)."""
+    rows = []
+    for i, (img, m) in enumerate(zip(images, masks)):
+        extra = [(np.asarray(v[i]), name, "abnormal probability", MAP_CMAP) for name, v in maps.items()]
+        rows.append(dict(image=img, mask=m, title=titles[i], extra=extra))
+    fig = panel_rows(rows, suptitle)
+    for ax in fig.axes:  # one scale for every map: the methods compare by colour
+        for im in ax.get_images():
+            if im.get_array().ndim == 2:
+                im.set_clim(0, 1)
+    return fig
+
+
+def failure_cases(samples, scores, maps, masks, images: Callable[[int], np.ndarray], threshold: float,
+                  per_class: int = 1, suptitle: str = ""):
+    """Figure 7: per class, the worst false positives (normal images scored highest) and the
+    worst false negatives (anomalous images scored lowest) at the image threshold: image,
+    ground truth, anomaly map (0-1). Classes without an error at this threshold show their
+    hardest case of each kind anyway, labelled as correct."""
+    scores = np.asarray(scores, float)
+    rows = []
+    for cls in dict.fromkeys(s.class_name for s in samples):
+        idx = [i for i, s in enumerate(samples) if s.class_name == cls]
+        normal = sorted((i for i in idx if not samples[i].label), key=lambda i: -scores[i])
+        bad = sorted((i for i in idx if samples[i].label), key=lambda i: scores[i])
+        for kind, pick, wrong in (("FP", normal, lambda i: scores[i] >= threshold),
+                                  ("FN", bad, lambda i: scores[i] < threshold)):
+            for i in pick[:per_class]:
+                s = samples[i]
+                what = kind if wrong(i) else f"hardest {'normal' if kind == 'FP' else 'defect'}, correct"
+                rows.append(dict(image=images(i), mask=masks[i], amap=maps[i],
+                                 title=f"{cls}/{s.defect_type}: {what}\nscore {scores[i]:.2f} "
+                                       f"(threshold {threshold:.2f})"))
+    return panel_rows(rows, suptitle)

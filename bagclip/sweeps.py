@@ -14,6 +14,7 @@ folder and is skipped next time; an interrupted one resumes from its training ch
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -37,13 +38,94 @@ ABLATIONS: dict[str, dict] = {
 }
 
 
+EXECUTORS = ("inprocess", "local", "slurm")
+
+
+def run_key(cfg: Config, sizes: Mapping[str, int]) -> str:
+    """A run's identity: its Config and what it is evaluated on (16 hex digits). Two settings
+    with the same Config (the ablation's full model and the K=10 point) share one run."""
+    text = json.dumps({"config": cfg.to_dict(), "targets": dict(sizes)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def finished_run(run_dir, cfg: Config, sizes: Mapping[str, int]) -> dict | None:
+    """The per-dataset metrics of a finished run in run_dir made with cfg on targets of these
+    sizes, or None (not run, interrupted, or made with something else)."""
+    done = Path(run_dir) / "metrics.json"
+    if not done.is_file():
+        return None
+    saved = json.loads(done.read_text())
+    if saved.get("targets") == dict(sizes) and saved.get("config") == cfg.to_dict():
+        return saved["metrics"]
+    return None
+
+
+def run_one(cfg: Config, aux: Sequence, targets: Mapping[str, Sequence], run_dir, backbone, cache) -> dict:
+    """One run: heads trained with cfg (resumed from run_dir's checkpoint when there is one),
+    evaluated on every target set; run_dir/metrics.json (written last, atomically) marks it
+    finished and a finished run is read back, not redone. Returns {dataset: metrics}."""
+    from .train import train
+
+    sizes = {ds: len(samples) for ds, samples in targets.items()}
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if run_dir is not None and (saved := finished_run(run_dir, cfg, sizes)) is not None:
+        return saved
+    resume = run_dir is not None and (run_dir / "state.pt").is_file()
+    model = train(cfg, aux, backbone, run_dir, cache=cache, resume=resume, progress=False).model
+    per_ds = {ds: {k: float(v) for k, v in evaluate_cached(model, cfg, backbone, cache, samples).items()
+                   if k in METRIC_KEYS}
+              for ds, samples in targets.items()}
+    if run_dir is not None:  # the marker of a finished run, with what it was run on
+        atomic_write_text(run_dir / "metrics.json", json.dumps({"config": cfg.to_dict(), "targets": sizes,
+                                                                "metrics": per_ds}, indent=2))
+    return per_ds
+
+
+def _job(cfg_dict: dict, aux: Sequence, targets: Mapping[str, Sequence], run_dir: str, cache_root: str,
+         device: str | None) -> dict:
+    """One run as a submitit job: its own backbone, the feature cache shared on disk."""
+    from .backbone import load_backbone
+    from .cache import FeatureCache
+
+    cfg = Config.from_dict(cfg_dict)
+    backbone = load_backbone(cfg, device=device)
+    return run_one(cfg, aux, targets, run_dir, backbone, FeatureCache(backbone, cache_root))
+
+
+def submit_runs(jobs: Sequence[tuple[Config, Path]], aux: Sequence, targets: Mapping[str, Sequence],
+                cache_root, folder, executor: str = "local", device: str | None = None,
+                slurm: Mapping | None = None) -> None:
+    """Run (cfg, run_dir) pairs through submitit, one job per run ("local": its local executor,
+    one process per job, as SLURM would; "slurm": sbatch, with slurm's options, e.g.
+    {"slurm_partition": "gpu", "gpus_per_node": 1, "timeout_min": 240}). Waits for all; a
+    failed job raises with its log's path. Results are read from the run folders afterwards."""
+    try:
+        import submitit
+    except ImportError:  # an extra: pip install 'bagclip[cluster]'
+        raise ValueError(f"--executor {executor} needs submitit: pip install submitit") from None
+    ex = submitit.AutoExecutor(folder=str(folder), cluster="local" if executor == "local" else "slurm")
+    opts = {"timeout_min": 60, **(slurm or {})}
+    if executor == "local":
+        opts = {k: v for k, v in opts.items() if not k.startswith("slurm_")}
+    ex.update_parameters(**opts)
+    with ex.batch():
+        handles = [ex.submit(_job, c.to_dict(), list(aux), dict(targets), str(d), str(cache_root), device)
+                   for c, d in jobs]
+    for h in handles:
+        h.result()
+
+
 def run_settings(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targets: Mapping[str, Sequence],
                  seeds: Sequence[int] = (0,), backbone=None, cache=None, out_dir=None,
-                 device: str | None = None, progress: bool = True) -> pd.DataFrame:
+                 device: str | None = None, progress: bool = True, runs_root=None,
+                 executor: str = "inprocess", slurm: Mapping | None = None) -> pd.DataFrame:
     """Train + evaluate once per (setting, seed).
 
     settings: name -> Config changes (heads only: the backbone and its cache are shared, so a
     change to a `Config.backbone_fields()` field is refused). targets: dataset name -> samples.
+    Runs live in out_dir/<setting>/seed_<s>, or, with runs_root, in runs_root/<run_key> (shared
+    by every grid that makes the same run). executor: "inprocess" (here, one after the other),
+    "local" or "slurm" (submitit, one job per unfinished run; see `submit_runs`).
     Returns a long frame: setting, seed, dataset, METRIC_KEYS (fractions), one row per
     (setting, seed, dataset).
     """
@@ -51,41 +133,44 @@ def run_settings(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targe
 
     from .backbone import load_backbone
     from .cache import FeatureCache
-    from .train import train
 
     if not aux:
         raise ValueError("run_settings: no auxiliary (training) samples")
     if not targets or not all(len(t) for t in targets.values()):
         raise ValueError(f"run_settings: every target dataset needs samples; got "
                          f"{ {k: len(v) for k, v in targets.items()} }")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor {executor!r}; choose one of {EXECUTORS}")
     for name, changes in settings.items():
         cfg.replace(**changes)  # fail on a bad setting before any training
         changed = sorted(set(Config.backbone_fields()) & set(changes))
         if changed:
             raise ValueError(f"setting {name!r} changes the backbone ({changed}); the settings share "
                              f"one backbone and feature cache: make a separate run for it")
+    out = Path(out_dir) if out_dir is not None else None
+    root = Path(runs_root) if runs_root is not None else None
+    if executor != "inprocess" and out is None and root is None:
+        raise ValueError(f"executor {executor!r} needs out_dir or runs_root: results come back as files")
     backbone = backbone or load_backbone(cfg, device=device)
     cache = cache or FeatureCache(backbone)
-    out = Path(out_dir) if out_dir is not None else None
-    rows = []
     sizes = {ds: len(samples) for ds, samples in targets.items()}  # recorded with each finished run
-    jobs = [(name, seed) for name in settings for seed in seeds]
-    for name, seed in tqdm(jobs, desc="runs", unit="run", disable=not progress):
-        c = cfg.replace(**{**settings[name], "seed": seed})
-        run_dir = out / _slug(name) / f"seed_{seed}" if out is not None else None
-        done = run_dir / "metrics.json" if run_dir is not None else None
-        saved = json.loads(done.read_text()) if done is not None and done.is_file() else None
-        if saved is not None and saved.get("targets") == sizes and saved.get("config") == c.to_dict():
-            per_ds = saved["metrics"]
-        else:
-            resume = run_dir is not None and (run_dir / "state.pt").is_file()
-            model = train(c, aux, backbone, run_dir, cache=cache, resume=resume, progress=False).model
-            per_ds = {ds: {k: float(v) for k, v in evaluate_cached(model, c, backbone, cache, samples).items()
-                           if k in METRIC_KEYS}
-                      for ds, samples in targets.items()}
-            if done is not None:  # the marker of a finished run, with what it was run on
-                atomic_write_text(done, json.dumps({"config": c.to_dict(), "targets": sizes,
-                                                    "metrics": per_ds}, indent=2))
+    jobs = []
+    for name in settings:
+        for seed in seeds:
+            c = cfg.replace(**{**settings[name], "seed": seed})
+            run_dir = (root / run_key(c, sizes) if root is not None
+                       else out / _slug(name) / f"seed_{seed}" if out is not None else None)
+            jobs.append((name, seed, c, run_dir))
+    if executor != "inprocess":
+        pending = {str(d): (c, d) for _, _, c, d in jobs if finished_run(d, c, sizes) is None}
+        if pending:
+            cache.ensure([s.image_path for s in [*aux, *[s for t in targets.values() for s in t]]],
+                         progress=progress)  # encoded once, here; the jobs only read
+            submit_runs(list(pending.values()), aux, targets, cache.root, (root or out) / "submitit",
+                        executor, device=str(backbone.device), slurm=slurm)
+    rows = []
+    for name, seed, c, run_dir in tqdm(jobs, desc="runs", unit="run", disable=not progress):
+        per_ds = run_one(c, aux, targets, run_dir, backbone, cache)
         rows += [{"setting": name, "seed": seed, "dataset": ds, **m} for ds, m in per_ds.items()]
     return pd.DataFrame(rows, columns=["setting", "seed", "dataset", *METRIC_KEYS])
 
