@@ -192,7 +192,7 @@ def cmd_reproduce(a) -> None:
     reproduce(_config(a), out_dir=a.out or ("runs/reproduce-full" if a.full else "runs/reproduce-quick"),
               figures_dir=a.figures or ("figures/full" if a.full else "figures"), seeds=a.seeds,
               device=a.device, parts=a.parts, grid_seeds=a.grid_seeds, full=a.full,
-              executor=a.executor, slurm=slurm, command=cmd)
+              executor=a.executor, slurm=slurm, command=cmd, sweeps=a.sweeps, synth_root=a.synth_root)
 
 
 def cmd_pretrain_mini(a) -> None:
@@ -277,6 +277,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the main protocol")
     p.add_argument("--grid-seeds", type=int, nargs="+", default=[0, 1], help="seeds of ablation and sweeps")
     p.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
+    p.add_argument("--sweeps", type=json.loads, default=None, metavar="JSON",
+                   help='the K/P grids, e.g. \'{"k": [5, 15], "gcn_layers": [3, 5]}\' (default: '
+                        'reduced grids in quick mode, the paper\'s in full mode)')
+    p.add_argument("--synth-root", default=None, help="quick mode: a tree made by `bagclip synth` "
+                                                      "(default: generated once into the cache)")
     p.set_defaults(fn=cmd_reproduce)
 
     def protocol(p):
