@@ -1,7 +1,8 @@
 """`reproduce`: the paper's experiments end to end, on cached features (`bagclip reproduce --quick`).
 
-On the synthetic benchmark with the tiny random backbone it exercises every step of the
-paper's protocol (Section 4.1) on a CPU in minutes; its numbers are labelled as what they are.
+On the synthetic benchmark with the shipped bagclip-mini backbone (a small CLIP pretrained on
+the kit's own synthetic world) it runs every step of the paper's protocol (Section 4.1) on a
+CPU in minutes; its numbers are labelled as what they are.
 The steps, each in its own module:
     data        bagclip.data.protocol_data       auxiliary (training) and target sets
     tokens      bagclip.cache.FeatureCache       the frozen backbone, run once per image
@@ -27,7 +28,7 @@ from .files import atomic_write_text
 from .report import json_safe, paper_layout, quick_figure, results_table, save_figure
 from .sweeps import write_ablation, write_sweep
 
-LABEL = "synthetic benchmark, bagclip-tiny random backbone (pipeline check, NOT the paper's numbers)"
+LABEL = "synthetic benchmark, bagclip-mini (synthetic pretraining), NOT the paper's numbers"
 PARTS = ("protocol", "ablation", "sensitivity", "cost")
 SWEEPS = {"k": [5, 10, 15, 20, 30], "gcn_layers": [2, 3, 4, 5, 6, 7]}  # the paper's grids (4.3.2)
 
