@@ -10,7 +10,7 @@ CLIP itself was trained at low resolution and then used higher up, most steps ru
 of the steps at the native 224 px (14 x 14), which is 2.6x dearer per image. Each step
 draws `batch_pairs` scenes of `bagclip.data.world`, each clean and defective, and minimises
 
-    L = L_clip + w_state * L_state + w_dense * L_dense + w_proto * L_proto
+    L = L_clip + w_state * L_state + w_dense * L_dense + w_probe * L_probe
 
 - L_clip: open_clip's `ClipLoss` between the 2B images and their 2B captions. A scene's two
   captions share template and name and differ only in state words, so only the state separates
@@ -21,12 +21,10 @@ draws `batch_pairs` scenes of `bagclip.data.world`, each clean and defective, an
   the defect masks (a patch is abnormal when >= 2 % of it is covered, ignored between 0 and
   2 %), classes balanced. It is what makes patch tokens align with text, so that the raw
   text-similarity maps of every tap light up defects (the training-free baseline).
-- L_proto: patches (with the mask labels) and captions (with their state) classified against
-  two shared, learned state prototypes P = [p_N, p_A]. Without it the dense and state losses
-  sat at chance for hundreds of steps: each tower waits for the other to carry the state.
-  Against a common target, the text tower learns at once that "flawless" and "cracked" differ
-  (bag-of-words easy), the image tower learns defective patches, and the two meet. P is
-  dropped at export; zero-shot use needs only the text.
+- L_probe: a linear classifier (E -> 2, on 10 x the unit patch features) with the same labels
+  and balance, dropped at export. It gives the image tower a text-free signal from the first
+  step; without it (and with tau fixed at 100) a first run collapsed: every loss sat at chance
+  within 30 steps, the text tower having made T_N = T_A before the image tower learnt anything.
 
 Reproducible: the weights start from `seed`; scene i of step t is drawn from (seed, t * B + i)
 whatever happened before; there is no dropout. Checkpoints are one safetensors file holding
@@ -71,7 +69,7 @@ class PretrainConfig:
     taps: tuple[int, ...] = (2, 4, 6, 8)  # blocks whose patch tokens get the dense loss
     w_state: float = 1.0  # weight of L_state
     w_dense: float = 1.0  # weight of L_dense (mean over taps)
-    w_proto: float = 1.0  # weight of L_proto (patches and captions against shared state prototypes)
+    w_probe: float = 1.0  # weight of L_probe: a linear patch classifier, discarded after training
     tau: float | None = None  # logit scale of L_state / L_dense; None: CLIP's learnable one (a fixed
     # 100 from the first step collapsed a first run: every loss sat at chance within 30 steps)
     min_cover: float = 0.02  # patch is abnormal at >= this mask coverage; (0, min_cover) ignored
@@ -140,7 +138,7 @@ def build_model(cfg: PretrainConfig):
     return model, open_clip.get_tokenizer(cfg.arch)
 
 
-def losses(model, cfg: PretrainConfig, x, cover, tokens, clip_loss, prototypes=None) -> dict:
+def losses(model, cfg: PretrainConfig, x, cover, tokens, clip_loss, probe=None) -> dict:
     """The three pretraining losses for one batch (see the module docstring)."""
     B2 = x.shape[0]
     B = B2 // 2
@@ -166,13 +164,11 @@ def losses(model, cfg: PretrainConfig, x, cover, tokens, clip_loss, prototypes=N
     l_dense = _balanced(ce, pos_l, neg_l)
     total = l_clip + cfg.w_state * l_state + cfg.w_dense * l_dense
     out = dict(clip=l_clip, state=l_state, dense=l_dense)
-    if prototypes is not None:  # shared state prototypes P (2, E): a target both towers can reach
-        P = F.normalize(prototypes, dim=-1)
-        ce_p = F.cross_entropy(tau * torch.einsum("blne,ke->bkln", p, P),
-                               pos.long()[:, None].expand(-1, len(cfg.taps), -1), reduction="none")
-        out["proto_patch"] = _balanced(ce_p, pos_l, neg_l)
-        out["proto_text"] = F.cross_entropy(tau * text @ P.T, state.long())
-        total = total + cfg.w_proto * (out["proto_patch"] + out["proto_text"])
+    if probe is not None:  # text-free bootstrap: a linear state classifier on the same tokens
+        ce_p = F.cross_entropy(probe(10 * p).permute(0, 3, 1, 2), pos.long()[:, None].expand(-1, len(cfg.taps), -1),
+                               reduction="none")
+        out["probe"] = _balanced(ce_p, pos_l, neg_l)
+        total = total + cfg.w_probe * out["probe"]
     out["total"] = total
     return out
 
@@ -251,8 +247,8 @@ def pretrain(cfg: PretrainConfig, out_dir, progress: bool = True, stop_after: in
     model, tokenizer = build_model(cfg)
     model.train()
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed + 1)  # the prototypes train with the model, dropped at export
-        model.state_prototypes = torch.nn.Parameter(torch.randn(2, model.text_projection.shape[1]))
+        torch.manual_seed(cfg.seed + 1)
+        model.state_probe = torch.nn.Linear(model.text_projection.shape[1], 2)  # dropped at export
     opt = _optimizer(model, cfg)
     ckpt = out / CHECKPOINT
     step, history = (0, [])
@@ -271,7 +267,7 @@ def pretrain(cfg: PretrainConfig, out_dir, progress: bool = True, stop_after: in
     for x, cover, tokens in loader:
         for g in opt.param_groups:
             g["lr"] = _lr(cfg, step)
-        parts = losses(model, cfg, x, cover, tokens, clip_loss, model.state_prototypes)
+        parts = losses(model, cfg, x, cover, tokens, clip_loss, model.state_probe)
         opt.zero_grad(set_to_none=True)
         parts["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -315,7 +311,7 @@ def export_weights(run_dir, path, info: dict | None = None) -> str:
     else:
         t = load_file(str(Path(run_dir) / CHECKPOINT))
         state = {k[6:]: v for k, v in t.items() if k.startswith("model.")}
-    state = {k: v for k, v in state.items() if not k.startswith("state_prototypes")}
+    state = {k: v for k, v in state.items() if not k.startswith("state_")}  # training-only parts
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}
     blob = save(tensors, metadata={k: str(v) for k, v in (info or {}).items()})
     atomic_write_bytes(Path(path), blob)

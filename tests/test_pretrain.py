@@ -50,7 +50,7 @@ def test_export_drops_the_probe_and_loads_as_a_backbone(tmp_path):
     sha = export_weights(tmp_path / "run", tmp_path / "w.safetensors")
     assert sha == hashlib.sha256((tmp_path / "w.safetensors").read_bytes()).hexdigest()
     w = load_file(tmp_path / "w.safetensors")
-    assert not any(k.startswith("state_prototypes") for k in w) and all(v.dtype == torch.float16 for v in w.values())
+    assert not any(k.startswith("state_probe") for k in w) and all(v.dtype == torch.float16 for v in w.values())
     bb = load_backbone(Config.quick(pretrained=str(tmp_path / "w.safetensors"), image_size=64))
     want = model.visual.conv1.weight.detach().half().float()
     assert torch.equal(bb.visual.conv1.weight, want)
