@@ -8,7 +8,7 @@ Writes are atomic (temp file + rename); every entry carries a checksum of its te
 a truncated or corrupted file is detected, removed and recomputed, never silently used.
 
 Disk cost per image: 2 * L * N * W bytes, e.g. 11.2 MB for ViT-L-14-336 at 518 (L=4, N=1369,
-W=1024), 0.26 MB for bagclip-tiny at 224.
+W=1024), 0.29 MB for bagclip-mini at 224 (L=4, N=196, W=192).
 """
 from __future__ import annotations
 

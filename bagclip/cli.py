@@ -308,14 +308,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.set_defaults(fn=cmd_bench)
 
+    from .pretrain import PretrainConfig  # defaults: the settings of the shipped weights
+
+    d = PretrainConfig()
     p = sub.add_parser("pretrain-mini", help="pretrain bagclip-mini on the synthetic world (resumable)")
     p.add_argument("--out", default="runs/pretrain-mini", help="run folder (checkpoint, history)")
-    p.add_argument("--steps", type=int, default=900)
-    p.add_argument("--batch-pairs", type=int, default=24, help="scenes per step (2 images each)")
-    p.add_argument("--lr", type=float, default=7e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on 2 shared cores)")
-    p.add_argument("--workers", type=int, default=1, help="processes drawing the world")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-pairs", type=int, default=d.batch_pairs, help="scenes per step (2 images each)")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (1: fastest on 2 shared cores)")
+    p.add_argument("--workers", type=int, default=d.workers, help="processes drawing the world")
     p.add_argument("--export", help="also write the weights here (float16 safetensors + .json record)")
     p.set_defaults(fn=cmd_pretrain_mini)
 

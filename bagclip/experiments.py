@@ -1,7 +1,8 @@
 """`reproduce`: the paper's experiments end to end, into figures/ (`bagclip reproduce --quick`).
 
-Quick mode (the default of the CLI's --quick): the synthetic benchmark with bagclip-mini, the
-kit's small contrastively pretrained CLIP, on a CPU; its numbers are labelled as what they are.
+Quick mode (the default of the CLI's --quick): the synthetic benchmark with the shipped
+bagclip-mini backbone (a small CLIP pretrained on the kit's own synthetic world), every step of
+the paper's protocol (Section 4.1) on a CPU; its numbers are labelled as what they are.
 Full mode: the paper's protocol from $BAGCLIP_DATA with ViT-L-14-336 at 518 px.
 The steps, each in its own module:
     data        bagclip.data.protocol_data       auxiliary (training) and target sets
@@ -36,7 +37,8 @@ from .files import atomic_write_text
 from .report import json_safe, save_frame
 from .sweeps import ABLATIONS, run_settings, sweep
 
-LABEL = "synthetic benchmark, {backbone}: NOT the paper's numbers"
+LABEL = "synthetic benchmark, {backbone}, NOT the paper's numbers"
+MINI_NOTE = " (synthetic pretraining)"  # added after bagclip-mini's name
 LABEL_FULL = "the paper's protocol (MVTec AD + VisA -> target sets), measured here"
 PARTS = ("protocol", "ablation", "sensitivity", "cost", "figures")
 SWEEPS = {"k": [5, 10, 15, 20, 30], "gcn_layers": [2, 3, 4, 5, 6, 7]}  # the paper's grids (4.3.2)
@@ -61,7 +63,8 @@ def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/repr
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
     cfg = cfg or (Config() if full else Config.quick())
-    label = LABEL_FULL if full else LABEL.format(backbone=cfg.backbone)
+    label = LABEL_FULL if full else LABEL.format(
+        backbone=cfg.backbone + (MINI_NOTE if cfg.backbone == "bagclip-mini" else ""))
     sweeps = dict(sweeps if sweeps is not None else (SWEEPS if full else QUICK_SWEEPS))
     out, figs = Path(out_dir), Path(figures_dir)
     aux, targets = protocol_data(full=full, image_size=cfg.image_size, synth_root=synth_root)

@@ -10,7 +10,7 @@ CLIP itself was trained at low resolution and then used higher up, most steps ru
 of the steps at the native 224 px (14 x 14), which is 2.6x dearer per image. Each step
 draws `batch_pairs` scenes of `bagclip.data.world`, each clean and defective, and minimises
 
-    L = L_clip + w_state * L_state + w_dense * L_dense
+    L = L_clip + w_state * L_state + w_dense * L_dense + w_probe * L_probe
 
 - L_clip: open_clip's `ClipLoss` between the 2B images and their 2B captions. A scene's two
   captions share template and name and differ only in state words, so only the state separates
@@ -21,6 +21,10 @@ draws `batch_pairs` scenes of `bagclip.data.world`, each clean and defective, an
   the defect masks (a patch is abnormal when >= 2 % of it is covered, ignored between 0 and
   2 %), classes balanced. It is what makes patch tokens align with text, so that the raw
   text-similarity maps of every tap light up defects (the training-free baseline).
+- L_probe: a linear classifier (E -> 2, on 10 x the unit patch features) with the same labels
+  and balance, dropped at export. It gives the image tower a text-free signal from the first
+  step; without it (and with tau fixed at 100) a first run collapsed: every loss sat at chance
+  within 30 steps, the text tower having made T_N = T_A before the image tower learnt anything.
 
 Reproducible: the weights start from `seed`; scene i of step t is drawn from (seed, t * B + i)
 whatever happened before; there is no dropout. Checkpoints are one safetensors file holding
@@ -307,7 +311,7 @@ def export_weights(run_dir, path, info: dict | None = None) -> str:
     else:
         t = load_file(str(Path(run_dir) / CHECKPOINT))
         state = {k[6:]: v for k, v in t.items() if k.startswith("model.")}
-    state = {k: v for k, v in state.items() if not k.startswith("state_probe.")}
+    state = {k: v for k, v in state.items() if not k.startswith("state_")}  # training-only parts
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}
     blob = save(tensors, metadata={k: str(v) for k, v in (info or {}).items()})
     atomic_write_bytes(Path(path), blob)

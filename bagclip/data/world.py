@@ -260,6 +260,7 @@ class Pair:
     images: np.ndarray  # (2, S, S, 3) uint8: clean, defective
     masks: np.ndarray  # (2, S, S) float32 in [0, 1]: defect coverage (clean: zeros)
     captions: tuple[str, str]  # (normal caption, abnormal caption), same template and name
+    template: str  # the caption template both share ("{}" receives the state phrase)
 
 
 def _rng(seed: int, index: int) -> np.random.Generator:
@@ -325,4 +326,4 @@ def make_pair(seed: int = 0, index: int = 0, size: int = 224, categories=None,
         words = DEFECT_WORDS[kind]
         abnormal = words[rng.integers(len(words))]
     caps = (t.format(normal.format(name)), t.format(abnormal.format(name)))
-    return Pair(cat, kind, name, np.ascontiguousarray(imgs), np.ascontiguousarray(masks, np.float32), caps)
+    return Pair(cat, kind, name, np.ascontiguousarray(imgs), np.ascontiguousarray(masks, np.float32), caps, t)

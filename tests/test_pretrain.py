@@ -1,0 +1,99 @@
+"""bagclip-mini pretraining: deterministic, resumable bit for bit, checked settings, clean export;
+the shipped weights load offline and match their record."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bagclip import Config, load_backbone
+from bagclip.pretrain import CHECKPOINT, PretrainConfig, WorldBatches, _balanced, build_model, \
+    export_weights, pretrain
+from bagclip.weights import record, shipped_path
+
+SHORT = dict(steps=4, batch_pairs=2, low_size=64, final_share=0.0, workers=0, save_every=2, warmup=1,
+             threads=1)
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_short_schedule_is_deterministic_and_resumes_bit_identically(tmp_path):
+    cfg = PretrainConfig(**SHORT)
+    full, hist_full = pretrain(cfg, tmp_path / "a", progress=False)
+    again, _ = pretrain(cfg, tmp_path / "b", progress=False)
+    _, _ = pretrain(cfg, tmp_path / "c", progress=False, stop_after=2)  # "interrupted" after step 2
+    resumed, hist_res = pretrain(cfg, tmp_path / "c", progress=False)  # rerun: resumes at step 2
+    a, b, c = _weights(full), _weights(again), _weights(resumed)
+    assert a.keys() == c.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    assert hist_full == hist_res and len(hist_full) == 4
+    moved = _weights(build_model(cfg)[0])
+    assert any(not torch.equal(moved[k], a[k]) for k in moved)  # it did train
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    pretrain(PretrainConfig(**SHORT), tmp_path, progress=False, stop_after=2)
+    with pytest.raises(ValueError, match="lr"):
+        pretrain(PretrainConfig(**{**SHORT, "lr": 1e-3}), tmp_path, progress=False)
+
+
+def test_export_drops_the_probe_and_loads_as_a_backbone(tmp_path):
+    cfg = PretrainConfig(**SHORT)
+    model, _ = pretrain(cfg, tmp_path / "run", progress=False)
+    sha = export_weights(tmp_path / "run", tmp_path / "w.safetensors")
+    assert sha == hashlib.sha256((tmp_path / "w.safetensors").read_bytes()).hexdigest()
+    w = load_file(tmp_path / "w.safetensors")
+    assert not any(k.startswith("state_probe") for k in w) and all(v.dtype == torch.float16 for v in w.values())
+    bb = load_backbone(Config.quick(pretrained=str(tmp_path / "w.safetensors"), image_size=64))
+    want = model.visual.conv1.weight.detach().half().float()
+    assert torch.equal(bb.visual.conv1.weight, want)
+
+
+def test_batches_label_patches_by_mask_cover():
+    cfg = PretrainConfig(**SHORT)
+    model, tok = build_model(cfg)
+    x, cover, tokens = WorldBatches(cfg, 16, tok)[0]
+    assert x.shape == (4, 3, 64, 64) and cover.shape == (4, 16) and tokens.shape[0] == 4
+    from bagclip.data.world import make_pair
+
+    masks = np.stack([make_pair(cfg.seed, i, 64, random_name_p=cfg.random_name_p).masks[1] for i in range(2)])
+    block = masks.reshape(2, 4, 16, 4, 16).mean(axis=(2, 4)).reshape(2, 16)  # numpy block means
+    np.testing.assert_allclose(cover[2:].numpy(), block, atol=1e-6)
+    assert cover[:2].abs().max() == 0  # clean images first
+
+
+def test_balanced_loss_by_hand():
+    ce = torch.tensor([[1.0, 2.0, 3.0, 10.0]])
+    pos = torch.tensor([[True, False, False, False]])
+    neg = torch.tensor([[False, True, True, False]])  # the last patch is ignored
+    assert float(_balanced(ce, pos, neg)) == pytest.approx(0.5 * 1.0 + 0.5 * 2.5)
+
+
+def test_shipped_weights_match_their_record_and_load_offline(monkeypatch):
+    path = shipped_path("bagclip-mini")
+    rec = record("bagclip-mini")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == rec["sha256"]
+    assert path.stat().st_size <= 20 * 2 ** 20
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    bb = load_backbone(Config.quick())
+    assert bb.grid == 14 and bb.embed_dim == 128
+    text = bb.encode_text(["carpet"])[0]
+    assert float(text[0] @ text[1]) < 0.999  # normal and abnormal prompts are not one vector
+
+
+def test_damaged_shipped_weights_are_refused(tmp_path, monkeypatch):
+    import bagclip.weights as weights
+
+    src = shipped_path("bagclip-mini")
+    (tmp_path / src.name).write_bytes(src.read_bytes()[:-10] + b"0123456789")
+    (tmp_path / "bagclip-mini.json").write_text(json.dumps(record("bagclip-mini")))
+    monkeypatch.setattr(weights, "_DIR", tmp_path)
+    with pytest.raises(ValueError, match="hash"):
+        weights.shipped_path("bagclip-mini")
