@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from bagclip import analysis as an, course, plots
-from bagclip.metrics import aupro, aupro_cflow200, binary_metrics, compute_metrics
+from bagclip.aupro_cflow import aupro_cflow200
+from bagclip.metrics import aupro, binary_metrics, compute_metrics
 
 lab = course.setup(MODE)
 print(lab.label(), "| device:", lab.device)
