@@ -71,11 +71,10 @@ def method_tables(df: pd.DataFrame) -> dict[int, pd.DataFrame]:
 
 
 def ablation_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Table 3 of our variants: (variant, dataset) rows, six metrics, mean ± std in percent."""
-    keys = [k for k in METRIC_KEYS if k != "pixel_aupro"]
-    t = cells(summarize(df), keys).reset_index()
-    t.columns = ["variant", "dataset", *keys]
-    return t
+    """Table 3 of our variants: `sweeps.table3` as flat columns (variant, dataset, metrics)."""
+    from .sweeps import table3
+
+    return table3(df).reset_index()
 
 
 # --- maps for the figures ----------------------------------------------------------------------
