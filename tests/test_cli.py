@@ -1,4 +1,5 @@
-"""The command line end to end on a tiny synthetic tree: synth, train, eval, predict, reproduce."""
+"""The command line end to end on a tiny synthetic tree: synth, train, eval, predict, sweep,
+ablate, bench (reproduce: tests/test_reproduce.py)."""
 import json
 
 import pytest
@@ -32,27 +33,6 @@ def test_train_eval_predict(synth, tmp_path, capsys):
     assert len(list((tmp_path / "maps").glob("*_map.png"))) == len(lines)
 
 
-def test_reproduce_quick_writes_labelled_tables(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("BAGCLIP_CACHE", str(tmp_path / "cache"))
-    main(["reproduce", *SMALL, "--out", str(tmp_path / "rq"), "--seeds", "0", "1"])
-    res = json.loads((tmp_path / "rq" / "results.json").read_text())
-    assert "NOT the paper's numbers" in res["label"]
-    assert [r["seed"] for r in res["runs"]] == [0, 1]
-    assert res["runs"][0]["trained"] != res["runs"][1]["trained"]
-    table = (tmp_path / "rq" / "tables.md").read_text()
-    assert "NOT the paper's numbers" in table and "±" in table
-    assert "NOT" in capsys.readouterr().out
-    assert (tmp_path / "rq" / "figure.png").stat().st_size > 10_000
-    t3 = (tmp_path / "rq" / "ablation" / "table3.md").read_text()
-    assert "without SAG / synth-target" in t3 and "the paper's Table 3" in t3
-    for param, n in (("k", 5), ("gcn_layers", 6)):
-        assert (tmp_path / "rq" / "sensitivity" / f"sensitivity_{param}.png").is_file()
-        sweep = (tmp_path / "rq" / "sensitivity" / f"sweep_{param}.csv").read_text().splitlines()
-        assert len(sweep) == 1 + n
-    t5 = (tmp_path / "rq" / "cost" / "table5_inference.csv").read_text()
-    assert "BAG-CLIP (ours, measured)" in t5 and "A6000" in t5
-
-
 def test_sweep_and_ablate_commands(synth, tmp_path, capsys):
     spec = ["--train", f"synth={synth}", "--target", f"synth={synth}", "--cache-dir", str(tmp_path / "c")]
     main(["sweep", *SMALL, *spec, "--param", "k", "--values", "3", "7", "--out", str(tmp_path / "sw")])
@@ -70,14 +50,15 @@ def test_bench_command(tmp_path, capsys):
     assert "measured on:" in capsys.readouterr().out
 
 
-def test_errors_are_one_line_and_say_what_to_do(tmp_path):
+def test_errors_are_one_line_and_say_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="does not exist"):
         main(["train", *SMALL, "--dataset", f"mvtec={tmp_path / 'none'}", "--out", str(tmp_path / "r")])
     with pytest.raises(SystemExit, match="name=root"):
         main(["train", *SMALL, "--dataset", "mvtec", "--out", str(tmp_path / "r")])
     with pytest.raises(SystemExit, match="key=value"):
         main(["train", "--quick", "--set", "epochs", "--dataset", "synth=x", "--out", "r"])
+    monkeypatch.delenv("BAGCLIP_DATA", raising=False)
     with pytest.raises(SystemExit, match="needs the real datasets"):
-        main(["reproduce"])
+        main(["reproduce", "--full"])
     with pytest.raises(SystemExit, match="train first"):
         main(["eval", "--checkpoint", str(tmp_path / "nothing"), "--dataset", "synth=x"])
