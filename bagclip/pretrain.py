@@ -273,7 +273,7 @@ def pretrain(cfg: PretrainConfig, out_dir, progress: bool = True, stop_after: in
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        history.append({k: round(float(v), 5) for k, v in parts.items()})
+        history.append({k: round(float(v.detach()), 5) for k, v in parts.items()})
         bar.update(1)
         bar.set_postfix(loss=f"{history[-1]['total']:.3f}", dense=f"{history[-1]['dense']:.3f}")
         if step % cfg.save_every == 0 or step == end:

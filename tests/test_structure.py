@@ -100,7 +100,7 @@ def test_config_imports_and_builds_without_torch():
                              check=True).stdout.split()
     finally:
         tmp.unlink(missing_ok=True)
-    assert out == ["37", "14", "False"]  # quick: bagclip-mini, 224 px, patch 16
+    assert out == ["37", "14", "False"]  # ViT-L-14-336 at 518, bagclip-mini at 224
 
 
 def test_architecture_lookup_equals_open_clip():
