@@ -194,8 +194,8 @@ def write_figures(cfg, aux, target: Sequence, targets, backbone, cache, runs_roo
         rows.append(dict(image=images[j], mask=masks[j], title=titles[j],
                          extra=[(up[l], f"tap {b}: raw text map", "abnormal prob.", plots.MAP_CMAP)
                                 for l, b in enumerate(cfg.taps)]))
-    fig = plots.panel_rows(rows, f"{cfg.backbone}: raw text-similarity map per tap (frozen CLIP, nothing "
-                                 f"trained; grid {cfg.grid}); {label}")
+    fig = plots.panel_rows(rows, f"{cfg.backbone}: raw text-similarity map per tap, each on its own "
+                                 f"scale (frozen CLIP, nothing trained; grid {cfg.grid}); {label}")
     written.append(save_figure(fig, out / "fig_tap_text_maps.png", bbox_inches="tight"))
     return written
 
