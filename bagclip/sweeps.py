@@ -25,7 +25,8 @@ from .config import Config
 from .evaluate import evaluate_cached
 from .files import atomic_write_text
 from .metrics import METRIC_KEYS
-from .report import PARAM_LABELS, cells, flat_index, save_figure, save_frame, summarize, to_markdown  # noqa: F401 (re-exported)
+from .report import (PARAM_LABELS, cells, flat_index, save_figure, save_frame,  # noqa: F401 (re-exported)
+                     summarize, to_markdown)
 
 # Table 3's rows, plus our own: JFF off (F_SAG alone projected), and the global adapter off
 # (the paper trains no module on the global branch; docs/decisions.md).

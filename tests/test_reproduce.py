@@ -81,7 +81,8 @@ def test_reproduce_cli_writes_every_artefact(small, tmp_path, monkeypatch, capsy
     for md in figs.glob("table*.md"):
         assert _md_table_ok(md.read_text()) >= 1, md.name
     # Tables 1-2: our three methods (baselines labelled as our re-implementations), then quoted
-    for name, keys in (("table1_image", ["AUROC", "F1-Max", "AP"]), ("table2_pixel", ["AUROC", "F1-Max", "AP", "AUPRO"])):
+    for name, keys in (("table1_image", ["AUROC", "F1-Max", "AP"]),
+                       ("table2_pixel", ["AUROC", "F1-Max", "AP", "AUPRO"])):
         df = pd.read_csv(figs / f"{name}.csv")
         ours = df[df.source == "measured here"]
         assert len(ours) == 3 and all("our re-implementation" in m for m in ours.method if "ours" not in m)
