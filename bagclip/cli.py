@@ -183,8 +183,9 @@ def cmd_reproduce(a) -> None:
 def cmd_pretrain_mini(a) -> None:
     from .pretrain import PretrainConfig, export_weights, pretrain, write_record
 
-    cfg = PretrainConfig(steps=a.steps, batch_pairs=a.batch_pairs, lr=a.lr, seed=a.seed,
-                         threads=a.threads, workers=a.workers)
+    cfg = PretrainConfig(steps=a.steps, batch_pairs=a.batch_pairs, lr=a.lr, warmup=a.warmup, seed=a.seed,
+                         threads=a.threads, workers=a.workers, w_probe=a.w_probe, w_proto=a.w_proto,
+                         init=a.init)
     try:
         pretrain(cfg, a.out)
     except KeyboardInterrupt:
@@ -283,7 +284,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-pairs", type=int, default=d.batch_pairs, help="scenes per step (2 images each)")
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--warmup", type=int, default=d.warmup)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--w-probe", type=float, default=d.w_probe, help="weight of the linear-probe loss")
+    p.add_argument("--w-proto", type=float, default=d.w_proto, help="weight of the state-prototype loss")
+    p.add_argument("--init", help="start from a previous run's checkpoint or weights (a second stage)")
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (1: fastest on 2 shared cores)")
     p.add_argument("--workers", type=int, default=d.workers, help="processes drawing the world")
     p.add_argument("--export", help="also write the weights here (float16 safetensors + .json record)")
