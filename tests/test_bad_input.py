@@ -253,7 +253,7 @@ def test_config_file_applies_over_quick_and_yaml_strings_are_read(tmp_path):
     f.write_text("lr: 1e-3\nuse_sag: 'no'\nk: 5\n")  # PyYAML reads 1e-3 as a string
     a = argparse.Namespace(quick=True, config=str(f), set=[], seed=None, class_name_map=None)
     cfg = _config(a)
-    assert (cfg.backbone, cfg.image_size) == ("bagclip-tiny", 224)  # --quick is not ignored
+    assert (cfg.backbone, cfg.image_size) == ("bagclip-mini", 224)  # --quick is not ignored
     assert (cfg.lr, cfg.use_sag, cfg.k) == (1e-3, False, 5)
     a.quick = False
     assert _config(a).backbone == "ViT-L-14-336"
