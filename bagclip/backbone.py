@@ -192,8 +192,30 @@ def _fetch_failed(cfg: Config, err: Exception) -> RuntimeError:
         f"(backbone='bagclip-mini', pretrained='bagclip-mini'; CLI: --quick).")
 
 
+def check_device(device: str | torch.device | None) -> torch.device | None:
+    """`device` as a torch.device, or ValueError when it is malformed or absent on this machine."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"device {str(device)!r} is not a device name; use cpu, cuda or cuda:<n> "
+                         f"(CLI: --device)") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"device {str(device)!r}: no CUDA GPU is available here; use cpu "
+                             f"(CLI: --device cpu, or leave --device out)")
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"device {str(device)!r}: this machine has {n} GPU(s), cuda:0..cuda:{n - 1}")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {str(device)!r}: Apple MPS is not available here; use cpu")
+    return dev
+
+
 def load_backbone(cfg: Config, device: str | torch.device | None = None) -> Backbone:
     """Build the frozen backbone for `cfg` (weights from an open_clip tag, a file, or seeded random)."""
+    device = check_device(device)
     register_model_configs()
     import open_clip
 

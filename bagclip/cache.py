@@ -9,9 +9,13 @@ a truncated or corrupted file is detected, removed and recomputed, never silentl
 
 Disk cost per image: 2 * L * N * W bytes, e.g. 11.2 MB for ViT-L-14-336 at 518 (L=4, N=1369,
 W=1024), 0.29 MB for bagclip-mini at 224 (L=4, N=196, W=192).
+
+A read-only cache folder serves every entry it holds: reading never writes. Only a missing
+entry needs write access, and then the error names the folder and what to do.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -56,9 +60,22 @@ class FeatureCache:
         self.key = hashlib.sha256(ident.encode()).hexdigest()[:16]
         self.root = Path(root) if root is not None else default_cache_dir()
         self.dir = self.root / self.key
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.dir / "identity.json", ident.encode())
         self.hits = self.misses = self.repaired = 0
+        try:
+            if (self.dir / "identity.json").read_bytes() == ident.encode():
+                return  # already set up: no write needed (the folder may be read-only)
+        except OSError:
+            pass
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.dir / "identity.json", ident.encode())
+        except OSError as err:
+            raise self._unwritable(err) from None
+
+    def _unwritable(self, err: OSError) -> OSError:
+        return PermissionError(f"feature cache folder {self.root} is not writable ({err.strerror}) "
+                               f"and lacks entries for these images; point --cache-dir (or "
+                               f"$BAGCLIP_CACHE) at a writable folder")
 
     def path_for(self, image_path: str | os.PathLike) -> Path:
         return self.dir / f"{_file_digest(image_path)}.safetensors"
@@ -75,7 +92,10 @@ class FeatureCache:
             return Tokens(p, c)
         except (SafetensorError, ValueError, KeyError, OSError) as err:
             warnings.warn(f"feature cache entry {path} is corrupt ({err}); recomputing it")
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass  # read-only folder: the write of the recomputed entry will say so
             self.repaired += 1
             return None
 
@@ -84,7 +104,12 @@ class FeatureCache:
         p = patches.to(dtype).contiguous().cpu()
         c = cls.to(dtype).contiguous().cpu()
         blob = save({"patches": p, "cls": c}, metadata={"sha256": _tensor_digest(p, c)})
-        atomic_write_bytes(path, blob)
+        try:
+            atomic_write_bytes(path, blob)
+        except OSError as err:
+            if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise self._unwritable(err) from None
+            raise
 
     def get(self, image_paths: Sequence[str | os.PathLike], batch_size: int = 8,
             progress: bool = True) -> Tokens:

@@ -2,14 +2,21 @@
 pretrain-mini}.
 
 Every command takes --quick (the embedded CPU default: the shipped bagclip-mini backbone, the
-synthetic benchmark) or the paper's settings, plus --config FILE and --set key=value overrides.
+synthetic benchmark) or the paper's settings, plus --config FILE (its settings over the preset)
+and --set key=value overrides, all checked by Config in one place. With --checkpoint, eval and
+predict use the settings the heads were trained with; only the evaluation settings may change.
+
+Bad input ends with one line on stderr naming the file or setting and what to do (exit 1;
+argparse's own errors exit 2; Ctrl-C exits 130 and says how to resume), never a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 QUICK_BANNER = ("NOTE: quick mode = synthetic benchmark + bagclip-mini (synthetic pretraining, shipped "
@@ -20,27 +27,98 @@ PARTS = ("protocol", "ablation", "sensitivity", "cost", "figures")  # bagclip.ex
 
 
 def _config(a):
+    """The Config of a command: --quick's preset or the paper's, --config FILE over it, then
+    --set / --seed / --class-name-map; every value checked by Config."""
     from .config import Config
 
-    cfg = Config.load(a.config) if getattr(a, "config", None) else (Config.quick() if a.quick else Config())
+    cfg = Config.quick() if getattr(a, "quick", False) else Config()
+    if getattr(a, "config", None):
+        cfg = Config.load(a.config, base=cfg)
+    return cfg.with_overrides(getattr(a, "set", None) or [], **_extra_changes(a, cfg))
+
+
+def _extra_changes(a, cfg) -> dict:
     changes = {}
-    for kv in getattr(a, "set", None) or []:
-        if "=" not in kv:
-            raise SystemExit(f"--set expects key=value, got {kv!r}")
-        k, v = kv.split("=", 1)
-        try:
-            changes[k] = json.loads(v)
-        except json.JSONDecodeError:
-            changes[k] = None if v == "None" else v
     if getattr(a, "seed", None) is not None:
         changes["seed"] = a.seed
     if getattr(a, "class_name_map", None):
-        changes["class_names"] = {**cfg.class_names, **json.loads(Path(a.class_name_map).read_text())}
-    if changes:
-        d = cfg.to_dict()
-        d.update(changes)
-        cfg = Config.from_dict(d)
-    return cfg
+        changes["class_names"] = {**cfg.class_names, **_name_map(a.class_name_map)}
+    return changes
+
+
+def _name_map(path) -> dict:
+    p = Path(path)
+    what = 'a JSON file {"folder name": "prompt name", ...}'
+    if not p.is_file():
+        raise FileNotFoundError(f"--class-name-map {p}: file not found; give {what}")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"--class-name-map {p}: not valid JSON ({err}); give {what}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ValueError(f"--class-name-map {p}: expected {what}, got {type(data).__name__}")
+    return data
+
+
+def _trained(a):
+    """(model, cfg, backbone) from --checkpoint, with the evaluation settings of --set /
+    --class-name-map applied; --quick, --config and training settings are refused."""
+    from .train import load_heads
+
+    given = [f for f, v in (("--quick", a.quick), ("--config", a.config)) if v]
+    if given:
+        raise ValueError(f"{' and '.join(given)} cannot be used with --checkpoint: the heads carry the "
+                         f"settings they were trained with. Drop {' and '.join(given)}; evaluation "
+                         f"settings change with --set smoothing_sigma=... / image_score=... and "
+                         f"--class-name-map")
+    model, trained, bb = load_heads(a.checkpoint, device=a.device)
+    cfg = trained.with_overrides(a.set or [], **_extra_changes(a, trained))
+    return model, trained.check_eval_changes(cfg), bb
+
+
+def _out_dir(path, flag: str) -> Path:
+    """`path` as a folder that exists and takes files, checked before any work, or ValueError."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{flag} {p} is a file; give a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=p):
+            pass
+    except OSError as err:
+        raise ValueError(f"{flag} {p} is not a writable folder ({err.strerror or err}); choose "
+                         f"another folder") from None
+    return p
+
+
+def _threshold(text: str) -> float:
+    try:
+        t = float(text)
+    except ValueError:
+        t = math.nan
+    if not (math.isfinite(t) and 0.0 <= t <= 1.0):
+        raise argparse.ArgumentTypeError(f"{text!r}: scores are in [0, 1]; give a threshold such as 0.5")
+    return t
+
+
+def _resolution(text: str):
+    if text == "native":
+        return text
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: give a positive whole number of pixels or 'native'")
+
+
+def _positive(text: str) -> int:
+    if text.strip().isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= 1")
+
+
+def _seed(text: str) -> int:
+    if text.strip().isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= 0")
 
 
 def _datasets(specs: list[str], split: str, image_level: bool = False):
@@ -81,6 +159,7 @@ def cmd_train(a) -> None:
     from .train import train
 
     cfg = _config(a)
+    _out_dir(a.out, "--out")
     bb = load_backbone(cfg, device=a.device)
     samples = [s for ss in _datasets(a.dataset, a.split).values() for s in ss]
     res = train(cfg, samples, bb, a.out, cache=FeatureCache(bb, a.cache_dir), resume=a.resume,
@@ -92,9 +171,9 @@ def cmd_eval(a) -> None:
     from .evaluate import evaluate
     from .inference import scorer
     from .report import write_results
-    from .train import load_heads
 
-    model, cfg, bb = load_heads(a.checkpoint, device=a.device)
+    model, cfg, bb = _trained(a)
+    _out_dir(a.out, "--out")
     for name, samples in _datasets(a.dataset, a.split, a.image_level).items():
         r = evaluate(scorer(model, bb, cfg), samples, cfg.image_size, dataset_name=name,
                      resolution=a.resolution)
@@ -102,24 +181,53 @@ def cmd_eval(a) -> None:
         print(json.dumps({k: v for k, v in r.items() if k != "per_class"}, indent=2, default=float))
 
 
+def _map_names(paths: list[str]) -> dict[str, str]:
+    """Anomaly-map file names: <stem>_map.png, or the path below the inputs' common folder
+    (separators as "__") when two inputs share a stem, so no map overwrites another."""
+    stems = [Path(p).stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return {p: f"{st}_map.png" for p, st in zip(paths, stems)}
+    absolute = [os.path.abspath(p) for p in paths]
+    base = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    return {p: os.path.relpath(q, base).replace(os.sep, "__") + "_map.png" for p, q in zip(paths, absolute)}
+
+
 def cmd_predict(a) -> None:
     from .inference import predict
 
-    cfg = _config(a) if a.checkpoint is None else None
-    preds = predict(a.images, a.checkpoint, class_name=a.class_name, cfg=cfg, device=a.device)
+    if a.checkpoint is not None:
+        model, cfg, bb = _trained(a)
+    else:
+        model, cfg, bb = None, _config(a), None
+    maps_dir = _out_dir(a.save_maps, "--save-maps") if a.save_maps else None
+    skipped: list = []
+    preds = predict(a.images, cfg=cfg, model=model, backbone=bb, class_name=a.class_name,
+                    device=a.device, skipped=skipped)
     if a.checkpoint is None:
         print("WARNING: no --checkpoint: untrained heads, scores are meaningless", file=sys.stderr)
+    names = _map_names([p.path for p in preds]) if maps_dir else {}
     for p in preds:
         flag = "" if a.threshold is None else ("  ANOMALOUS" if p.is_anomalous(a.threshold) else "  normal")
         print(f"{p.path}\tscore={p.image_score:.4f}\tp_img={p.p_img:.4f}\tmax_map={p.anomaly_map.max():.4f}{flag}")
-        if a.save_maps:
+        if maps_dir:
+            import io
+
             import numpy as np
             from PIL import Image
 
-            out = Path(a.save_maps)
-            out.mkdir(parents=True, exist_ok=True)
-            Image.fromarray((np.clip(p.anomaly_map, 0, 1) * 255).astype("uint8")).save(
-                out / f"{Path(p.path).stem}_map.png")
+            from .files import atomic_write_bytes
+
+            buf = io.BytesIO()
+            Image.fromarray((np.clip(p.anomaly_map, 0, 1) * 255).astype("uint8")).save(buf, format="PNG")
+            atomic_write_bytes(maps_dir / names[p.path], buf.getvalue())
+    for path, why in skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    if len(skipped) == 1 and not preds:
+        raise SystemExit(f"bagclip predict: cannot read {skipped[0][0]}: {skipped[0][1]}; give an image file")
+    if skipped:
+        names = ", ".join(p for p, _ in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+        raise SystemExit(f"bagclip predict: {len(skipped)} of {len(skipped) + len(preds)} image(s) could "
+                         f"not be read ({names}; reasons above); replace or remove them")
 
 
 def _protocol_data(a, cfg):
@@ -141,6 +249,7 @@ def _run_settings(a, kind: str) -> None:
     from .sweeps import summarize, write_ablation, write_sweep
 
     cfg = _config(a)
+    _out_dir(a.out, "--out")
     if a.quick:
         print(QUICK_BANNER)
     aux, targets = _protocol_data(a, cfg)
@@ -170,6 +279,7 @@ def cmd_bench(a) -> None:
     from .cost import bench_main
 
     cfg = _config(a)
+    _out_dir(a.out, "--out")
     if a.quick:
         print(QUICK_BANNER)
     bench_main(cfg, device=a.device or "cpu", out_dir=a.out, repeats=a.repeats)
@@ -184,13 +294,16 @@ def cmd_reproduce(a) -> None:
     if a.full and not os.environ.get("BAGCLIP_DATA"):
         raise SystemExit("reproduce --full needs the real datasets: set BAGCLIP_DATA to a folder "
                          "holding mvtec_ad/ and visa/ and the target sets (README, full mode)")
+    cfg = _config(a)
+    out = a.out or ("runs/reproduce-full" if a.full else "runs/reproduce-quick")
+    figures = a.figures or ("figures/full" if a.full else "figures")
+    _out_dir(out, "--out"), _out_dir(figures, "--figures")
     if a.quick:
         print(QUICK_BANNER)
     slurm = {k: v for k, v in (("slurm_partition", a.partition), ("gpus_per_node", a.gpus),
                                ("timeout_min", a.time)) if v is not None}
     cmd = "bagclip reproduce " + ("--full" if a.full else "--quick")
-    reproduce(_config(a), out_dir=a.out or ("runs/reproduce-full" if a.full else "runs/reproduce-quick"),
-              figures_dir=a.figures or ("figures/full" if a.full else "figures"), seeds=a.seeds,
+    reproduce(cfg, out_dir=out, figures_dir=figures, seeds=a.seeds,
               device=a.device, parts=a.parts, grid_seeds=a.grid_seeds, full=a.full,
               executor=a.executor, slurm=slurm, command=cmd, sweeps=a.sweeps, synth_root=a.synth_root)
 
@@ -198,8 +311,9 @@ def cmd_reproduce(a) -> None:
 def cmd_pretrain_mini(a) -> None:
     from .pretrain import PretrainConfig, export_weights, pretrain, write_record
 
-    cfg = PretrainConfig(steps=a.steps, batch_pairs=a.batch_pairs, lr=a.lr, seed=a.seed,
-                         threads=a.threads, workers=a.workers)
+    cfg = PretrainConfig(steps=a.steps, batch_pairs=a.batch_pairs, lr=a.lr, warmup=a.warmup, seed=a.seed,
+                         threads=a.threads, workers=a.workers, w_probe=a.w_probe, w_proto=a.w_proto,
+                         init=a.init)
     try:
         pretrain(cfg, a.out)
     except KeyboardInterrupt:
@@ -220,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--quick", action="store_true", help="embedded CPU default (bagclip-mini, synthetic data)")
         p.add_argument("--config", help="a Config JSON/YAML file")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a Config field")
-        p.add_argument("--seed", type=int)
+        p.add_argument("--seed", type=_seed)
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cpu)")
         p.add_argument("--class-name-map", help="JSON file: folder name -> prompt name")
         if data:
@@ -232,8 +346,8 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("synth", help="write the synthetic benchmark")
     p.add_argument("out")
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=_positive, default=224)
+    p.add_argument("--seed", type=_seed, default=0)
     p.set_defaults(fn=cmd_synth)
 
     common(sub.add_parser("cache", help="encode datasets into the feature cache")).set_defaults(fn=cmd_cache)
@@ -241,21 +355,21 @@ def main(argv: list[str] | None = None) -> None:
     p = common(sub.add_parser("train", help="train the heads (aux sets: test splits, the field's convention)"))
     p.add_argument("--out", required=True)
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--save-every", type=int, default=None, help="also checkpoint every N steps")
+    p.add_argument("--save-every", type=_positive, default=None, help="also checkpoint every N steps")
     p.set_defaults(fn=cmd_train)
 
     p = common(sub.add_parser("eval", help="evaluate trained heads"))
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", default="results")
     p.add_argument("--image-level", action="store_true", help="datasets without masks")
-    p.add_argument("--resolution", default=None, help="an int, or 'native' (default: image_size)")
+    p.add_argument("--resolution", type=_resolution, default=None, help="an int, or 'native' (default: image_size)")
     p.set_defaults(fn=cmd_eval)
 
     p = common(sub.add_parser("predict", help="anomaly maps for an image or a folder"), data=False)
     p.add_argument("images", nargs="+")
     p.add_argument("--checkpoint")
     p.add_argument("--class-name", default="object")
-    p.add_argument("--threshold", type=float)
+    p.add_argument("--threshold", type=_threshold, help="flag scores >= this (in [0, 1])")
     p.add_argument("--save-maps")
     p.set_defaults(fn=cmd_predict)
 
@@ -305,7 +419,7 @@ def main(argv: list[str] | None = None) -> None:
     p = common(sub.add_parser("bench", help="cost tables 4-5 measured on this machine (random weights)"),
                data=False)
     p.add_argument("--out", default="runs/bench")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=_positive, default=5)
     p.set_defaults(fn=cmd_bench)
 
     from .pretrain import PretrainConfig  # defaults: the settings of the shipped weights
@@ -316,19 +430,52 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-pairs", type=int, default=d.batch_pairs, help="scenes per step (2 images each)")
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--warmup", type=int, default=d.warmup)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--w-probe", type=float, default=d.w_probe, help="weight of the linear-probe loss")
+    p.add_argument("--w-proto", type=float, default=d.w_proto, help="weight of the state-prototype loss")
+    p.add_argument("--init", help="start from a previous run's checkpoint or weights (a second stage)")
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (1: fastest on 2 shared cores)")
     p.add_argument("--workers", type=int, default=d.workers, help="processes drawing the world")
     p.add_argument("--export", help="also write the weights here (float16 safetensors + .json record)")
     p.set_defaults(fn=cmd_pretrain_mini)
 
     a = ap.parse_args(argv)
-    if getattr(a, "resolution", None) not in (None, "native"):
-        a.resolution = int(a.resolution)
     try:
+        from .backbone import check_device
+
+        check_device(a.device if hasattr(a, "device") else None)
         a.fn(a)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"bagclip {a.cmd}: {err}")
+    except KeyboardInterrupt:
+        print(_interrupted(a, argv), file=sys.stderr)
+        raise SystemExit(130) from None
+    except (FileNotFoundError, ValueError) as err:  # DataError and ConfigError are ValueErrors
+        raise SystemExit(f"bagclip {a.cmd}: {err}") from None
+    except OSError as err:  # a full disk, a read-only folder...
+        what = f"{err.strerror}: {err.filename}" if err.filename and err.strerror else str(err)
+        raise SystemExit(f"bagclip {a.cmd}: {what}. "
+                         f"{_RESUME.get(a.cmd, 'Free space or fix the path or permissions, then rerun')}") from None
+
+
+_RESUME = {
+    "train": "Free space or fix the permissions, then add --resume to the same command: the last "
+             "complete checkpoint is kept",
+    "reproduce": "Free space or fix the permissions, then rerun the same command: finished runs "
+                 "are reused and training resumes from its last checkpoint",
+}
+
+
+def _interrupted(a, argv) -> str:
+    sys.stderr.flush()
+    if a.cmd == "train":
+        cmd = " ".join(argv if argv is not None else sys.argv[1:])
+        hint = "" if a.resume else " --resume"
+        return (f"\nbagclip train: interrupted. The last complete checkpoint in {a.out} is kept; "
+                f"continue with: bagclip {cmd}{hint}")
+    if a.cmd in ("reproduce", "sweep", "ablate"):
+        return (f"\nbagclip {a.cmd}: interrupted. Rerun the same command to continue: finished "
+                f"runs are reused and training resumes from its last checkpoint")
+    return f"\nbagclip {a.cmd}: interrupted (no file is left half-written); rerun the command"
 
 
 if __name__ == "__main__":

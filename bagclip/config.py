@@ -2,7 +2,11 @@
 
 `Config()` is the paper (ViT-L-14-336 at 518 px, taps 6/12/18/24, K = 15, P = 5, r = 16).
 `Config.quick()` is the embedded CPU default: the small seeded `bagclip-tiny` backbone, no
-download. Settings are validated on construction; `save` / `load` use JSON or YAML.
+download. Settings are checked on construction, whatever their source (Python, a JSON/YAML file,
+`--set key=value`), in one place: `_coerce` turns each value into its field's type (strings
+such as "1e-3" from YAML, "no" for a bool; never 1.5 for an int, never NaN or infinity) and
+`validate` checks ranges. Every problem is a `ConfigError` naming the setting and what is
+allowed; `load` and `with_overrides` add the file or the `--set` it came from.
 
 Importing this module, and creating a Config, never loads torch: the architecture of a
 backbone name (patch size, depth, widths) is read from the open_clip model-config JSON files.
@@ -14,11 +18,13 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 from .weights import SHIPPED, record
 from .files import atomic_write_text
@@ -31,6 +37,101 @@ FEATURE_DTYPES = ("float16", "float32")
 TINY_BACKBONE = "bagclip-tiny"  # random weights: plumbing tests only
 MINI_BACKBONE = "bagclip-mini"  # pretrained on the kit's synthetic world, shipped as package data
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
+# Settings that only change how trained heads are scored, not the weights: a checkpoint's
+# Config may differ from its training in these alone (eval / predict --set, --class-name-map).
+EVAL_FIELDS = ("smoothing_sigma", "image_score", "class_names")
+
+
+class ConfigError(ValueError):
+    """A bad setting: the message names it and says what is allowed. `field` is its name."""
+
+    def __init__(self, msg: str, field: str | None = None):
+        super().__init__(msg)
+        self.field = field
+
+
+_TRUE, _FALSE, _NONE = ("true", "yes", "on", "1"), ("false", "no", "off", "0"), ("none", "null", "")
+
+
+def _as_int(name: str, v: Any) -> int:
+    if isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+\s*", v):
+        return int(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    hint = f", e.g. {int(v)}" if isinstance(v, float) and math.isfinite(v) and v == int(v) else ""
+    raise ConfigError(f"{name}={v!r} must be a whole number{hint}", name)
+
+
+def _as_float(name: str, v: Any) -> float:
+    x = None
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        x = float(v)
+    elif isinstance(v, str):
+        try:
+            x = float(v)  # YAML reads 1e-3 (no dot) as a string
+        except ValueError:
+            pass
+    if x is None:
+        raise ConfigError(f"{name}={v!r} is not a number; give a finite number such as 1e-3", name)
+    if not math.isfinite(x):
+        raise ConfigError(f"{name}={v!r}: NaN and infinity are not allowed; give a finite number", name)
+    return x
+
+
+def _as_bool(name: str, v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str) and v.strip().lower() in _TRUE + _FALSE:
+        return v.strip().lower() in _TRUE
+    raise ConfigError(f"{name}={v!r} must be true or false", name)
+
+
+def _as_str(name: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(f"{name}={v!r} must be a string", name)
+    return v
+
+
+def _as_ints(name: str, v: Any) -> tuple[int, ...]:
+    if isinstance(v, str):
+        v = [p for p in re.split(r"[\s,\[\]()]+", v) if p]
+    if not isinstance(v, (list, tuple)):
+        raise ConfigError(f"{name}={v!r} must be a list of whole numbers, e.g. [6, 12, 18, 24]", name)
+    return tuple(_as_int(name, x) for x in v)
+
+
+def _as_betas(name: str, v: Any) -> tuple[float, float]:
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        raise ConfigError(f"{name}={v!r} must be two numbers [b1, b2], e.g. [0.5, 0.999]", name)
+    return (_as_float(name, v[0]), _as_float(name, v[1]))
+
+
+def _as_names(name: str, v: Any) -> dict[str, str]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict) or not all(isinstance(a, str) and isinstance(b, str) for a, b in v.items()):
+        raise ConfigError(f"{name} must map folder names to prompt names (strings), e.g. "
+                          f'{{"pcb1": "printed circuit board"}}; got {v!r}', name)
+    return dict(v)
+
+
+# field annotation (a string: `from __future__ import annotations`) -> coercion
+_COERCE = {"int": _as_int, "float": _as_float, "bool": _as_bool, "str": _as_str,
+           "tuple[int, ...]": _as_ints, "tuple[float, float]": _as_betas,
+           "dict[str, str]": _as_names}
+
+
+def _coerce(name: str, annotation: str, v: Any) -> Any:
+    """v in the type of the field `name` (annotation as written in Config), or ConfigError."""
+    base, optional = annotation, annotation.endswith(" | None")
+    if optional:
+        base = annotation[: -len(" | None")]
+        if v is None or (isinstance(v, str) and v.strip().lower() in _NONE):
+            return None
+    return _COERCE[base](name, v)
+
 
 
 def _backbone_field(default: Any) -> Any:
@@ -83,15 +184,15 @@ class Config:
     class_names: dict[str, str] = field(default_factory=dict)  # folder name -> prompt name overrides
 
     def __post_init__(self) -> None:
-        self.taps = tuple(int(t) for t in self.taps)
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        self.class_names = dict(self.class_names or {})
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
         self.validate()
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         def bad(msg: str) -> None:
-            raise ValueError(f"Config: {msg}")
+            name = re.match(r"\w+", msg)
+            raise ConfigError(f"Config: {msg}", name.group(0) if name else None)
 
         if self.detail_attention not in DETAIL_ATTENTIONS:
             bad(f"detail_attention={self.detail_attention!r}; allowed: {DETAIL_ATTENTIONS}")
@@ -108,8 +209,14 @@ class Config:
                 bad(f"{name}={getattr(self, name)} must be >= 1")
         if self.k < 2:
             bad(f"k={self.k}: need k >= 2 (each node keeps k-1 neighbours)")
-        if self.logit_scale <= 0 or self.lr <= 0 or self.smoothing_sigma < 0 or self.kernel_scale <= 0:
-            bad("logit_scale, lr and kernel_scale must be > 0, smoothing_sigma >= 0")
+        for name in ("logit_scale", "lr", "kernel_scale"):
+            if getattr(self, name) <= 0:
+                bad(f"{name}={getattr(self, name)} must be > 0")
+        for name in ("smoothing_sigma", "loss_lambda", "focal_gamma", "seed", "backbone_seed"):
+            if getattr(self, name) < 0:
+                bad(f"{name}={getattr(self, name)} must be >= 0")
+        if not all(0 <= b < 1 for b in self.betas):
+            bad(f"betas={list(self.betas)}: Adam needs both in [0, 1), e.g. [0.5, 0.999]")
 
         arch = backbone_arch(self.backbone)
         if arch is None:
@@ -204,7 +311,45 @@ class Config:
         return d
 
     def replace(self, **changes: Any) -> "Config":
-        return dataclasses.replace(self, **changes)
+        """A copy with `changes`, checked like any other source (unknown names refused)."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def with_overrides(self, pairs: Sequence[str] = (), **changes: Any) -> "Config":
+        """This Config with `--set key=value` strings and keyword changes applied and checked.
+
+        A value is read as JSON when it parses (numbers, lists, true/false), else as a string;
+        each field's coercion does the rest. Errors name the --set they came from.
+        """
+        sources = {k: f"{k}={v!r}" for k, v in changes.items()}
+        for kv in pairs:
+            key, sep, raw = kv.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise ConfigError(f"--set expects key=value (e.g. --set lr=1e-4), got {kv!r}")
+            try:
+                changes[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                changes[key] = raw
+            sources[key] = f"--set {kv}"
+        if not changes:
+            return self
+        try:
+            return self.from_dict({**self.to_dict(), **changes})
+        except ConfigError as err:
+            where = sources.get(err.field) if err.field else None
+            raise ConfigError(f"{where}: {err}" if where else str(err), err.field) from None
+
+    def check_eval_changes(self, other: "Config") -> "Config":
+        """`other` if it differs from this (a checkpoint's training Config) only in EVAL_FIELDS."""
+        changed = [f.name for f in dataclasses.fields(self)
+                   if f.name not in EVAL_FIELDS and getattr(self, f.name) != getattr(other, f.name)]
+        if changed:
+            raise ConfigError(f"the checkpoint was trained with {', '.join(f'{k}={getattr(self, k)!r}' for k in changed)}"
+                              f"; a checkpoint's heads cannot change {', '.join(changed)}. At evaluation "
+                              f"only {', '.join(EVAL_FIELDS)} may change (--set, --class-name-map); "
+                              f"retrain for the others", changed[0])
+        return other
+
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write JSON (or YAML for .yml/.yaml) atomically."""
@@ -218,24 +363,48 @@ class Config:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Config":
+    def load(cls, path: str | os.PathLike, base: "Config | None" = None) -> "Config":
+        """A Config from a JSON or YAML file: its settings over `base` (default: the paper's).
+
+        Every problem (missing, unreadable, bad syntax, bad setting) is a ConfigError or
+        FileNotFoundError naming the file.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        text = path.read_text()
-        if path.suffix in (".yml", ".yaml"):
-            import yaml
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        return cls.from_dict(data)
+        yaml_file = path.suffix.lower() in (".yml", ".yaml")
+        try:
+            text = path.read_text(encoding="utf-8")
+            if yaml_file:
+                import yaml
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except (OSError, UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
+            kind = "YAML" if yaml_file else "JSON"
+            raise ConfigError(f"config file {path}: not valid {kind} "
+                              f"({' '.join(str(err).split())}); fix the file or write a new one with "
+                              f"Config.save") from None
+        except Exception as err:  # yaml.YAMLError
+            raise ConfigError(f"config file {path}: not valid YAML ({' '.join(str(err).split())}); "
+                              f"fix the file") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path}: expected a mapping of settings "
+                              f"(e.g. {{\"k\": 15}}), got {type(data).__name__}")
+        try:
+            return cls.from_dict({**(base or cls()).to_dict(), **data})
+        except ConfigError as err:
+            raise ConfigError(f"config file {path}: {err}", err.field) from None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Config":
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"Config: unknown field(s) {unknown}; allowed: {sorted(known)}")
+            raise ConfigError(f"Config: unknown field(s) {unknown}; allowed: {sorted(known)}",
+                              unknown[0])
         return cls(**data)
 
 

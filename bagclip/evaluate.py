@@ -56,12 +56,18 @@ def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8
     resolution: None (= image_size), an int S' (maps bilinearly resized to S' x S', masks loaded
     at S'), or "native" (maps resized to each mask's file size). pixel: None -> pixel metrics
     only when some sample has a mask (image-level-only datasets give NaN pixel metrics).
+    Pixel metrics use the images whose ground truth is known: normal ones (all-normal pixels)
+    and anomalous ones with a mask; anomalous images without a mask (image-level mode) count
+    in the image metrics only.
     Returns compute_metrics' keys (unweighted means over classes) plus dataset, resolution,
     n_images, per_class (`bagclip.report.write_results` writes it to files).
     """
     from .data import load_image, load_mask
 
     res = _resolution(resolution, image_size)
+    if not samples:
+        raise ValueError(f"evaluate: no images to evaluate{f' in {dataset_name}' if dataset_name else ''}; "
+                         f"check the dataset root, split and classes")
     if pixel is None:
         pixel = any(getattr(s, "mask_path", None) for s in samples)
     groups: dict[str, list] = {}
@@ -70,7 +76,7 @@ def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8
     per_class = {}
     bar = tqdm(total=len(samples), desc=f"eval {dataset_name or ''}".strip(), disable=not progress)
     for cls, group in groups.items():
-        cap = len(group) * res * res if (pixel and res != "native") else None
+        cap = sum(1 for s in group if s.mask_path or not s.label) * res * res if (pixel and res != "native") else None
         acc = PixelMetricAccumulator(fpr_limit, capacity=cap) if pixel else None
         scores, labels = [], []
         for i in range(0, len(group), batch_size):
@@ -86,6 +92,8 @@ def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8
             if acc is not None:
                 maps = _as_maps(maps, len(batch))
                 for s, m in zip(batch, maps):
+                    if s.label and not s.mask_path:
+                        continue  # anomalous, ground truth unknown: not "all normal"
                     gt = load_mask(s.mask_path, None if res == "native" else res,
                                    like=s.image_path).numpy()
                     if tuple(m.shape) != gt.shape:

@@ -39,7 +39,11 @@ def heads_forward(model, tokens: Tokens, text: torch.Tensor, cfg: Config):
 
     out = model(tokens, text)
     maps = smooth_maps(out.anomaly_map, cfg.smoothing_sigma)
-    return maps, score_image(out.p_img, maps, cfg.image_score), out.p_img
+    scores = score_image(out.p_img, maps, cfg.image_score)
+    if not (torch.isfinite(scores).all() and torch.isfinite(maps).all()):
+        raise ValueError("the heads give NaN or infinite anomaly scores: their weights or the input "
+                         "features are not finite (a diverged training?). Retrain with a lower lr")
+    return maps, scores, out.p_img
 
 
 def scorer(model, backbone: Backbone, cfg: Config) -> Callable:
@@ -72,60 +76,91 @@ def predict_cached(model, cfg: Config, cache, entries: Sequence[Path], class_nam
     return torch.cat(maps), torch.cat(scores), torch.cat(pimg)
 
 
-def _collect(images) -> list:
-    """Expand a path / folder / list into a list of paths or tensors."""
+def _collect(images, skipped: list | None = None) -> list:
+    """Expand a path / folder / list into a list of paths or tensors.
+
+    A folder contributes its image files (by suffix; sub-folders, dangling or looping links
+    and hidden files are passed over with a warning naming them); a path given explicitly must
+    be a file. With `skipped`, a missing path is recorded there as (path, reason) instead.
+    """
+    import warnings
+
     if isinstance(images, torch.Tensor):
         return list(images) if images.ndim == 4 else [images]
     if isinstance(images, (str, os.PathLike)):
         p = Path(images)
         if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+            files, odd = [], []
+            for f in sorted(p.iterdir()):
+                if f.suffix.lower() not in IMAGE_EXTS or f.name.startswith("."):
+                    continue
+                (files if f.is_file() else odd).append(f)
+            for f in odd:
+                warnings.warn(f"skipping {f}: not a readable file (a folder, or a broken or looping link)",
+                              stacklevel=2)
             if not files:
                 raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) in folder {p}")
             return files
-        if not p.exists():
-            raise FileNotFoundError(f"image not found: {p}")
+        if not p.is_file():
+            why = "not a file" if p.exists() or p.is_symlink() else "not found"
+            if skipped is None:
+                raise FileNotFoundError(f"image {why}: {p}")
+            skipped.append((str(p), why))
+            return []
         return [p]
-    return [x for item in images for x in _collect(item)]
+    return [x for item in images for x in _collect(item, skipped)]
 
 
 def predict(images, checkpoint: str | os.PathLike | None = None, class_name: str = "object",
             cfg: Config | None = None, backbone: Backbone | None = None, model=None,
-            device: str | torch.device | None = None, batch_size: int = 8) -> list[Prediction]:
+            device: str | torch.device | None = None, batch_size: int = 8,
+            skipped: list | None = None) -> list[Prediction]:
     """Anomaly maps and scores for one image, a list, a folder, or a tensor batch.
 
     images: path, folder, list of paths, or normalised tensors (3, S, S) / (B, 3, S, S).
     checkpoint: a run folder or heads.safetensors from `bagclip train`; None uses `model` or
-    untrained heads built from `cfg` (for demos: untrained heads are not a detector).
+    untrained heads built from `cfg` (for demos: untrained heads are not a detector). With a
+    checkpoint, `cfg` may change only the evaluation settings (config.EVAL_FIELDS).
     class_name: folder-style class name, mapped to a prompt name (e.g. "pcb1").
+    skipped: a list to receive (path, reason) for every file that cannot be read; those are
+    left out and the rest predicted. Without it, the first such file raises DataError.
     """
-    from .data import load_image
+    from .data import DataError, load_image
+    from .data.io import image_hw
     from .train import build_heads, class_texts, load_heads
     from .backbone import load_backbone
 
     if checkpoint is not None:
-        model, cfg, backbone = load_heads(checkpoint, backbone=backbone, device=device)
+        model, trained, backbone = load_heads(checkpoint, backbone=backbone, device=device)
+        cfg = trained.check_eval_changes(cfg) if cfg is not None else trained
     else:
         cfg = cfg or (backbone.cfg if backbone is not None else Config.quick())
         backbone = backbone or load_backbone(cfg, device=device)
         model = (model or build_heads(cfg, backbone)).to(backbone.device).eval()
-    items = _collect(images)
+    items = _collect(images, skipped)
     text = class_texts(backbone, [class_name], cfg)[class_name]
     s = cfg.image_size
     results: list[Prediction] = []
     for b in range(0, len(items), batch_size):
-        chunk = items[b:b + batch_size]
-        sizes, batch = [], []
-        for it in chunk:
+        chunk, sizes, batch = [], [], []
+        for it in items[b:b + batch_size]:
             if isinstance(it, torch.Tensor):
                 batch.append(it)
                 sizes.append(tuple(it.shape[-2:]))
-            else:
-                from PIL import Image
-
-                with Image.open(it) as im:
-                    sizes.append((im.height, im.width))
-                batch.append(load_image(it, s))
+                chunk.append(it)
+                continue
+            try:
+                hw, x = image_hw(it), load_image(it, s)
+            except DataError as err:
+                if skipped is None:
+                    raise
+                skipped.append((str(it), str(err).split(". ")[0]))
+                continue
+            sizes.append(hw)
+            batch.append(x)
+            chunk.append(it)
+        if not chunk:
+            continue
         imgs = torch.stack(batch).to(backbone.device)
         tok = backbone.encode(imgs)
         maps, scores, pimg = heads_forward(model, tok, text.to(backbone.device).expand(len(chunk), -1, -1), cfg)

@@ -70,6 +70,8 @@ class PretrainConfig:
     w_state: float = 1.0  # weight of L_state
     w_dense: float = 1.0  # weight of L_dense (mean over taps)
     w_probe: float = 1.0  # weight of L_probe: a linear patch classifier, discarded after training
+    w_proto: float = 0.0  # weight of L_proto: patches and captions against shared state prototypes
+    init: str | None = None  # start from these weights (a run's checkpoint or exported file): stage 2
     tau: float | None = None  # logit scale of L_state / L_dense; None: CLIP's learnable one (a fixed
     # 100 from the first step collapsed a first run: every loss sat at chance within 30 steps)
     min_cover: float = 0.02  # patch is abnormal at >= this mask coverage; (0, min_cover) ignored
@@ -138,7 +140,7 @@ def build_model(cfg: PretrainConfig):
     return model, open_clip.get_tokenizer(cfg.arch)
 
 
-def losses(model, cfg: PretrainConfig, x, cover, tokens, clip_loss, probe=None) -> dict:
+def losses(model, cfg: PretrainConfig, x, cover, tokens, clip_loss, probe=None, prototypes=None) -> dict:
     """The three pretraining losses for one batch (see the module docstring)."""
     B2 = x.shape[0]
     B = B2 // 2
@@ -169,6 +171,13 @@ def losses(model, cfg: PretrainConfig, x, cover, tokens, clip_loss, probe=None) 
                                reduction="none")
         out["probe"] = _balanced(ce_p, pos_l, neg_l)
         total = total + cfg.w_probe * out["probe"]
+    if prototypes is not None:  # patches and captions against two shared, learned state vectors
+        P = F.normalize(prototypes, dim=-1)  # (2, E)
+        ce_q = F.cross_entropy(tau * torch.einsum("blne,ke->bkln", p, P),
+                               pos.long()[:, None].expand(-1, len(cfg.taps), -1), reduction="none")
+        out["proto_patch"] = _balanced(ce_q, pos_l, neg_l)
+        out["proto_text"] = F.cross_entropy(tau * text @ P.T, state.long())
+        total = total + cfg.w_proto * (out["proto_patch"] + out["proto_text"])
     out["total"] = total
     return out
 
@@ -249,6 +258,16 @@ def pretrain(cfg: PretrainConfig, out_dir, progress: bool = True, stop_after: in
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 1)
         model.state_probe = torch.nn.Linear(model.text_projection.shape[1], 2)  # dropped at export
+        if cfg.w_proto:
+            model.state_prototypes = torch.nn.Parameter(torch.randn(2, model.text_projection.shape[1]))
+    if cfg.init and not (out / CHECKPOINT).exists():
+        t = load_file(str(cfg.init))
+        t = {k[6:] if k.startswith("model.") else k: v for k, v in t.items() if not k.startswith("opt.")}
+        t = {k: v.float() for k, v in t.items() if not k.startswith("state_")}
+        missing = model.load_state_dict(t, strict=False).missing_keys
+        if any(not k.startswith("state_") for k in missing):
+            raise ValueError(f"pretrain: {cfg.init} lacks weights {missing[:3]}...; pass a bagclip-mini "
+                             f"checkpoint or exported weights file")
     opt = _optimizer(model, cfg)
     ckpt = out / CHECKPOINT
     step, history = (0, [])
@@ -267,7 +286,8 @@ def pretrain(cfg: PretrainConfig, out_dir, progress: bool = True, stop_after: in
     for x, cover, tokens in loader:
         for g in opt.param_groups:
             g["lr"] = _lr(cfg, step)
-        parts = losses(model, cfg, x, cover, tokens, clip_loss, model.state_probe)
+        parts = losses(model, cfg, x, cover, tokens, clip_loss, model.state_probe,
+                       getattr(model, "state_prototypes", None))
         opt.zero_grad(set_to_none=True)
         parts["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -147,7 +147,9 @@ def build_sparse_graph(h: torch.Tensor, k: int, metric: torch.Tensor | None = No
         vals = torch.cat([torch.ones(B * n, device=d2.device), w.reshape(-1), w.reshape(-1)])
         deg = torch.zeros(B * n, device=d2.device).index_add(0, rows, vals)
         dinv = deg.rsqrt()
-        vals = vals * dinv[rows] * dinv[cols]
+        # index_select, not dinv[rows]: advanced indexing's backward (index_put_ with
+        # accumulate) sums in a thread-dependent order on CPU; index_select's (index_add) does not
+        vals = vals * dinv.index_select(0, rows) * dinv.index_select(0, cols)
         order = torch.argsort(rows, stable=True)
         rows, cols, vals = rows[order], cols[order], vals[order]
         counts = torch.bincount(rows, minlength=B * n)

@@ -97,3 +97,15 @@ def test_damaged_shipped_weights_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "_DIR", tmp_path)
     with pytest.raises(ValueError, match="hash"):
         weights.shipped_path("bagclip-mini")
+
+
+def test_second_stage_starts_from_the_first_and_trains_the_prototypes(tmp_path):
+    first, _ = pretrain(PretrainConfig(**SHORT), tmp_path / "one", progress=False)
+    cfg = PretrainConfig(**{**SHORT, "init": str(tmp_path / "one" / CHECKPOINT), "w_probe": 0.0,
+                            "w_proto": 1.0, "seed": 1})
+    start, _ = pretrain(cfg, tmp_path / "two", progress=False, stop_after=0)  # no step yet
+    a = {k: v for k, v in _weights(first).items() if not k.startswith("state_")}
+    b = _weights(start)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    _, hist = pretrain(cfg, tmp_path / "two", progress=False)
+    assert {"proto_patch", "proto_text"} <= set(hist[-1])

@@ -3,14 +3,17 @@
 MVTec-like (MVTec AD, MPDD, BTAD, MIAD, InsPLAD, synth): `<cls>/{train,test}/<defect|good>/*`
 and `<cls>/ground_truth/<defect>/<stem>[_mask].*`. VisA: `split_csv/1cls.csv`. A generic
 folder layout (normal / abnormal / masks dirs) serves private sets. Masks are paired with
-images by file stem, never by sort order; every problem found is reported by file name.
+images by file stem, never by sort order, within the same sub-folder (`abnormal/dent/001.png`
+<-> `masks/dent/001_mask.png`); a flat mask folder serves only stems that are unique among the
+images. A mask must have its image's size (never stretched). Every problem found is reported
+by file name.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterable
 
-from .io import DataError, Sample, check_readable, is_image_file, warn_skip
+from .io import DataError, Sample, check_readable, image_hw, is_image_file, warn_skip
 
 MASK_SUFFIXES = ("_mask", "_gt", "-mask")  # MVTec/MPDD "_mask"; some re-packs use "_gt" or none
 MAX_LISTED = 15  # file names listed in one error message
@@ -58,6 +61,23 @@ class Problems:
         self.unreadable: list[str] = []
         self.no_mask: list[str] = []
         self.orphan_masks: list[str] = []
+        self.wrong_size: list[str] = []
+        self.ambiguous: list[str] = []
+
+    def mask_fits(self, image: Path, mask: Path) -> bool:
+        """False (recorded, or warned when skipping) when `mask` is unreadable or not the size
+        of `image`: a stretched mask would score the wrong pixels."""
+        if not self.readable(mask):
+            return False
+        hi, hm = image_hw(image), image_hw(mask)
+        if hi == hm:
+            return True
+        why = f"{mask} is {hm[1]}x{hm[0]} but its image {image} is {hi[1]}x{hi[0]}"
+        if self.skip_bad:
+            warn_skip(image, why)
+        else:
+            self.wrong_size.append(why)
+        return False
 
     def readable(self, path: Path) -> bool:
         """False (and recorded or warned) when `path` does not open as an image."""
@@ -83,6 +103,14 @@ class Problems:
         if self.orphan_masks:
             msgs.append(f"mask(s) that match no image by stem: {_listing(self.orphan_masks)}. "
                         f"Rename them to <image stem>_mask.png or remove them")
+        if self.wrong_size:
+            msgs.append(f"mask(s) of another size than their image (W x H): {_listing(self.wrong_size)}. "
+                        f"Masks must match their image pixel for pixel; re-export them at the "
+                        f"image's size (or pass skip_bad=True to skip those images)")
+        if self.ambiguous:
+            msgs.append(f"flat mask(s) that fit several images of the same stem: "
+                        f"{_listing(self.ambiguous)}. Put each mask in the sub-folder of its image, "
+                        f"e.g. masks/<defect>/<stem>_mask.png")
         if msgs:
             raise DataError(f"{self.dataset}: " + "; ".join(msgs))
 
@@ -97,29 +125,46 @@ def mask_key(mask: Path) -> str:
     return stem
 
 
-def mask_index(folder: Path) -> dict[str, Path]:
-    """{image stem: mask path} for the image files of `folder` (recursively), by `mask_key`."""
-    index: dict[str, Path] = {}
+def mask_index(folder: Path) -> dict[tuple[str, str], Path]:
+    """{(sub-folder, image stem): mask path} for the image files under `folder`, by stem rules;
+    sub-folder "." for masks directly in `folder`."""
+    index: dict[tuple[str, str], Path] = {}
     if not folder.is_dir():
         return index
     for m in sorted(p for p in folder.rglob("*") if is_image_file(p)):
-        key = mask_key(m)
+        key = (m.parent.relative_to(folder).as_posix(), mask_key(m))
         if key in index:
-            raise DataError(f"two masks for the image stem {key!r}: {index[key]} and {m}; keep one")
+            raise DataError(f"two masks for the image stem {key[1]!r} in {m.parent}: {index[key]} and "
+                            f"{m}; keep one")
         index[key] = m
     return index
 
 
-def pair_masks(images: list[Path], masks: dict[str, Path], mask_dir: Path, probs: Problems,
-               image_level: bool) -> list[Path | None]:
-    """Masks for anomalous `images` by stem; records images without a mask and orphan masks."""
+def pair_masks(images: list[Path], image_dir: Path, masks: dict[tuple[str, str], Path], mask_dir: Path,
+               probs: Problems, image_level: bool) -> list[Path | None]:
+    """Masks for anomalous `images` (under image_dir) by stem: first in the mask folder's
+    matching sub-folder, else flat in the mask folder when no other image has that stem.
+    Records images without a mask, ambiguous flat masks, wrong sizes and orphan masks."""
     out: list[Path | None] = []
     used = set()
+    subs = [img.parent.relative_to(image_dir).as_posix() for img in images]
+    stem_count: dict[str, int] = {}
     for img in images:
-        m = masks.get(img.stem)
+        stem_count[img.stem] = stem_count.get(img.stem, 0) + 1
+    for img, sub in zip(images, subs):
+        key = (sub, img.stem)
+        if key not in masks and (".", img.stem) in masks:
+            if stem_count[img.stem] > 1:
+                probs.ambiguous.append(f"{masks['.', img.stem]} (images: "
+                                       f"{', '.join(str(i) for i in images if i.stem == img.stem)})")
+                used.add((".", img.stem))
+                out.append(None)
+                continue
+            key = (".", img.stem)
+        m = masks.get(key)
         if m is not None:
-            used.add(img.stem)
-            if not probs.readable(m):
+            used.add(key)
+            if not probs.mask_fits(img, m):
                 m = None  # skipped mask: the image is kept only in image-level mode
         if m is None and not image_level:
             where = mask_dir if mask_dir.is_dir() else f"{mask_dir} (folder missing)"
@@ -167,7 +212,7 @@ def load_mvtec_like(root, split: str = "test", classes=None, image_level: bool =
                 samples += [Sample(p, None, cls, "good", 0) for p in imgs]
                 continue
             mdir = root / cls / ground_truth / d.name
-            masks = pair_masks(imgs, mask_index(mdir), mdir, probs, image_level)
+            masks = pair_masks(imgs, d, mask_index(mdir), mdir, probs, image_level)
             samples += [Sample(p, m, cls, d.name, 1) for p, m in zip(imgs, masks)]
     probs.raise_if_any()
     if not samples:
@@ -222,7 +267,7 @@ def load_visa(root, split: str = "test", classes=None, image_level: bool = False
         if mask is not None and mask_key(mask) != img.stem:  # pair by stem, never trust row order
             probs.orphan_masks.append(f"{mask} (listed for {img.name})")
             continue
-        if mask is not None and not probs.readable(mask):
+        if mask is not None and not probs.mask_fits(img, mask):
             mask = None
         if label and mask is None and not image_level:
             probs.no_mask.append(str(img))
@@ -241,7 +286,8 @@ def load_folder(root, split: str = "test", classes=None, image_level: bool = Fal
                 ) -> list[Sample]:
     """A private set as three folders (relative to root or absolute): normal images,
     abnormal images (sub-folders become defect types), masks paired by stem (`<stem>.png` or
-    `<stem>_mask.png`, anywhere under the mask folder). One class, named class_name (default:
+    `<stem>_mask.png`) in the same sub-folder of the mask folder (`abnormal/dent/001.png` <->
+    `masks/dent/001_mask.png`), or flat in it for stems no other image shares. One class, named class_name (default:
     the root folder's name). There is no split: use split="test".
     """
     root = check_root(root, "folder", f"{root}/{normal}/, {root}/{abnormal}/ and {root}/{masks}/")
@@ -259,7 +305,7 @@ def load_folder(root, split: str = "test", classes=None, image_level: bool = Fal
     samples = [Sample(p, None, cls, "good", 0) for p in _images(ndir, probs)] if ndir.is_dir() else []
     if adir.is_dir():
         imgs = [p for p in sorted(adir.rglob("*")) if is_image_file(p) and probs.readable(p)]
-        paired = pair_masks(imgs, mask_index(mdir), mdir, probs, image_level)
+        paired = pair_masks(imgs, adir, mask_index(mdir), mdir, probs, image_level)
         for p, m in zip(imgs, paired):
             sub = p.parent.relative_to(adir).as_posix()
             samples.append(Sample(p, m, cls, "abnormal" if sub == "." else sub, 1))

@@ -52,7 +52,7 @@ def load_meta(root, split: str = "test", classes=None, image_level: bool = False
                 if mask_key(mask) != img.stem:  # pair by stem, never by order
                     probs.orphan_masks.append(f"{mask} (listed for {img.name})")
                     continue
-                if not probs.readable(mask):
+                if not probs.mask_fits(img, mask):
                     mask = None
             if label and mask is None and not image_level:
                 probs.no_mask.append(str(img))
@@ -63,6 +63,10 @@ def load_meta(root, split: str = "test", classes=None, image_level: bool = False
         raise DataError(f"meta: {path} lists file(s) that do not exist: {', '.join(missing[:15])}"
                         f"{' ...' if len(missing) > 15 else ''}; paths must be relative to {root}")
     probs.raise_if_any()
+    if not samples:
+        raise DataError(f"meta: {path} lists no images under {split!r}"
+                        f"{f' for the classes {classes}' if classes is not None else ''}; add "
+                        f"entries (bagclip.data.write_meta writes them) or choose another split")
     return samples
 
 

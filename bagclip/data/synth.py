@@ -8,7 +8,8 @@
 common, mirroring "train on MVTec AD/VisA test, test on other datasets". Defects: cracks,
 winding scratches, holes/dents, stains/rust, missing parts and faint ("subtle") versions, with
 pixel-exact masks. Same seed -> same bytes. The tree is written into a temporary folder and
-renamed into place; `synth_manifest.json`, written last, marks it complete.
+renamed into place; `synth_manifest.json`, written last, marks it complete. A temporary folder
+left by a killed generation (its marker names a process that is gone) is removed by the next one.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from .synth_draw import OBJECTS, TEXTURES
 VERSION = 1  # bump when the drawing changes: cache folder names include it
 MANIFEST = "synth_manifest.json"
 MARKER = ".bagclip_synth"  # written first: identifies a (possibly partial) tree as ours
+OWNER = ".bagclip_synth_pid"  # in the temporary folder only: the generating process
 
 # Defect folders per category ("subtle" everywhere: the hard, low-contrast cases).
 CATEGORIES: dict[str, tuple[str, ...]] = {
@@ -123,6 +125,32 @@ def _complete(root: Path, params: dict) -> bool:
         (root / f).is_file() for f in m.get("files", {}))
 
 
+def _remove_stale_temps(out: Path) -> None:
+    """Delete `.<name>.tmp-*` siblings of `out` whose generating process no longer runs (a
+    SIGKILL skips the cleanup), or that have no marker and are over an hour old."""
+    import time
+
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        try:
+            owner = (tmp / OWNER).read_text().split()
+            pid = int(owner[-1]) if owner and owner[-1].isdigit() else None
+            if pid is None or pid == os.getpid():
+                raise FileNotFoundError
+            try:
+                os.kill(pid, 0)
+                continue  # still running
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue  # alive, another user's
+        except (FileNotFoundError, NotADirectoryError):
+            if time.time() - tmp.stat().st_mtime < 3600:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = QUICK["n_train"],
              n_test_good: int = QUICK["n_test_good"], n_test_bad: int = QUICK["n_test_bad"],
              categories=None, hook: Callable | None = None) -> Path:
@@ -147,8 +175,10 @@ def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = Q
         raise DataError(f"synth: {out} is a non-empty folder that is not a synthetic tree; "
                         f"choose an empty or new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(out)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
+        (tmp / OWNER).write_text(f"{os.getpid()}\n")
         (tmp / MARKER).write_text("bagclip synthetic benchmark\n")
         files = {}
         for cat, split, defect, i in _plan(categories, n_train, n_test_good, n_test_bad):
@@ -167,6 +197,7 @@ def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = Q
         manifest = dict(params=params, aux_classes=[c for c in AUX_CLASSES if c in categories],
                         target_classes=[c for c in TARGET_CLASSES if c in categories],
                         counts=counts, files=files)
+        (tmp / OWNER).unlink()
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))  # last: "done"
         if out.exists():
             if hook is None and _complete(out, params):  # another process finished first
