@@ -239,6 +239,8 @@ def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.
             history.append(value)
             bar.set_postfix(epoch=epoch + 1, loss=f"{sum(history[-20:]) / len(history[-20:]):.4f}")
             bar.update(1)
+            if on_step is not None:
+                on_step(step, {k: float(v) for k, v in parts.items()})
             if step % steps_per_epoch == 0 or (save_every and step % save_every == 0):
                 checkpoint()
 

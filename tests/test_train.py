@@ -69,6 +69,15 @@ def test_same_seed_same_weights(tiny_cfg, tiny_backbone, splits, cache, tmp_path
     assert c.history != a.history
 
 
+def test_on_step_sees_every_step_and_its_loss(tiny_cfg, tiny_backbone, splits, cache):
+    seen = []
+    r = train(_small(tiny_cfg), splits[0][:12], tiny_backbone, None, cache=cache, progress=False,
+              on_step=lambda step, parts: seen.append((step, parts)))
+    assert [s for s, _ in seen] == list(range(1, len(r.history) + 1))
+    assert [p["total"] for _, p in seen] == pytest.approx(r.history, abs=1e-6)
+    assert {"cls", "seg", "total"} <= set(seen[0][1])
+
+
 def test_resumed_run_equals_uninterrupted(tiny_cfg, tiny_backbone, splits, cache, tmp_path, monkeypatch):
     cfg = _small(tiny_cfg, seed=3)
     samples = splits[0][:12]  # 3 steps per epoch, 6 in all
