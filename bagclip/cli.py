@@ -12,6 +12,7 @@ argparse's own errors exit 2; Ctrl-C exits 130 and says how to resume), never a 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -311,9 +312,8 @@ def cmd_reproduce(a) -> None:
 def cmd_pretrain_mini(a) -> None:
     from .pretrain import PretrainConfig, export_weights, pretrain, write_record
 
-    cfg = PretrainConfig(steps=a.steps, batch_pairs=a.batch_pairs, lr=a.lr, warmup=a.warmup, seed=a.seed,
-                         threads=a.threads, workers=a.workers, w_probe=a.w_probe, w_proto=a.w_proto,
-                         init=a.init)
+    fields = {f.name for f in dataclasses.fields(PretrainConfig)}
+    cfg = PretrainConfig(**{k: v for k, v in vars(a).items() if k in fields})
     try:
         pretrain(cfg, a.out)
     except KeyboardInterrupt:
@@ -422,22 +422,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=_positive, default=5)
     p.set_defaults(fn=cmd_bench)
 
-    from .pretrain import PretrainConfig  # defaults: the settings of the shipped weights
-
-    d = PretrainConfig()
-    p = sub.add_parser("pretrain-mini", help="pretrain bagclip-mini on the synthetic world (resumable)")
+    # Settings left out keep PretrainConfig's defaults (the shipped run's); not importing it here
+    # keeps torch out of every command's start-up.
+    p = sub.add_parser("pretrain-mini", help="pretrain bagclip-mini on the synthetic world (resumable)",
+                       argument_default=argparse.SUPPRESS)
     p.add_argument("--out", default="runs/pretrain-mini", help="run folder (checkpoint, history)")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-pairs", type=int, default=d.batch_pairs, help="scenes per step (2 images each)")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup", type=int, default=d.warmup)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--w-probe", type=float, default=d.w_probe, help="weight of the linear-probe loss")
-    p.add_argument("--w-proto", type=float, default=d.w_proto, help="weight of the state-prototype loss")
+    p.add_argument("--steps", type=int, help="optimisation steps (default 1000)")
+    p.add_argument("--batch-pairs", type=int, help="scenes per step, 2 images each (default 24)")
+    p.add_argument("--lr", type=float, help="AdamW peak learning rate (default 5e-4)")
+    p.add_argument("--warmup", type=int, help="warm-up steps (default 50)")
+    p.add_argument("--seed", type=int, help="weights and world seed (default 0)")
+    p.add_argument("--w-probe", type=float, help="weight of the linear-probe loss (default 1)")
+    p.add_argument("--w-proto", type=float, help="weight of the state-prototype loss (default 0)")
     p.add_argument("--init", help="start from a previous run's checkpoint or weights (a second stage)")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (1: fastest on 2 shared cores)")
-    p.add_argument("--workers", type=int, default=d.workers, help="processes drawing the world")
-    p.add_argument("--export", help="also write the weights here (float16 safetensors + .json record)")
+    p.add_argument("--threads", type=int, help="torch threads (default 1: fastest on 2 shared cores)")
+    p.add_argument("--workers", type=int, help="processes drawing the world (default 1)")
+    p.add_argument("--export", default=None, help="also write the weights here (float16 safetensors + .json record)")
     p.set_defaults(fn=cmd_pretrain_mini)
 
     a = ap.parse_args(argv)
