@@ -48,8 +48,8 @@ from safetensors.torch import load_file, save, save_file
 
 from .backbone import forward_taps, interpolate_pos_embed, project_patches
 from .config import register_model_configs
-from .files import atomic_write_bytes, atomic_write_text
-from .data.io import CLIP_MEAN, CLIP_STD
+from .files import atomic_write_bytes, atomic_write_text, safetensors_metadata
+from .data.io import clip_normalize
 from .data.world import make_pair
 
 MINI_BACKBONE = "bagclip-mini"
@@ -112,8 +112,7 @@ class WorldBatches(torch.utils.data.Dataset):
                  for i in range(c.batch_pairs)]
         imgs = np.concatenate([np.stack([p.images[j] for p in pairs]) for j in (0, 1)])  # (2B, S, S, 3)
         masks = np.concatenate([np.stack([p.masks[j] for p in pairs]) for j in (0, 1)])  # (2B, S, S)
-        x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
-        x = (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+        x = clip_normalize(torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255)
         cover = F.avg_pool2d(torch.from_numpy(masks)[:, None], self.patch).flatten(1)  # (2B, N)
         caps = [p.captions[0] for p in pairs] + [p.captions[1] for p in pairs]
         return x, cover, self.tokenizer(caps)
@@ -141,13 +140,14 @@ def build_model(cfg: PretrainConfig):
 
 
 def losses(model, cfg: PretrainConfig, x, cover, tokens, clip_loss, probe=None, prototypes=None) -> dict:
-    """The three pretraining losses for one batch (see the module docstring)."""
+    """The pretraining losses for one batch (see the module docstring); "total" is their sum."""
     B2 = x.shape[0]
     B = B2 // 2
+    L = len(cfg.taps)
     v = model.visual
     grid = x.shape[-1] // int(v.conv1.kernel_size[0])
-    pos = None if grid == v.grid_size[0] else interpolate_pos_embed(v.positional_embedding, grid)
-    taps, cls = forward_taps(v, x, cfg.taps, pos=pos)  # (2B, L, N, W), (2B, E)
+    pos_embed = None if grid == v.grid_size[0] else interpolate_pos_embed(v.positional_embedding, grid)
+    taps, cls = forward_taps(v, x, cfg.taps, pos=pos_embed)  # (2B, L, N, W), (2B, E)
     text = F.normalize(model.encode_text(tokens), dim=-1)  # (2B, E): [normal..., abnormal...]
     img = F.normalize(cls, dim=-1)
     scale = model.logit_scale.exp().clamp(max=100)
@@ -157,25 +157,22 @@ def losses(model, cfg: PretrainConfig, x, cover, tokens, clip_loss, probe=None, 
     state = torch.arange(B2) >= B  # clean first, then defective
     l_state = F.cross_entropy(tau * torch.einsum("be,bke->bk", img, pair_text), state.long())
     p = F.normalize(project_patches(model.visual, taps), dim=-1)  # (2B, L, N, E)
-    logits = tau * torch.einsum("blne,bke->blnk", p, pair_text)  # (2B, L, N, 2)
-    pos = cover >= cfg.min_cover  # (2B, N)
-    neg = cover == 0
-    ce = F.cross_entropy(logits.permute(0, 3, 1, 2), pos.long()[:, None].expand(-1, len(cfg.taps), -1),
-                         reduction="none")  # (2B, L, N)
-    pos_l, neg_l = pos[:, None].expand_as(ce), neg[:, None].expand_as(ce)
-    l_dense = _balanced(ce, pos_l, neg_l)
+    pos = (cover >= cfg.min_cover)[:, None].expand(-1, L, -1)  # (2B, L, N) abnormal patches
+    neg = (cover == 0)[:, None].expand(-1, L, -1)  # normal ones; the rest is ignored
+
+    def patch_loss(scores: torch.Tensor) -> torch.Tensor:
+        """Class-balanced cross-entropy of per-patch scores (2B, 2, L, N) against the masks."""
+        return _balanced(F.cross_entropy(scores, pos.long(), reduction="none"), pos, neg)
+
+    l_dense = patch_loss(tau * torch.einsum("blne,bke->bkln", p, pair_text))
     total = l_clip + cfg.w_state * l_state + cfg.w_dense * l_dense
     out = dict(clip=l_clip, state=l_state, dense=l_dense)
     if probe is not None:  # text-free bootstrap: a linear state classifier on the same tokens
-        ce_p = F.cross_entropy(probe(10 * p).permute(0, 3, 1, 2), pos.long()[:, None].expand(-1, len(cfg.taps), -1),
-                               reduction="none")
-        out["probe"] = _balanced(ce_p, pos_l, neg_l)
+        out["probe"] = patch_loss(probe(10 * p).permute(0, 3, 1, 2))
         total = total + cfg.w_probe * out["probe"]
     if prototypes is not None:  # patches and captions against two shared, learned state vectors
         P = F.normalize(prototypes, dim=-1)  # (2, E)
-        ce_q = F.cross_entropy(tau * torch.einsum("blne,ke->bkln", p, P),
-                               pos.long()[:, None].expand(-1, len(cfg.taps), -1), reduction="none")
-        out["proto_patch"] = _balanced(ce_q, pos_l, neg_l)
+        out["proto_patch"] = patch_loss(tau * torch.einsum("blne,ke->bkln", p, P))
         out["proto_text"] = F.cross_entropy(tau * text @ P.T, state.long())
         total = total + cfg.w_proto * (out["proto_patch"] + out["proto_text"])
     out["total"] = total
@@ -221,10 +218,7 @@ def _save_checkpoint(path: Path, model, opt, cfg: PretrainConfig, step: int, his
 
 
 def _load_checkpoint(path: Path, model, opt, cfg: PretrainConfig) -> tuple[int, list]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
+    meta = safetensors_metadata(path)
     saved = json.loads(meta.get("config", "{}"))
     mine = cfg.to_dict()
     diff = sorted(k for k in mine if k not in ("workers", "save_every", "threads")
@@ -307,10 +301,7 @@ def pretrain(cfg: PretrainConfig, out_dir, progress: bool = True, stop_after: in
 
 def write_record(weights: Path, sha256: str, run_dir, command: str) -> Path:
     """The JSON beside shipped weights: hash, command, settings and time of the run."""
-    from safetensors import safe_open
-
-    with safe_open(str(Path(run_dir) / CHECKPOINT), "pt") as f:
-        meta = f.metadata() or {}
+    meta = safetensors_metadata(Path(run_dir) / CHECKPOINT)
     history = json.loads(meta.get("history", "[]"))
     t = Path(run_dir, "time.txt")
     rec = dict(file=weights.name, sha256=sha256, command=command, config=json.loads(meta.get("config", "{}")),

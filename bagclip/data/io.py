@@ -109,9 +109,14 @@ def load_image(path, size: int | tuple[int, int] | None = 518):
     if hw is not None and rgb.shape[:2] != hw:
         rgb = np.asarray(Image.fromarray(rgb).resize((hw[1], hw[0]), Image.BICUBIC))
     x = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1)
-    return ((x - mean) / std).contiguous()
+    return clip_normalize(x).contiguous()
+
+
+def clip_normalize(x):
+    """(..., 3, H, W) float tensor in [0, 1] -> CLIP-normalised (per-channel mean and std)."""
+    import torch
+
+    return (x - torch.tensor(CLIP_MEAN).view(3, 1, 1)) / torch.tensor(CLIP_STD).view(3, 1, 1)
 
 
 def mask_array(path) -> np.ndarray:

@@ -31,7 +31,7 @@ from scipy import ndimage as ndi
 
 from . import world_draw as wd
 from .synth import TARGET_CLASSES
-from .synth_defects import DEFECTS as BENCH_DEFECTS, MIN_PIXELS, blob_mask, draw_defect, to_uint8
+from .synth_defects import DEFECTS as BENCH_DEFECTS, MIN_PIXELS, blob_mask, draw_defect, scratch_mask, to_uint8
 from .synth_draw import OBJECTS, TEXTURES, Scene, noise
 
 # name -> (drawing, prompt names). The first prompt name is the canonical one.
@@ -148,7 +148,6 @@ def debris(rng, sc: Scene):
             py, px = cy + rng.normal(0, s / 25), cx + rng.normal(0, s / 25)
             m |= np.hypot(yy - py, xx - px) < rng.uniform(0.006, 0.02) * s
     else:
-        from .synth_defects import scratch_mask
         m = scratch_mask(rng, sc)
     m &= sc.support
     dark = rng.random() < 0.6
