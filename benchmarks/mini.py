@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image
 
@@ -29,6 +30,7 @@ from bagclip.data import load_dataset
 from bagclip.data.synth import TARGET_CLASSES, ensure_synth
 from bagclip.evaluate import evaluate
 from bagclip.inference import scorer
+from bagclip.report import to_markdown
 from bagclip.zeroshot import ZeroShot
 
 
@@ -106,17 +108,15 @@ def real_photo_set(root: Path, seed: int = 0, n_good: int = 8, n_bad: int = 8, s
 
 
 def table(results: dict[str, dict]) -> str:
-    names = list(results)
-    classes = list(next(iter(results.values()))["per_class"])
-    head = "| class | " + " | ".join(f"{n} image AUROC | {n} pixel AUROC" for n in names) + " |"
-    lines = [head, "|" + "---|" * (1 + 2 * len(names))]
-    for c in classes + ["mean"]:
-        cells = []
-        for n in names:
-            r = results[n] if c == "mean" else results[n]["per_class"][c]
-            cells += [f"{100 * r['image_auroc']:.1f}", f"{100 * r['pixel_auroc']:.1f}"]
-        lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """Per class and mean, image and pixel AUROC (percent) of each backbone, side by side."""
+    first = next(iter(results.values()))
+    rows = {c: {} for c in [*first["per_class"], "mean"]}
+    for name, r in results.items():
+        for c, row in rows.items():
+            m = r if c == "mean" else r["per_class"][c]
+            row[f"{name} image AUROC"] = round(100 * m["image_auroc"], 1)
+            row[f"{name} pixel AUROC"] = round(100 * m["pixel_auroc"], 1)
+    return to_markdown(pd.DataFrame.from_dict(rows, orient="index").rename_axis("class"))
 
 
 def main(argv=None) -> None:
