@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import TINY_BACKBONE, Config, register_model_configs
+from .precision import autocast
 from .prompts import prompt_sentences
 from .weights import SHIPPED, shipped_path
 
@@ -147,7 +148,8 @@ class Backbone(nn.Module):
             raise ValueError(f"expected images of shape (B, 3, {s}, {s}), got {tuple(images.shape)}; "
                              f"load them with bagclip.data.load_image(path, {s})")
         vv_start = self.cfg.bsa_first if self.cfg.detail_attention == "vv" else None
-        patches, cls = forward_taps(self.visual, images.to(self.device), self.taps, vv_start)
+        with autocast(self.cfg.backbone_precision, self.device):
+            patches, cls = forward_taps(self.visual, images.to(self.device), self.taps, vv_start)
         if self.cfg.tap_ln_post:
             patches = self.visual.ln_post(patches)
         dtype = getattr(torch, self.cfg.feature_dtype)
@@ -169,7 +171,8 @@ class Backbone(nn.Module):
             if key not in self._text_cache:
                 states = []
                 for sentences in prompt_sentences(name):
-                    e = self.model.encode_text(self.tokenizer(sentences).to(self.device)).float()
+                    with autocast(self.cfg.backbone_precision, self.device):
+                        e = self.model.encode_text(self.tokenizer(sentences).to(self.device)).float()
                     if normalize_sentences:
                         e = F.normalize(e, dim=-1)
                     states.append(F.normalize(e.mean(0), dim=-1))

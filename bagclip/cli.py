@@ -434,6 +434,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, help="weights and world seed (default 0)")
     p.add_argument("--w-probe", type=float, help="weight of the linear-probe loss (default 1)")
     p.add_argument("--w-proto", type=float, help="weight of the state-prototype loss (default 0)")
+    p.add_argument("--w-mil", type=float, help="weight of the top-patch image-state loss (default 0)")
+    p.add_argument("--min-contrast", type=int, help="label only defect pixels changed by more than this "
+                   "(uint8 levels; default 0: the raw masks)")
     p.add_argument("--init", help="start from a previous run's checkpoint or weights (a second stage)")
     p.add_argument("--threads", type=int, help="torch threads (default 1: fastest on 2 shared cores)")
     p.add_argument("--workers", type=int, help="processes drawing the world (default 1)")

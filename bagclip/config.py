@@ -34,6 +34,7 @@ IMAGE_SCORES = ("mix", "global", "max")
 SEG_LOSSES = ("sum_taps", "mean_taps", "mean_map")
 GRAPH_INPUTS = ("detail", "taps")
 FEATURE_DTYPES = ("float16", "float32")
+PRECISIONS = ("float32", "bfloat16")  # backbone_precision / heads_precision (see bagclip.precision)
 TINY_BACKBONE = "bagclip-tiny"  # random weights: plumbing tests only
 MINI_BACKBONE = "bagclip-mini"  # pretrained on the kit's synthetic world, shipped as package data
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -152,6 +153,7 @@ class Config:
     bsa_start: int | None = _backbone_field(None)  # first 1-indexed block of the "vv" stream; None -> first tap
     tap_ln_post: bool = _backbone_field(False)  # ln_post on the taps (default: the raw residual stream)
     feature_dtype: str = _backbone_field("float16")  # precision of the tokens, cached or fresh (they agree)
+    backbone_precision: str = _backbone_field("float32")  # "bfloat16": the backbone under autocast (GPU path)
     # --- text prompts (frozen text tower) ---
     normalize_sentences: bool = True  # L2-normalise each sentence embedding before the per-state mean
     # --- heads (trainable) ---
@@ -168,6 +170,7 @@ class Config:
     use_jff: bool = True  # False: project F_SAG alone (our ablation)
     global_adapter: bool = True  # trainable E x E linear on the class token (ours; docs/decisions.md)
     logit_scale: float = 100.0  # tau in softmax(tau * cos); CLIP's scale
+    heads_precision: str = "float32"  # "bfloat16": heads trained and run under autocast (GPU path)
     # --- scoring ---
     smoothing_sigma: float = 4.0  # Gaussian filter on anomaly maps at evaluation (pixels); 0 disables
     image_score: str = "mix"  # "mix": (p_img + max map) / 2; "global": p_img; "max": max map
@@ -197,7 +200,8 @@ class Config:
         if self.detail_attention not in DETAIL_ATTENTIONS:
             bad(f"detail_attention={self.detail_attention!r}; allowed: {DETAIL_ATTENTIONS}")
         for name, allowed in (("image_score", IMAGE_SCORES), ("seg_loss", SEG_LOSSES),
-                              ("graph_input", GRAPH_INPUTS), ("feature_dtype", FEATURE_DTYPES)):
+                              ("graph_input", GRAPH_INPUTS), ("feature_dtype", FEATURE_DTYPES),
+                              ("backbone_precision", PRECISIONS), ("heads_precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 bad(f"{name}={getattr(self, name)!r}; allowed: {allowed}")
         if not self.taps or any(t < 1 for t in self.taps) or list(self.taps) != sorted(set(self.taps)):
@@ -278,6 +282,8 @@ class Config:
             ident["pretrained"] = f"file:{Path(weights).resolve()}:{st.st_size}:{int(st.st_mtime)}"
         if weights is not None:
             ident["backbone_seed"] = None
+        if self.backbone_precision == "float32":  # the default leaves older cache keys valid
+            del ident["backbone_precision"]
         return ident
 
     # ------------------------------------------------------------------ presets

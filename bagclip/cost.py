@@ -220,6 +220,7 @@ def inference_cost(cfg: Config, backbone=None, heads: nn.Module | None = None,
     """Table 5: our measured row, then the paper's rows (source "paper", their hardware note).
 
     Inference = backbone encode + heads + Gaussian smoothing and image score, on random images
+    (each part at cfg.backbone_precision / cfg.heads_precision)
     at the backbone's input size; the class text features are computed once beforehand (they are
     cached per class in use). backbone None: random weights of cfg's architecture
     (`cost_config`); heads None: `build_heads(cfg, backbone)`. Both are moved to `device`.
@@ -231,6 +232,7 @@ def inference_cost(cfg: Config, backbone=None, heads: nn.Module | None = None,
     """
     from .backbone import load_backbone
     from .model import parameter_table, score_image, smooth_maps
+    from .precision import autocast
     from .train import build_heads
 
     device = torch.device(device)
@@ -248,10 +250,11 @@ def inference_cost(cfg: Config, backbone=None, heads: nn.Module | None = None,
         tokens = backbone.encode(x)
         _sync(device)
         stamps.append(time.perf_counter())
-        out = heads(tokens, text)
+        with autocast(cfg.heads_precision, device):
+            out = heads(tokens, text)
         _sync(device)
         stamps.append(time.perf_counter())
-        score_image(out.p_img, smooth_maps(out.anomaly_map, cfg.smoothing_sigma), cfg.image_score)
+        score_image(out.p_img.float(), smooth_maps(out.anomaly_map.float(), cfg.smoothing_sigma), cfg.image_score)
         _sync(device)
         stamps.append(time.perf_counter())
         return [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])] + [(stamps[-1] - stamps[0]) * 1e3]

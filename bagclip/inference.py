@@ -36,10 +36,12 @@ class Prediction:
 def heads_forward(model, tokens: Tokens, text: torch.Tensor, cfg: Config):
     """(smoothed maps (B, S, S), image scores (B,), p_img (B,)) from tokens and text (B, 2, E)."""
     from .model import score_image, smooth_maps
+    from .precision import autocast
 
-    out = model(tokens, text)
-    maps = smooth_maps(out.anomaly_map, cfg.smoothing_sigma)
-    scores = score_image(out.p_img, maps, cfg.image_score)
+    with autocast(cfg.heads_precision, tokens.patches.device):
+        out = model(tokens, text)
+    maps = smooth_maps(out.anomaly_map.float(), cfg.smoothing_sigma)
+    scores = score_image(out.p_img.float(), maps, cfg.image_score)
     if not (torch.isfinite(scores).all() and torch.isfinite(maps).all()):
         raise ValueError("the heads give NaN or infinite anomaly scores: their weights or the input "
                          "features are not finite (a diverged training?). Retrain with a lower lr")

@@ -71,10 +71,15 @@ class PretrainConfig:
     w_dense: float = 1.0  # weight of L_dense (mean over taps)
     w_probe: float = 1.0  # weight of L_probe: a linear patch classifier, discarded after training
     w_proto: float = 0.0  # weight of L_proto: patches and captions against shared state prototypes
+    w_mil: float = 0.0  # weight of L_mil: an image is abnormal iff its top patches are (see losses)
+    mil_share: float = 0.02  # share of a tap's patches whose mean abnormal logit is the image's logit
     init: str | None = None  # start from these weights (a run's checkpoint or exported file): stage 2
     tau: float | None = None  # logit scale of L_state / L_dense; None: CLIP's learnable one (a fixed
     # 100 from the first step collapsed a first run: every loss sat at chance within 30 steps)
     min_cover: float = 0.02  # patch is abnormal at >= this mask coverage; (0, min_cover) ignored
+    min_contrast: int = 0  # > 0: only mask pixels that changed by more than this (uint8 levels,
+    # any channel, after the nuisances) count as defect; masked patches without one are ignored,
+    # and pairs whose defect nowhere shows are left out of L_state and L_mil (0: the raw masks)
     random_name_p: float = 0.3  # share of captions naming the object with a random word
     seed: int = 0  # weights init and the world's scenes
     save_every: int = 25  # checkpoint period in steps
@@ -97,7 +102,8 @@ class PretrainConfig:
 # ----------------------------------------------------------------------------- data
 class WorldBatches(torch.utils.data.Dataset):
     """Item t is step t's batch: images (2B, 3, S, S) [clean..., defective...], patch cover
-    (2B, N), caption tokens (2B, ctx) [normal..., abnormal...]. Pure in (seed, t)."""
+    (2B, N) (NaN: masked but unseen, ignored), caption tokens (2B, ctx) [normal..., abnormal...].
+    Pure in (seed, t)."""
 
     def __init__(self, cfg: PretrainConfig, patch: int, tokenizer):
         self.cfg, self.patch, self.tokenizer = cfg, patch, tokenizer
@@ -114,6 +120,12 @@ class WorldBatches(torch.utils.data.Dataset):
         masks = np.concatenate([np.stack([p.masks[j] for p in pairs]) for j in (0, 1)])  # (2B, S, S)
         x = clip_normalize(torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255)
         cover = F.avg_pool2d(torch.from_numpy(masks)[:, None], self.patch).flatten(1)  # (2B, N)
+        if c.min_contrast > 0:  # label what can be seen: ~15 % of drawn defects vanish in the nuisances
+            B = len(pairs)
+            change = np.abs(imgs[B:].astype(np.int16) - imgs[:B]).max(-1) > c.min_contrast  # (B, S, S)
+            seen = torch.from_numpy((masks[B:] >= 0.5) & change).float()[:, None]
+            seen = F.avg_pool2d(seen, self.patch).flatten(1)  # (B, N) visibly changed share
+            cover[B:] = torch.where((cover[B:] > 0) & (seen < c.min_cover), torch.nan, seen)
         caps = [p.captions[0] for p in pairs] + [p.captions[1] for p in pairs]
         return x, cover, self.tokenizer(caps)
 
@@ -155,7 +167,14 @@ def losses(model, cfg: PretrainConfig, x, cover, tokens, clip_loss, probe=None, 
     l_clip = clip_loss(img, text, scale)
     pair_text = torch.stack([text[:B], text[B:]], dim=1).repeat(2, 1, 1)  # (2B, 2, E) per image
     state = torch.arange(B2) >= B  # clean first, then defective
-    l_state = F.cross_entropy(tau * torch.einsum("be,bke->bk", img, pair_text), state.long())
+    state_logits = tau * torch.einsum("be,bke->bk", img, pair_text)  # (2B, 2)
+    shown = None  # pairs whose defect can be seen (all of them unless min_contrast is set)
+    if cfg.min_contrast > 0:
+        shown = (cover[B:] >= cfg.min_cover).any(1).repeat(2)  # (2B,)
+        state_logits, state_kept = state_logits[shown], state[shown]
+        l_state = F.cross_entropy(state_logits, state_kept.long()) if shown.any() else state_logits.sum() * 0
+    else:
+        l_state = F.cross_entropy(state_logits, state.long())
     p = F.normalize(project_patches(model.visual, taps), dim=-1)  # (2B, L, N, E)
     pos = (cover >= cfg.min_cover)[:, None].expand(-1, L, -1)  # (2B, L, N) abnormal patches
     neg = (cover == 0)[:, None].expand(-1, L, -1)  # normal ones; the rest is ignored
@@ -164,9 +183,19 @@ def losses(model, cfg: PretrainConfig, x, cover, tokens, clip_loss, probe=None, 
         """Class-balanced cross-entropy of per-patch scores (2B, 2, L, N) against the masks."""
         return _balanced(F.cross_entropy(scores, pos.long(), reduction="none"), pos, neg)
 
-    l_dense = patch_loss(tau * torch.einsum("blne,bke->bkln", p, pair_text))
+    dense_logits = tau * torch.einsum("blne,bke->bkln", p, pair_text)  # (2B, 2, L, N)
+    l_dense = patch_loss(dense_logits)
     total = l_clip + cfg.w_state * l_state + cfg.w_dense * l_dense
     out = dict(clip=l_clip, state=l_state, dense=l_dense)
+    if cfg.w_mil:  # multiple-instance: the image's top patches decide its state, per tap
+        z = dense_logits[:, 1] - dense_logits[:, 0]  # (2B, L, N) abnormal-vs-normal logit
+        k = max(1, round(cfg.mil_share * z.shape[-1]))
+        top = z.topk(k, dim=-1).values.mean(-1)  # (2B, L)
+        y = state[:, None].float().expand_as(top)
+        if shown is not None:
+            top, y = top[shown], y[shown]
+        out["mil"] = F.binary_cross_entropy_with_logits(top, y) if len(y) else top.sum() * 0
+        total = total + cfg.w_mil * out["mil"]
     if probe is not None:  # text-free bootstrap: a linear state classifier on the same tokens
         out["probe"] = patch_loss(probe(10 * p).permute(0, 3, 1, 2))
         total = total + cfg.w_probe * out["probe"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import pandas as pd
+import torch
 
 from .config import Config
 from .evaluate import evaluate_cached
@@ -93,12 +94,20 @@ def _job(cfg_dict: dict, aux: Sequence, targets: Mapping[str, Sequence], run_dir
     return run_one(cfg, aux, targets, run_dir, backbone, FeatureCache(backbone, cache_root))
 
 
+def spread_devices(device: str | None, n_jobs: int, n_gpus: int) -> list[str | None]:
+    """One device per job: a plain "cuda" over n_gpus > 1 visible GPUs becomes cuda:0, cuda:1, ...
+    round-robin (local jobs run at once, one per GPU); anything else is kept for every job."""
+    if device == "cuda" and n_gpus > 1:
+        return [f"cuda:{i % n_gpus}" for i in range(n_jobs)]
+    return [device] * n_jobs
+
+
 def submit_runs(jobs: Sequence[tuple[Config, Path]], aux: Sequence, targets: Mapping[str, Sequence],
                 cache_root, folder, executor: str = "local", device: str | None = None,
                 slurm: Mapping | None = None) -> None:
     """Run (cfg, run_dir) pairs through submitit, one job per run ("local": its local executor,
-    one process per job, as SLURM would; "slurm": sbatch, with slurm's options, e.g.
-    {"slurm_partition": "gpu", "gpus_per_node": 1, "timeout_min": 240}). Waits for all; a
+    one process per job, as SLURM would, spread over the node's GPUs; "slurm": sbatch, with
+    slurm's options, e.g. {"slurm_partition": "gpu", "gpus_per_node": 1, "timeout_min": 240}). Waits for all; a
     failed job raises with its log's path. Results are read from the run folders afterwards."""
     try:
         import submitit
@@ -109,9 +118,11 @@ def submit_runs(jobs: Sequence[tuple[Config, Path]], aux: Sequence, targets: Map
     if executor == "local":
         opts = {k: v for k, v in opts.items() if not k.startswith("slurm_")}
     ex.update_parameters(**opts)
+    n_gpus = torch.cuda.device_count() if executor == "local" else 0  # a SLURM job sees its own GPUs
+    devices = spread_devices(device, len(jobs), n_gpus)
     with ex.batch():
-        handles = [ex.submit(_job, c.to_dict(), list(aux), dict(targets), str(d), str(cache_root), device)
-                   for c, d in jobs]
+        handles = [ex.submit(_job, c.to_dict(), list(aux), dict(targets), str(d), str(cache_root), dev)
+                   for (c, d), dev in zip(jobs, devices)]
     for h in handles:
         h.result()
 
@@ -168,7 +179,7 @@ def run_settings(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targe
             cache.ensure([s.image_path for s in [*aux, *[s for t in targets.values() for s in t]]],
                          progress=progress)  # encoded once, here; the jobs only read
             submit_runs(list(pending.values()), aux, targets, cache.root, (root or out) / "submitit",
-                        executor, device=str(backbone.device), slurm=slurm)
+                        executor, device=device or str(backbone.device), slurm=slurm)
     rows = []
     for name, seed, c, run_dir in tqdm(jobs, desc="runs", unit="run", disable=not progress):
         per_ds = run_one(c, aux, targets, run_dir, backbone, cache)

@@ -172,6 +172,7 @@ def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.
     from tqdm.auto import tqdm
 
     from .losses import bagclip_loss
+    from .precision import autocast
 
     if not samples:
         raise ValueError("train: the training set is empty; check the dataset root and split")
@@ -225,8 +226,9 @@ def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.
             tokens = cache.load_batch([entries[i] for i in idx], device)
             text = torch.stack([texts[samples[i].class_name] for i in idx]).to(device)  # (B, 2, E)
             masks = _masks(samples, idx, cfg.image_size).to(device)  # (B, S, S)
-            output = model(tokens, text)
-            loss, parts = bagclip_loss(output, masks, labels[idx].to(device), cfg)
+            with autocast(cfg.heads_precision, device):
+                output = model(tokens, text)
+                loss, parts = bagclip_loss(output, masks, labels[idx].to(device), cfg)
             opt.zero_grad(set_to_none=True)
             value = loss.item()
             if not math.isfinite(value):

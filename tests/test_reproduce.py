@@ -168,3 +168,12 @@ def test_sweep_through_submitit_local_equals_in_process(small, tmp_path, tiny_ba
     again = sweep(cfg, "k", [3, 6], aux, targets, runs_root=tmp_path / "there", executor="local", **kw)
     assert len(list((tmp_path / "there" / "submitit").glob("*_result.pkl"))) == 4  # nothing resubmitted
     pd.testing.assert_frame_equal(here, again, check_exact=True)
+
+
+def test_local_jobs_spread_over_visible_gpus():
+    from bagclip.sweeps import spread_devices
+
+    assert spread_devices("cuda", 5, 2) == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
+    assert spread_devices("cuda", 3, 1) == ["cuda"] * 3  # one GPU: nothing to spread
+    assert spread_devices("cuda:1", 2, 4) == ["cuda:1"] * 2  # a named GPU is kept
+    assert spread_devices(None, 2, 0) == [None, None]
