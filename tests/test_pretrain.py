@@ -109,3 +109,47 @@ def test_second_stage_starts_from_the_first_and_trains_the_prototypes(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     _, hist = pretrain(cfg, tmp_path / "two", progress=False)
     assert {"proto_patch", "proto_text"} <= set(hist[-1])
+
+
+def test_min_contrast_labels_only_what_changed_visibly():
+    """Visible cover against a numpy transcription; masked-but-unseen patches become NaN (ignored)."""
+    from bagclip.data.world import make_pair
+
+    cfg = PretrainConfig(**{**SHORT, "batch_pairs": 4, "min_contrast": 12})
+    _, tok = build_model(cfg)
+    _, cover, _ = WorldBatches(cfg, 16, tok)[0]
+    pairs = [make_pair(cfg.seed, i, 64, random_name_p=cfg.random_name_p) for i in range(4)]
+    for j, p in enumerate(pairs):
+        diff = np.abs(p.images[1].astype(int) - p.images[0].astype(int)).max(-1) > 12
+        seen = ((p.masks[1] >= 0.5) & diff).reshape(4, 16, 4, 16).mean(axis=(1, 3)).reshape(16)
+        drawn = p.masks[1].reshape(4, 16, 4, 16).mean(axis=(1, 3)).reshape(16)
+        want = np.where((drawn > 0) & (seen < cfg.min_cover), np.nan, seen)
+        np.testing.assert_allclose(cover[4 + j].numpy(), want, atol=1e-6)
+    assert torch.equal(cover[:4], torch.zeros(4, 16))
+
+
+def test_mil_loss_by_hand():
+    """L_mil = BCE(mean of a tap's top-k abnormal-minus-normal logits, image state), from scratch."""
+    from open_clip.loss import ClipLoss
+
+    from bagclip.backbone import forward_taps, interpolate_pos_embed, project_patches
+    from bagclip.pretrain import losses
+
+    cfg = PretrainConfig(**{**SHORT, "w_mil": 1.0, "mil_share": 0.1, "tau": 10.0})
+    model, tok = build_model(cfg)
+    x, cover, tokens = WorldBatches(cfg, 16, tok)[0]
+    out = losses(model, cfg, x, cover, tokens, ClipLoss())
+    with torch.no_grad():
+        taps, _ = forward_taps(model.visual, x, cfg.taps, pos=interpolate_pos_embed(model.visual.positional_embedding, 4))
+        p = torch.nn.functional.normalize(project_patches(model.visual, taps), dim=-1).numpy()  # (4, L, 16, E)
+        t = torch.nn.functional.normalize(model.encode_text(tokens), dim=-1).numpy()  # (4, E)
+    want = []
+    for b in range(4):  # images [clean 0, clean 1, defective 0, defective 1]; captions alike
+        pair = b % 2
+        tn, ta = t[pair], t[2 + pair]
+        for l in range(p.shape[1]):
+            z = 10.0 * (p[b, l] @ ta - p[b, l] @ tn)
+            top = np.sort(z)[-2:].mean()  # k = round(0.1 * 16) = 2
+            y = float(b >= 2)
+            want.append(-(y * np.log(1 / (1 + np.exp(-top))) + (1 - y) * np.log(1 - 1 / (1 + np.exp(-top)))))
+    assert float(out["mil"]) == pytest.approx(np.mean(want), rel=1e-4)
