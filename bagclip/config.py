@@ -34,6 +34,7 @@ IMAGE_SCORES = ("mix", "global", "max")
 SEG_LOSSES = ("sum_taps", "mean_taps", "mean_map")
 GRAPH_INPUTS = ("detail", "taps")
 FEATURE_DTYPES = ("float16", "float32")
+HEADS_INITS = ("random", "clip")
 PRECISIONS = ("float32", "bfloat16")  # backbone_precision / heads_precision (see bagclip.precision)
 TINY_BACKBONE = "bagclip-tiny"  # random weights: plumbing tests only
 MINI_BACKBONE = "bagclip-mini"  # pretrained on the kit's synthetic world, shipped as package data
@@ -169,6 +170,8 @@ class Config:
     use_sag: bool = True  # ablation switch (Table 3)
     use_jff: bool = True  # False: project F_SAG alone (our ablation)
     global_adapter: bool = True  # trainable E x E linear on the class token (ours; docs/decisions.md)
+    heads_init: str = "random"  # "clip": JFF starts as CLIP's ln_post + proj on F_pre, F_SAG's share 0,
+    # SAFR gates neutral, i.e. the heads start as the training-free scorer (docs/decisions.md)
     logit_scale: float = 100.0  # tau in softmax(tau * cos); CLIP's scale
     heads_precision: str = "float32"  # "bfloat16": heads trained and run under autocast (GPU path)
     # --- scoring ---
@@ -201,7 +204,8 @@ class Config:
             bad(f"detail_attention={self.detail_attention!r}; allowed: {DETAIL_ATTENTIONS}")
         for name, allowed in (("image_score", IMAGE_SCORES), ("seg_loss", SEG_LOSSES),
                               ("graph_input", GRAPH_INPUTS), ("feature_dtype", FEATURE_DTYPES),
-                              ("backbone_precision", PRECISIONS), ("heads_precision", PRECISIONS)):
+                              ("backbone_precision", PRECISIONS), ("heads_precision", PRECISIONS),
+                              ("heads_init", HEADS_INITS)):
             if getattr(self, name) not in allowed:
                 bad(f"{name}={getattr(self, name)!r}; allowed: {allowed}")
         if not self.taps or any(t < 1 for t in self.taps) or list(self.taps) != sorted(set(self.taps)):

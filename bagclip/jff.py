@@ -4,7 +4,8 @@ W_proj is a Linear without bias, as the paper's equation reads; it maps the fuse
 into CLIP's joint space (E), where they meet the text features by cosine similarity.
 
 Ablations: dim_sag=0 projects F_pre alone (use_sag False); dim_pre=0 projects F_SAG alone
-(use_jff False).
+(use_jff False). `init_from_clip` starts W_proj as CLIP's own patch projection (heads_init="clip",
+docs/decisions.md).
 """
 from __future__ import annotations
 
@@ -22,6 +23,22 @@ class JFF(nn.Module):
             raise ValueError(f"JFF needs dim_pre + dim_sag > 0, got {dim_pre} + {dim_sag}")
         self.dim_pre, self.dim_sag = dim_pre, dim_sag
         self.proj = nn.Linear(dim_pre + dim_sag, embed_dim, bias=False)  # W_proj
+
+    @torch.no_grad()
+    def init_from_clip(self, ln_weight: torch.Tensor, proj: torch.Tensor) -> None:
+        """W_proj such that Psi = normalize(proj^T (g * (F_pre - mean(F_pre)))) and F_SAG adds 0.
+
+        That is CLIP's ln_post + proj on F_pre (gain g `(W,)`, proj `(W, E)`) up to the per-token
+        1/std, which the normalisation removes, and ln_post's bias, which a bias-free W_proj
+        cannot hold. Needs dim_pre == W."""
+        W, E = proj.shape
+        if self.dim_pre != W or self.proj.out_features != E:
+            raise ValueError(f"init_from_clip needs dim_pre={W} and embed_dim={E}; this JFF has "
+                             f"dim_pre={self.dim_pre}, embed_dim={self.proj.out_features}")
+        centre = torch.eye(W, dtype=proj.dtype, device=proj.device) - 1.0 / W  # x - mean(x)
+        w = centre @ (ln_weight.to(proj.dtype)[:, None] * proj)  # (W, E)
+        self.proj.weight.zero_()
+        self.proj.weight[:, :W] = w.t().to(self.proj.weight)
 
     def forward(self, f_pre: torch.Tensor | None, f_sag: torch.Tensor | None) -> torch.Tensor:
         parts = []

@@ -36,6 +36,12 @@ class SAFR(nn.Module):
         self.W1 = nn.Linear(channels, channels // reduction, bias=False)
         self.W2 = nn.Linear(channels // reduction, channels, bias=False)
 
+    @torch.no_grad()
+    def neutral_(self) -> "SAFR":
+        """W2 = 0: every gate starts at sigmoid(0) = 1/2 for every image (W1 learns once W2 moves)."""
+        self.W2.weight.zero_()
+        return self
+
     def gates(self, x_concat: torch.Tensor) -> torch.Tensor:
         """sigmoid(W2 relu(W1 GAP(x))) : (B, N, C) -> (B, C)."""
         z = x_concat.mean(dim=1)  # GAP over the N patches: where the defect is does not matter

@@ -53,12 +53,19 @@ class TrainResult:
 
 
 def build_heads(cfg: Config, backbone: Backbone) -> torch.nn.Module:
-    """BAGCLIP heads sized for this backbone, initialised from cfg.seed."""
+    """BAGCLIP heads sized for this backbone, initialised from cfg.seed (and cfg.heads_init)."""
     from .model import BAGCLIP
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return BAGCLIP(cfg, width=backbone.width, embed_dim=backbone.embed_dim, grid=backbone.grid)
+        model = BAGCLIP(cfg, width=backbone.width, embed_dim=backbone.embed_dim, grid=backbone.grid)
+    if cfg.heads_init == "clip":  # start as the training-free scorer (docs/decisions.md)
+        if model.safr is not None:
+            model.safr.neutral_()
+        for jff in model.jff:
+            if jff.dim_pre:
+                jff.init_from_clip(backbone.visual.ln_post.weight.float(), backbone.visual.proj.float())
+    return model
 
 
 def heads_blob(model: torch.nn.Module, cfg: Config) -> bytes:

@@ -54,3 +54,30 @@ def test_zero_shot_fits_the_heads_contract(tiny_backbone, tiny_cfg):
     assert maps.shape == (3, tiny_cfg.image_size, tiny_cfg.image_size)
     assert scores.shape == (3,) and ((0 <= p_img) & (p_img <= 1)).all()
     assert not any(p.requires_grad for p in zs.parameters())  # nothing to train
+
+
+def test_heads_init_clip_starts_as_the_training_free_scorer(tiny_cfg):
+    """heads_init="clip": before any step, the full heads (SAFR, SAG, JFF) give ZeroShot's maps
+    (ln_post's bias set to 0, the one term a bias-free W_proj cannot hold)."""
+    import copy
+
+    from bagclip import load_backbone
+    from bagclip.train import build_heads
+
+    bb = copy.deepcopy(load_backbone(tiny_cfg))
+    with torch.no_grad():
+        bb.visual.ln_post.bias.zero_()
+        bb.visual.ln_post.weight.uniform_(0.5, 1.5)  # a non-trivial gain
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, tiny_cfg.image_size, tiny_cfg.image_size, generator=g)
+    tok = bb.encode(x)
+    text = bb.encode_text(["screw"])[0]
+    free = ZeroShot(bb)(tok, text)
+    for cfg in (tiny_cfg.replace(heads_init="clip"), tiny_cfg.replace(heads_init="clip", use_safr=False, use_sag=False)):
+        heads = build_heads(cfg, bb).eval()
+        with torch.no_grad():
+            out = heads(tok, text)
+        torch.testing.assert_close(out.layer_maps, free.layer_maps, atol=2e-5, rtol=1e-4)
+    random = build_heads(tiny_cfg, bb).eval()
+    with torch.no_grad():
+        assert (random(tok, text).layer_maps - free.layer_maps).abs().max() > 0.05
