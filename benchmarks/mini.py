@@ -134,7 +134,7 @@ def main(argv=None) -> None:
     sets = {"synthetic targets": load_dataset("synth", root, "test", classes=TARGET_CLASSES)}
     if a.real:
         tmp = Path(tempfile.mkdtemp(prefix="bagclip-real-"))
-        sets["real photos, foreign defects"] = load_dataset("mvtec", real_photo_set(tmp, a.seed), "test")
+        sets["real photos, foreign defects"] = load_dataset("mvtec", real_photo_set(tmp, a.seed, a.n_good, a.n_bad), "test")
     cfgs = {"bagclip-mini": Config.quick(pretrained=a.weights),
             "random weights": Config.quick(pretrained=None)}
     if a.vv:
