@@ -11,6 +11,7 @@ of the steps at the native 224 px (14 x 14), which is 2.6x dearer per image. Eac
 draws `batch_pairs` scenes of `bagclip.data.world`, each clean and defective, and minimises
 
     L = L_clip + w_state * L_state + w_dense * L_dense + w_probe * L_probe
+        (+ w_proto * L_proto + w_mil * L_mil, the second stage's additions)
 
 - L_clip: open_clip's `ClipLoss` between the 2B images and their 2B captions. A scene's two
   captions share template and name and differ only in state words, so only the state separates
@@ -25,6 +26,12 @@ draws `batch_pairs` scenes of `bagclip.data.world`, each clean and defective, an
   and balance, dropped at export. It gives the image tower a text-free signal from the first
   step; without it (and with tau fixed at 100) a first run collapsed: every loss sat at chance
   within 30 steps, the text tower having made T_N = T_A before the image tower learnt anything.
+- L_proto: patches (mask labels) and captions (their state) against two shared, learned state
+  prototypes, so both towers meet on one target.
+- L_mil: per tap, the mean of the image's top `mil_share` patch logits (abnormal - normal)
+  against the image's state: a clean image must have no abnormal-looking patch.
+- `min_contrast`: only mask pixels that visibly changed count as defect (labels of defects
+  the nuisances made invisible are dropped, see WorldBatches).
 
 Reproducible: the weights start from `seed`; scene i of step t is drawn from (seed, t * B + i)
 whatever happened before; there is no dropout. Checkpoints are one safetensors file holding
