@@ -286,8 +286,6 @@ class Config:
             ident["pretrained"] = f"file:{Path(weights).resolve()}:{st.st_size}:{int(st.st_mtime)}"
         if weights is not None:
             ident["backbone_seed"] = None
-        if self.backbone_precision == "float32":  # the default leaves older cache keys valid
-            del ident["backbone_precision"]
         return ident
 
     # ------------------------------------------------------------------ presets
