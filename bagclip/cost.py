@@ -70,9 +70,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_ms(cases: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
-    """Median wall time (ms) of each case after one warm-up round. Cases run round-robin so
-    that load from other processes hits all of them alike."""
+def times_ms(cases: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, list[float]]:
+    """`repeats` wall times (ms) of each case after one warm-up round. Cases run round-robin
+    so that load from other processes hits all of them alike."""
     times: dict[str, list[float]] = {name: [] for name in cases}
     for rep in range(repeats + 1):
         for name, fn in cases.items():
@@ -82,7 +82,12 @@ def median_ms(cases: dict[str, Callable[[], object]], device: torch.device, repe
             _sync(device)
             if rep:
                 times[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return times
+
+
+def median_ms(cases: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
+    """Median of `times_ms` per case."""
+    return {name: statistics.median(ts) for name, ts in times_ms(cases, device, repeats).items()}
 
 
 def _embedding_bag_flop(weight_shape, indices_shape, *args, out_shape=None, **kwargs) -> int:

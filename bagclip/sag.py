@@ -8,7 +8,7 @@ Each node keeps at most K-1 out-edges, so A_norm has about 2K non-zeros a row. `
 propagates with an edge list (`build_sparse_graph` + `propagate`, an `embedding_bag` sum that
 never materialises N x N or N x K x D) unless `sparse=False`; both paths agree to float
 tolerance (tests/test_sag.py). At the paper's size on 2 CPU cores (benchmarks/sag.py) the
-edge-list SAG takes about 2.4x the floor h @ h.T and 0.5% of a ViT-L-14-336 forward, 1.7x
+edge-list SAG takes about 3.2-3.3x the floor h @ h.T and 0.9% of a ViT-L-14-336 forward, 1.7x
 faster than dense; on a GPU the dense bmm may win (not measured here: `SAG(..., sparse=False)`).
 """
 from __future__ import annotations
@@ -53,9 +53,11 @@ def pairwise_d2(h: torch.Tensor, metric: torch.Tensor | None = None) -> torch.Te
         h = h @ metric.float().t()
     h = h - h.mean(dim=-2, keepdim=True)
     sq = (h * h).sum(-1)  # (B, N)
-    d2 = torch.baddbmm(sq.unsqueeze(-1) + sq.unsqueeze(-2), h, h.transpose(-1, -2), alpha=-2.0)
-    d2 = d2.clamp_min(0.0)
-    d2.diagonal(dim1=-2, dim2=-1).zero_()  # exact zeros (clamp_min's backward keeps its input)
+    # one pass over N x N beyond the product itself: the row norms ride in baddbmm's input
+    # (broadcast, not materialised), the column norms and the clamp are in place
+    d2 = torch.baddbmm(sq.unsqueeze(-1), h, h.transpose(-1, -2), alpha=-2.0).add_(sq.unsqueeze(-2))
+    d2 = d2.clamp_min_(0.0)
+    d2.diagonal(dim1=-2, dim2=-1).zero_()  # exact zeros
     return d2
 
 
@@ -123,18 +125,21 @@ def build_sparse_graph(h: torch.Tensor, k: int, metric: torch.Tensor | None = No
                        kernel_scale: float = 1.0) -> SparseGraph:
     """The same A_norm as `build_graph`, kept as its ~(2K-1) non-zeros a row.
 
-    Shortcut: S_ij > S_ij' iff -d2_ij/sigma_j > -d2_ij'/sigma_j' within a row (sigma_i > 0 is a
-    row constant), so top-k runs on log S and exp is taken on the K selected entries only.
+    Shortcut: S_ij > S_ij' iff d2_ij/sigma_j < d2_ij'/sigma_j' within a row (sigma_i > 0 is a
+    row constant), so top-k runs on d2 / sigma_j (one pass over N x N) and the kernel is
+    evaluated on the K selected entries only.
     """
     h, _ = _as_batched(h)
     with torch.autocast(device_type=h.device.type, enabled=False):
         d2 = pairwise_d2(h, metric)
         B, n, _ = d2.shape
         sigma = _sigma(d2, k)
-        log_s = -d2 / (kernel_scale * sigma.unsqueeze(-1) * sigma.unsqueeze(-2))
-        log_s.diagonal(dim1=-2, dim2=-1).fill_(-float("inf"))  # self excluded from the top-k
-        top_log, idx = torch.topk(log_s, k, dim=-1)  # (B, N, K), affinity order
-        top_s = top_log.exp()
+        # row order of S_ij = order of d2_ij / sigma_j (one pass); values only for the K picked
+        ranked = d2 * sigma.reciprocal().unsqueeze(-2)
+        ranked.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))  # self excluded from the top-k
+        idx = torch.topk(ranked, k, dim=-1, largest=False).indices  # (B, N, K), affinity order
+        sigma_j = sigma.gather(1, idx.flatten(1)).view_as(idx)
+        top_s = torch.exp(-d2.gather(-1, idx) / (kernel_scale * sigma.unsqueeze(-1) * sigma_j))
         w = F.relu(top_s[..., : k - 1] - top_s[..., k - 1:])  # K-1 out-edges; the K-th is tau
         # flatten the batch: node b*N + i
         base = (torch.arange(B, device=d2.device) * n).view(B, 1, 1)
