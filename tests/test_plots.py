@@ -134,28 +134,16 @@ def test_failure_gallery_filters_and_rank(failures):
     samples, scores, maps, masks, images, feats = failures
     g = plots.FailureGallery(samples, scores, maps, masks, images, feats, grid=G, k=4, threshold=0.7)
     last = plots.figure_array(g.fig)
-    for kind in ("FN", "TP"):
-        g.set_filter(kind=kind)
-        sel = g.selection()
-        assert len(sel) and (sel.outcome == kind).all()
-        now = plots.figure_array(g.fig)
-        assert changed(last, now)
-        last = now
-    g.set_filter(kind="all")
-    for cls in ("wood", "tile"):
-        g.set_filter(cls=cls)
-        assert (g.selection()["class"] == cls).all() and g.current()["class"] == cls
-        now = plots.figure_array(g.fig)
-        assert changed(last, now)
-        last = now
-    g.set_filter(cls="all")
-    for d in ("crack", "subtle"):
-        g.set_filter(defect=d)
-        assert (g.selection()["defect"] == d).all()
-        now = plots.figure_array(g.fig)
-        assert changed(last, now)
-        last = now
-    g.set_filter(defect="all", kind="all")
+    for arg, column, values in (("kind", "outcome", ("FN", "TP")), ("cls", "class", ("wood", "tile")),
+                                ("defect", "defect", ("crack", "subtle"))):
+        for v in values:
+            g.set_filter(**{arg: v})
+            sel = g.selection()
+            assert len(sel) and (sel[column] == v).all() and g.current()[column] == v
+            now = plots.figure_array(g.fig)
+            assert changed(last, now)
+            last = now
+        g.set_filter(**{arg: "all"})
     errors = list(g.selection().error)
     assert errors == sorted(errors, reverse=True)  # worst first
     for r in (1, 5):
