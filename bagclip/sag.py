@@ -8,8 +8,9 @@ Each node keeps at most K-1 out-edges, so A_norm has about 2K non-zeros a row. `
 propagates with an edge list (`build_sparse_graph` + `propagate`, an `embedding_bag` sum that
 never materialises N x N or N x K x D) unless `sparse=False`; both paths agree to float
 tolerance (tests/test_sag.py). At the paper's size on 2 CPU cores (benchmarks/sag.py) the
-edge-list SAG takes about 3.2-3.3x the floor h @ h.T and 0.9% of a ViT-L-14-336 forward, 1.7x
-faster than dense; on a GPU the dense bmm may win (not measured here: `SAG(..., sparse=False)`).
+edge-list SAG takes about 2.9x the floor h @ h.T (its distance product multiplies only the blocks
+on and above the diagonal, see `pairwise_d2`) and 0.8% of a ViT-L-14-336 forward, 2x faster
+than dense; on a GPU the dense bmm may win (not measured here: `SAG(..., sparse=False)`).
 """
 from __future__ import annotations
 
@@ -41,22 +42,38 @@ def _as_batched(h: torch.Tensor) -> tuple[torch.Tensor, bool]:
     raise ValueError(f"expected h of shape (N, D) or (B, N, D), got {tuple(h.shape)}")
 
 
-def pairwise_d2(h: torch.Tensor, metric: torch.Tensor | None = None) -> torch.Tensor:
+def pairwise_d2(h: torch.Tensor, metric: torch.Tensor | None = None,
+                blocks: int | None = None) -> torch.Tensor:
     """Squared distances `(B, N, N)` of h `(B, N, D)` (after h @ W_phi^T if a metric is given).
 
     ||a||^2 + ||b||^2 - 2 a.b in float32 after centring the features: distances do not change,
     but CLIP's residual stream has a large shared component whose norm would otherwise
     dominate the cancellation error. Diagonal exactly 0, clamped >= 0.
+
+    blocks b: the rows are cut into b blocks and only the blocks on and right of the diagonal
+    are multiplied, the rest mirrored ((b+1)/2b of the product's FLOPs, as a BLAS syrk would);
+    None: 3 from N = 512 on (measured fastest at the paper's N = 1369, benchmarks/sag.py), else 1.
     """
     h = h.float()
     if metric is not None:
         h = h @ metric.float().t()
     h = h - h.mean(dim=-2, keepdim=True)
-    sq = (h * h).sum(-1)  # (B, N)
-    # one pass over N x N beyond the product itself: the row norms ride in baddbmm's input
-    # (broadcast, not materialised), the column norms and the clamp are in place
-    d2 = torch.baddbmm(sq.unsqueeze(-1), h, h.transpose(-1, -2), alpha=-2.0).add_(sq.unsqueeze(-2))
-    d2 = d2.clamp_min_(0.0)
+    sq = torch.einsum("bnd,bnd->bn", h, h)  # (B, N) squared norms, one pass
+    B, n, _ = h.shape
+    b = blocks or (3 if n >= 512 else 1)
+    hT = h.transpose(-1, -2)
+    # the row norms ride in baddbmm's input (broadcast, not materialised), the column norms and
+    # the clamp are in place
+    if b == 1:
+        d2 = torch.baddbmm(sq.unsqueeze(-1), h, hT, alpha=-2.0).add_(sq.unsqueeze(-2)).clamp_min_(0.0)
+    else:
+        edges = [round(i * n / b) for i in range(b + 1)]
+        d2 = h.new_empty(B, n, n)
+        for lo, hi in zip(edges, edges[1:]):
+            up = torch.baddbmm(sq[:, lo:hi, None], h[:, lo:hi], hT[..., lo:], alpha=-2.0)
+            up = up.add_(sq[:, None, lo:]).clamp_min_(0.0)  # (B, hi - lo, N - lo)
+            d2[:, lo:hi, lo:] = up
+            d2[:, hi:, lo:hi] = up[..., hi - lo:].transpose(-1, -2)
     d2.diagonal(dim1=-2, dim2=-1).zero_()  # exact zeros
     return d2
 
@@ -134,12 +151,14 @@ def build_sparse_graph(h: torch.Tensor, k: int, metric: torch.Tensor | None = No
         d2 = pairwise_d2(h, metric)
         B, n, _ = d2.shape
         sigma = _sigma(d2, k)
-        # row order of S_ij = order of d2_ij / sigma_j (one pass); values only for the K picked
-        ranked = d2 * sigma.reciprocal().unsqueeze(-2)
+        # row order of S_ij = order of d2_ij / sigma_j (one pass, in place unless autograd
+        # needs d2); S_ij = exp(-ranked_ij / (c sigma_i)) only for the K picked
+        inv_sigma_j = sigma.reciprocal().unsqueeze(-2)
+        grad = torch.is_grad_enabled() and d2.requires_grad
+        ranked = d2 * inv_sigma_j if grad else d2.mul_(inv_sigma_j)
         ranked.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))  # self excluded from the top-k
         idx = torch.topk(ranked, k, dim=-1, largest=False).indices  # (B, N, K), affinity order
-        sigma_j = sigma.gather(1, idx.flatten(1)).view_as(idx)
-        top_s = torch.exp(-d2.gather(-1, idx) / (kernel_scale * sigma.unsqueeze(-1) * sigma_j))
+        top_s = torch.exp(-ranked.gather(-1, idx) / (kernel_scale * sigma.unsqueeze(-1)))
         w = F.relu(top_s[..., : k - 1] - top_s[..., k - 1:])  # K-1 out-edges; the K-th is tau
         # flatten the batch: node b*N + i
         base = (torch.arange(B, device=d2.device) * n).view(B, 1, 1)
@@ -155,7 +174,7 @@ def build_sparse_graph(h: torch.Tensor, k: int, metric: torch.Tensor | None = No
         # index_select, not dinv[rows]: advanced indexing's backward (index_put_ with
         # accumulate) sums in a thread-dependent order on CPU; index_select's (index_add) does not
         vals = vals * dinv.index_select(0, rows) * dinv.index_select(0, cols)
-        order = torch.argsort(rows, stable=True)
+        order = torch.argsort(rows.int(), stable=True)  # int32 keys sort in half the time
         rows, cols, vals = rows[order], cols[order], vals[order]
         counts = torch.bincount(rows, minlength=B * n)
         offsets = torch.cumsum(counts, 0) - counts
@@ -203,7 +222,7 @@ class SAG(nn.Module):
         """The P GCN layers on a prebuilt graph: h (B, N, dim) -> (B, N, hidden)."""
         f = h
         for lin in self.gcn:
-            f = F.relu(propagate(graph, lin(f)))  # A (F W) == (A F) W, cheaper with hidden < dim
+            f = propagate(graph, lin(f)).relu_()  # A (F W) == (A F) W, cheaper with hidden < dim
         return f
 
     def forward(self, h: torch.Tensor, graph_from: torch.Tensor | None = None) -> torch.Tensor:

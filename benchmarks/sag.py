@@ -10,22 +10,26 @@ paper's 3.84 GFLOPs) and one ViT-L-14-336 forward at 518 (random weights). Targe
 
 Result (2026-11-29, 2 CPU cores, nothing else running, torch 2.14.1, float32, best of 7):
     component             best ms   median  peak MiB  x floor (median)  % backbone
-    floor h @ h.T            11.8     12.3       7.1     1.00     1.00        0.27
-    graph dense              37.2     38.2      57.3     3.15     3.10        0.83
-    graph sparse             26.2     27.3      16.7     2.22     2.22        0.60
-    GCN dense                33.2     33.6       6.0     2.81     2.73        0.73
-    GCN sparse               12.6     13.0       6.0     1.07     1.06        0.28
-    SAG dense                67.1     71.8      57.3     5.69     5.83        1.57
-    SAG sparse               38.8     39.8      16.7     3.29     3.24        0.87
-    ViT-L-14-336 @518      4586.8   4586.8       nan   388.90   372.68      100.00
-    faster SAG: sparse; target <= 3x floor: 3.29x (NOT met; 3.18-3.29x over four runs)
+    floor h @ h.T            12.4     12.8       7.1     1.00     1.00        0.26
+    graph dense              37.5     38.3      57.3     3.03     2.98        0.78
+    graph sparse             23.2     23.8      16.5     1.88     1.85        0.48
+    GCN dense                33.8     34.3       6.0     2.73     2.67        0.70
+    GCN sparse               12.3     12.7       6.0     0.99     0.99        0.26
+    SAG dense                72.2     73.2      57.3     5.83     5.69        1.49
+    SAG sparse               36.3     37.0      16.5     2.93     2.88        0.75
+    ViT-L-14-336 @518      4923.8   4923.8       nan   398.02   383.27      100.00
+    faster SAG: sparse; target <= 3x floor: 2.93x (met; 2.89-2.96x over five runs, medians
+    2.88-2.95x)
 
-    Before this version 3.66x (same machine, alone): the sparse graph built log S over N x N
-    (two extra passes) and materialised the row norms for baddbmm. What is left above the
-    floor is two top-k passes over N x N (about 4 ms each: sigma needs the K-th nearest
-    distance before the affinities can be ranked), the ranking pass, and the GCN (1.0x floor,
-    its five matrix products at the paper's widths). Earlier records measured beside other
-    jobs read lower ratios (2.4x): contention slowed the floor more than the rest.
+    History (same machine, alone): 3.66x with log S over N x N and materialised row norms;
+    3.2-3.3x once the graph ranked d2 / sigma_j and evaluated the kernel on the K picked entries
+    only; 2.9x now: the distance product multiplies the blocks on and above the diagonal and
+    mirrors the rest (2/3 of the floor's FLOPs, as a BLAS syrk would; the floor here stays the
+    full h @ h.T), the ranking is in place when autograd does not need d2, the edge list sorts
+    int32 keys. What is left above the floor is two top-k passes over N x N (about 4 ms each:
+    sigma needs the K-th nearest distance before the affinities can be ranked) and the GCN
+    (1.0x floor, its five matrix products at the paper's widths). Earlier records measured
+    beside other jobs read lower ratios (2.4x): contention slowed the floor more than the rest.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from bagclip.sag import SAG, build_graph, build_sparse_graph, propagate
+from bagclip.sag import SAG, build_graph, build_sparse_graph, pairwise_d2, propagate
 
 
 def numpy_graph(h: np.ndarray, k: int, metric: np.ndarray | None = None, c: float = 1.0) -> dict:
@@ -117,6 +117,25 @@ def test_kernel_scale_is_the_other_reading_of_the_kernel(c):
     np.testing.assert_allclose(sparse.numpy(), ref["A_norm"], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("blocks", [2, 3, 5])
+def test_blocked_distances_match_numpy_and_their_gradients(blocks):
+    # only the blocks on and right of the diagonal are multiplied; the rest is mirrored
+    rng = np.random.default_rng(blocks)
+    h = rng.normal(size=(2, 23, 6)).astype(np.float32) + 5.0  # a shared offset, as CLIP's
+    ref = ((h[:, :, None, :].astype(np.float64) - h[:, None, :, :]) ** 2).sum(-1)
+    x = torch.from_numpy(h).requires_grad_(True)
+    d2 = pairwise_d2(x, blocks=blocks)
+    np.testing.assert_allclose(d2.detach().numpy(), ref, rtol=1e-5, atol=1e-4)
+    lo = round(23 / blocks)  # the first block's rows: every later row is mirrored from above
+    assert torch.equal(d2[:, lo:, :lo], d2[:, :lo, lo:].transpose(-1, -2))
+    w = torch.randn(2, 23, 23)
+    g_blocked, = torch.autograd.grad((d2 * w).sum(), x)
+    g_plain, = torch.autograd.grad((pairwise_d2(x, blocks=1) * w).sum(), x)
+    assert torch.allclose(g_blocked, g_plain, rtol=1e-4, atol=1e-3)
+    big = torch.randn(1, 600, 4)  # the default cuts from N = 512 on
+    assert torch.allclose(pairwise_d2(big), pairwise_d2(big, blocks=1), atol=1e-4)
+
+
 @pytest.mark.parametrize("metric", [False, True])
 def test_sparse_equals_dense(metric):
     torch.manual_seed(1)
@@ -125,6 +144,9 @@ def test_sparse_equals_dense(metric):
     A = build_graph(h, 7, W)
     G = build_sparse_graph(h, 7, W)
     assert torch.allclose(G.to_dense(), A, atol=1e-6)
+    with torch.no_grad():  # the in-place path (no autograd) builds the same list
+        G_inplace = build_sparse_graph(h, 7, W)
+    assert torch.equal(G_inplace.cols, G.cols) and torch.allclose(G_inplace.values, G.values, atol=1e-7)
     x = torch.randn(2, 70, 5)
     y_dense, y_sparse = propagate(A, x), propagate(G, x)
     assert torch.allclose(y_dense, y_sparse, atol=1e-5)
