@@ -29,7 +29,8 @@ def focal_loss(probs: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) ->
         p_t = torch.where(t, probs, 1 - probs)
     elif probs.dim() == target.dim() + 1 and probs.shape[1] == 2 and \
             probs.shape[:1] + probs.shape[2:] == target.shape:
-        p_t = torch.where(t, probs[:, 1], probs[:, 0])
+        normal, abnormal = probs.unbind(1)  # unbind: its backward is one stack, not a
+        p_t = torch.where(t, abnormal, normal)  # zero-filled (B, 2, ...) per channel
     else:
         raise ValueError(f"focal_loss: probs {tuple(probs.shape)} and target "
                          f"{tuple(target.shape)} do not match")
@@ -60,12 +61,15 @@ def bagclip_loss(output, masks: torch.Tensor, labels: torch.Tensor, cfg) -> tupl
     m = masks.to(maps.device).float()
     if cfg.seg_loss == "mean_map":
         maps = maps.mean(dim=1, keepdim=True)  # the evaluated map, both channels
-    focal = dice_ab = dice_norm = maps.new_zeros(())
-    for l in range(maps.shape[1]):
-        s = maps[:, l]
-        focal = focal + focal_loss(s, m, cfg.focal_gamma)
-        dice_ab = dice_ab + dice_loss(s[:, 1], m)
-        dice_norm = dice_norm + dice_loss(s[:, 0], 1 - m)
+    # every tap at once: (B * n, 2, H, W) against the masks repeated per tap; a mean over the
+    # B * n maps times n is the sum over taps of the per-tap means (no per-tap slicing, whose
+    # backward would zero-fill the whole (B, L, 2, H, W) once per slice)
+    n = maps.shape[1]
+    flat, mt = maps.flatten(0, 1), m.repeat_interleave(n, dim=0)
+    normal, abnormal = flat.unbind(1)
+    focal = n * focal_loss(flat, mt, cfg.focal_gamma)
+    dice_ab = n * dice_loss(abnormal, mt)
+    dice_norm = n * dice_loss(normal, 1 - mt)
     if cfg.seg_loss == "mean_taps":
         focal, dice_ab, dice_norm = focal / L, dice_ab / L, dice_norm / L
     seg = focal + dice_ab + dice_norm

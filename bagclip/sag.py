@@ -58,7 +58,7 @@ def pairwise_d2(h: torch.Tensor, metric: torch.Tensor | None = None,
     if metric is not None:
         h = h @ metric.float().t()
     h = h - h.mean(dim=-2, keepdim=True)
-    sq = torch.einsum("bnd,bnd->bn", h, h)  # (B, N) squared norms, one pass
+    sq = torch.linalg.vector_norm(h, dim=-1).square()  # (B, N), one pass
     B, n, _ = h.shape
     b = blocks or (3 if n >= 512 else 1)
     hT = h.transpose(-1, -2)
@@ -118,6 +118,8 @@ def build_graph(h: torch.Tensor, k: int, metric: torch.Tensor | None = None,
 
 class SparseGraph(NamedTuple):
     """A_norm as an edge list over the flattened batch (node b*N + i), sorted by row.
+
+    The matrix is symmetric (A_norm is); `propagate`'s backward relies on it.
 
     rows/cols/values: `(nnz,)`; offsets: `(B*N,)` start of each row in the list (embedding_bag
     form). Every row holds its self-loop, so no bag is empty.
@@ -181,12 +183,37 @@ def build_sparse_graph(h: torch.Tensor, k: int, metric: torch.Tensor | None = No
     return SparseGraph(rows, cols, vals, offsets, B, n)
 
 
+class _SymmetricBag(torch.autograd.Function):
+    """A x as an embedding_bag sum, for a symmetric edge-list A (A_norm is).
+
+    Autograd's own embedding_bag backward sorts the indices on every call (on CPU a third of a
+    quick training step); with A^T = A the gradient A^T g is the same bag sum over g, and the
+    edge weights' gradient <g_row, x_col> is computed only when they need one (graph built on
+    trainable features).
+    """
+
+    @staticmethod
+    def forward(ctx, x, rows, cols, offsets, values):  # x (B*N, F) -> (B*N, F)
+        ctx.save_for_backward(x, rows, cols, offsets, values)
+        return F.embedding_bag(cols, x, offsets, mode="sum", per_sample_weights=values)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, rows, cols, offsets, values = ctx.saved_tensors
+        gx = gv = None
+        if ctx.needs_input_grad[0]:
+            gx = F.embedding_bag(cols, g.contiguous(), offsets, mode="sum", per_sample_weights=values)
+        if ctx.needs_input_grad[4]:
+            gv = (g.index_select(0, rows) * x.index_select(0, cols)).sum(-1)
+        return gx, None, None, None, gv
+
+
 def propagate(graph: torch.Tensor | SparseGraph, x: torch.Tensor) -> torch.Tensor:
     """A_norm x for x `(B, N, F)`, with A_norm dense `(B, N, N)` or a `SparseGraph`."""
     if isinstance(graph, SparseGraph):
         B, n, f = x.shape
-        out = F.embedding_bag(graph.cols, x.reshape(B * n, f), graph.offsets, mode="sum",
-                              per_sample_weights=graph.values.to(x.dtype))
+        out = _SymmetricBag.apply(x.reshape(B * n, f), graph.rows, graph.cols, graph.offsets,
+                                  graph.values.to(x.dtype))
         return out.reshape(B, n, f)
     return torch.bmm(graph.to(x.dtype), x)
 

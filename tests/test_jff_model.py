@@ -9,7 +9,7 @@ from scipy.ndimage import gaussian_filter
 
 from bagclip import Config
 from bagclip.jff import JFF
-from bagclip.model import BAGCLIP, parameter_table, score_image, smooth_maps
+from bagclip.model import BAGCLIP, parameter_table, score_image, smooth_maps, upsample_grid
 from bagclip.sag import SAG
 
 WIDTH, E, GRID = 32, 16, 8
@@ -104,6 +104,22 @@ def test_manual_one_tap():
     # global branch at identity init: p_img = softmax(100 * normalize(cls) T^T)[abnormal]
     g = F.normalize(tok.cls, dim=-1)
     assert torch.allclose(out.p_img, torch.softmax(100 * g @ T.T, -1)[:, 1], atol=1e-5)
+
+
+def test_upsample_grid_by_hand_and_against_interpolate():
+    # 2 -> 4, align_corners=False: sources -0.25 (clamped to 0), 0.25, 0.75, 1.25 (clamped to 1)
+    x = torch.tensor([[0.0, 4.0], [8.0, 12.0]])
+    rows = np.array([[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]])
+    np.testing.assert_allclose(upsample_grid(x, 4).numpy(), rows @ x.numpy() @ rows.T, atol=1e-6)
+    for g, size in [(14, 224), (5, 17), (37, 518)]:
+        x = torch.rand(3, 2, g, g, requires_grad=True)
+        go = torch.rand(3, 2, size, size)
+        ref = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        ours = upsample_grid(x, size)
+        assert torch.allclose(ours, ref, atol=1e-6)
+        g_ref, = torch.autograd.grad(ref, x, go)
+        g_ours, = torch.autograd.grad(ours, x, go)
+        assert torch.allclose(g_ours, g_ref, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("sigma", [1.0, 2.5, 4.0])

@@ -136,6 +136,25 @@ def test_blocked_distances_match_numpy_and_their_gradients(blocks):
     assert torch.allclose(pairwise_d2(big), pairwise_d2(big, blocks=1), atol=1e-4)
 
 
+def test_propagate_gradients_use_the_symmetry_of_a_norm():
+    # backward computes A^T g as A g (one bag sum); check it against numerical differences
+    # and against torch's own embedding_bag autograd, for the features and the edge weights
+    torch.manual_seed(3)
+    G = build_sparse_graph(torch.randn(2, 30, 8), 5)
+    dense = G.to_dense()
+    assert torch.allclose(dense, dense.transpose(-1, -2), atol=1e-7)
+    x = torch.randn(2, 30, 4, dtype=torch.float64, requires_grad=True)
+    v = G.values.double().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x, v: propagate(G._replace(values=v), x), (x, v))
+    go = torch.randn(2, 30, 4, dtype=torch.float64)
+    ours = torch.autograd.grad(propagate(G._replace(values=v), x), (x, v), go)
+    ref_out = torch.nn.functional.embedding_bag(G.cols, x.reshape(60, 4), G.offsets, mode="sum",
+                                                per_sample_weights=v).reshape(2, 30, 4)
+    ref = torch.autograd.grad(ref_out, (x, v), go)
+    for a, b in zip(ours, ref):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
 @pytest.mark.parametrize("metric", [False, True])
 def test_sparse_equals_dense(metric):
     torch.manual_seed(1)
