@@ -52,7 +52,8 @@ def pairwise_d2(h: torch.Tensor, metric: torch.Tensor | None = None,
 
     blocks b: the rows are cut into b blocks and only the blocks on and right of the diagonal
     are multiplied, the rest mirrored ((b+1)/2b of the product's FLOPs, as a BLAS syrk would);
-    None: 3 from N = 512 on (measured fastest at the paper's N = 1369, benchmarks/sag.py), else 1.
+    None: 3 from N = 512 on (measured fastest at the paper's N = 1369, benchmarks/sag.py) when
+    no autograd graph is recorded (inference, evaluation), else 1.
     """
     h = h.float()
     if metric is not None:
@@ -60,7 +61,9 @@ def pairwise_d2(h: torch.Tensor, metric: torch.Tensor | None = None,
     h = h - h.mean(dim=-2, keepdim=True)
     sq = torch.linalg.vector_norm(h, dim=-1).square()  # (B, N), one pass
     B, n, _ = h.shape
-    b = blocks or (3 if n >= 512 else 1)
+    if blocks is None:  # with autograd, the slices' backward costs more than the blocks save
+        blocks = 3 if n >= 512 and not (torch.is_grad_enabled() and h.requires_grad) else 1
+    b = blocks
     hT = h.transpose(-1, -2)
     # the row norms ride in baddbmm's input (broadcast, not materialised), the column norms and
     # the clamp are in place
@@ -186,8 +189,8 @@ def build_sparse_graph(h: torch.Tensor, k: int, metric: torch.Tensor | None = No
 class _SymmetricBag(torch.autograd.Function):
     """A x as an embedding_bag sum, for a symmetric edge-list A (A_norm is).
 
-    Autograd's own embedding_bag backward sorts the indices on every call (on CPU a third of a
-    quick training step); with A^T = A the gradient A^T g is the same bag sum over g, and the
+    Autograd's own embedding_bag backward for x sorts the indices on every call (on CPU a third
+    of a quick training step); with A^T = A the gradient A^T g is the same bag sum over g. The
     edge weights' gradient <g_row, x_col> is computed only when they need one (graph built on
     trainable features).
     """
@@ -204,7 +207,13 @@ class _SymmetricBag(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gx = F.embedding_bag(cols, g.contiguous(), offsets, mode="sum", per_sample_weights=values)
         if ctx.needs_input_grad[4]:
-            gv = (g.index_select(0, rows) * x.index_select(0, cols)).sum(-1)
+            # <g_row, x_col> per edge through torch's own kernel, which never materialises the
+            # (nnz, F) gathers (at the paper's size 0.25 GB per layer); x detached, so the
+            # sorting backward for x is not run
+            with torch.enable_grad():
+                v = values.detach().requires_grad_(True)
+                y = F.embedding_bag(cols, x.detach(), offsets, mode="sum", per_sample_weights=v)
+                gv, = torch.autograd.grad(y, v, g)
         return gx, None, None, None, gv
 
 
