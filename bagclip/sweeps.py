@@ -106,7 +106,8 @@ def submit_runs(jobs: Sequence[tuple[Config, Path]], aux: Sequence, targets: Map
                 cache_root, folder, executor: str = "local", device: str | None = None,
                 slurm: Mapping | None = None) -> None:
     """Run (cfg, run_dir) pairs through submitit, one job per run ("local": its local executor,
-    one process per job, as SLURM would, spread over the node's GPUs; "slurm": sbatch, with
+    one process per job, as SLURM would, one job per visible GPU at a time (one at a time
+    without a GPU); "slurm": sbatch, with
     slurm's options, e.g. {"slurm_partition": "gpu", "gpus_per_node": 1, "timeout_min": 240}). Waits for all; a
     failed job raises with its log's path. Results are read from the run folders afterwards."""
     try:
@@ -120,11 +121,15 @@ def submit_runs(jobs: Sequence[tuple[Config, Path]], aux: Sequence, targets: Map
     ex.update_parameters(**opts)
     n_gpus = torch.cuda.device_count() if executor == "local" else 0  # a SLURM job sees its own GPUs
     devices = spread_devices(device, len(jobs), n_gpus)
-    with ex.batch():
-        handles = [ex.submit(_job, c.to_dict(), list(aux), dict(targets), str(d), str(cache_root), dev)
-                   for (c, d), dev in zip(jobs, devices)]
-    for h in handles:
-        h.result()
+    # SLURM queues everything at once; the local executor starts whatever it is given, so it
+    # gets waves of one job per GPU (one job on a CPU-only machine: each uses every core)
+    wave = max(1, n_gpus) if executor == "local" else len(jobs)
+    for start in range(0, len(jobs), wave):
+        with ex.batch():
+            handles = [ex.submit(_job, c.to_dict(), list(aux), dict(targets), str(d), str(cache_root), dev)
+                       for (c, d), dev in zip(jobs[start:start + wave], devices[start:start + wave])]
+        for h in handles:
+            h.result()
 
 
 def run_settings(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targets: Mapping[str, Sequence],

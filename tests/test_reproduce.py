@@ -3,6 +3,7 @@ killed with SIGKILL mid-run and restarted, it ends with the results of an uninte
 sweep through submitit's local executor equals the same sweep run in-process."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from bagclip import Config
 from bagclip.cli import main
@@ -177,3 +179,48 @@ def test_local_jobs_spread_over_visible_gpus():
     assert spread_devices("cuda", 3, 1) == ["cuda"] * 3  # one GPU: nothing to spread
     assert spread_devices("cuda:1", 2, 4) == ["cuda:1"] * 2  # a named GPU is kept
     assert spread_devices(None, 2, 0) == [None, None]
+
+
+def test_local_executor_runs_one_job_per_gpu_at_a_time(monkeypatch, tmp_path):
+    # a stand-in for submitit records what was started together: local runs go in waves of
+    # one job per visible GPU, each on its own GPU, each wave finished before the next starts
+    submitit = pytest.importorskip("submitit")
+    from bagclip import sweeps
+
+    started, running = [], []
+
+    class FakeJob:
+        def __init__(self, dev):
+            self.dev = dev
+
+        def result(self):
+            running.remove(self.dev)
+
+    class FakeExecutor:
+        def __init__(self, folder, cluster):
+            self.cluster = cluster
+
+        def update_parameters(self, **kw):
+            pass
+
+        @contextlib.contextmanager
+        def batch(self):
+            yield
+            started.append(list(running))
+
+        def submit(self, fn, cfg, aux, targets, run_dir, cache_root, dev):
+            running.append(dev)
+            return FakeJob(dev)
+
+    monkeypatch.setattr(submitit, "AutoExecutor", FakeExecutor)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    jobs = [(Config.tiny(), tmp_path / str(i)) for i in range(5)]
+    sweeps.submit_runs(jobs, [], {}, tmp_path, tmp_path, "local", device="cuda")
+    assert started == [["cuda:0", "cuda:1"], ["cuda:0", "cuda:1"], ["cuda:0"]]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    started.clear()
+    sweeps.submit_runs(jobs[:2], [], {}, tmp_path, tmp_path, "local", device="cpu")
+    assert started == [["cpu"], ["cpu"]]  # no GPU: one job at a time
+    started.clear()
+    sweeps.submit_runs(jobs, [], {}, tmp_path, tmp_path, "slurm", device="cuda")
+    assert started == [["cuda"] * 5]  # SLURM queues them all; each job sees its own GPU
