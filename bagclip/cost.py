@@ -8,9 +8,10 @@ as the paper's A6000 one.
   baddbmm, addmm, ...: 2 FLOPs per multiply-add), plus one formula of ours for the edge-list
   aggregation `embedding_bag` (2 FLOPs per edge and feature: a multiply and an add).
   Element-wise ops (exp, top-k, ReLU, normalisation) are not counted, as in the paper's
-  3.84 GFLOPs = 2 N^2 D for graph construction. From N = 512 on our distance product
-  multiplies only the row blocks on and right of the diagonal (`bagclip.sag.pairwise_d2`), so
-  the count there is about 2/3 of 2 N^2 D (2.56 GFLOPs at the paper's size).
+  3.84 GFLOPs = 2 N^2 D for graph construction. From N = 512 on (measured under no_grad)
+  our distance product multiplies only the row blocks on and right of the diagonal
+  (`bagclip.sag.pairwise_d2`), so the count there is about 2/3 of 2 N^2 D (2.56 GFLOPs at
+  the paper's size).
 - peak memory: the most allocated during the call beyond what was live before it (inputs and
   weights excluded). CUDA: `torch.cuda.max_memory_allocated`; CPU: the torch profiler's
   allocation and free events (the paper's "peak VRAM" is the CUDA one).

@@ -53,9 +53,9 @@ parameter_table(heads, bb).round(3)
 # N x N x D distance product. Each GCN layer is a linear map (2 N Din Dout) and an aggregation
 # A_norm F: over an edge list (our default: N(2K-1) edges, self-loops and both directions) or
 # as a dense N x N product. The paper does not say how it counted; note which sum its 7.18 is
-# closest to. The distance matrix is symmetric, so from N = 512 on `pairwise_d2` multiplies
-# only three row blocks, each from its diagonal rightwards, and mirrors the rest, as a BLAS
-# syrk would: about 2/3 of 2 N^2 D, and what the counter below measures.
+# closest to. The distance matrix is symmetric, so from N = 512 on, outside training,
+# `pairwise_d2` multiplies only three row blocks, each from its diagonal rightwards, and
+# mirrors the rest, as a BLAS syrk would: about 2/3 of 2 N^2 D, what the counter measures.
 # %%
 P = Config()
 n, d, h, k, layers = P.grid ** 2, backbone_width(P), P.gcn_hidden, P.k, P.gcn_layers
