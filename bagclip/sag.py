@@ -61,9 +61,9 @@ def pairwise_d2(h: torch.Tensor, metric: torch.Tensor | None = None,
     h = h - h.mean(dim=-2, keepdim=True)
     sq = torch.linalg.vector_norm(h, dim=-1).square()  # (B, N), one pass
     B, n, _ = h.shape
-    if blocks is None:  # with autograd, the slices' backward costs more than the blocks save
-        blocks = 3 if n >= 512 and not (torch.is_grad_enabled() and h.requires_grad) else 1
     b = blocks
+    if b is None:  # with autograd, the slices' backward costs more than the blocks save
+        b = 3 if n >= 512 and not (torch.is_grad_enabled() and h.requires_grad) else 1
     hT = h.transpose(-1, -2)
     # the row norms ride in baddbmm's input (broadcast, not materialised), the column norms and
     # the clamp are in place
@@ -196,17 +196,17 @@ class _SymmetricBag(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, rows, cols, offsets, values):  # x (B*N, F) -> (B*N, F)
-        ctx.save_for_backward(x, rows, cols, offsets, values)
+    def forward(ctx, x, cols, offsets, values):  # x (B*N, F) -> (B*N, F)
+        ctx.save_for_backward(x, cols, offsets, values)
         return F.embedding_bag(cols, x, offsets, mode="sum", per_sample_weights=values)
 
     @staticmethod
     def backward(ctx, g):
-        x, rows, cols, offsets, values = ctx.saved_tensors
+        x, cols, offsets, values = ctx.saved_tensors
         gx = gv = None
         if ctx.needs_input_grad[0]:
             gx = F.embedding_bag(cols, g.contiguous(), offsets, mode="sum", per_sample_weights=values)
-        if ctx.needs_input_grad[4]:
+        if ctx.needs_input_grad[3]:
             # <g_row, x_col> per edge through torch's own kernel, which never materialises the
             # (nnz, F) gathers (at the paper's size 0.25 GB per layer); x detached, so the
             # sorting backward for x is not run
@@ -214,14 +214,14 @@ class _SymmetricBag(torch.autograd.Function):
                 v = values.detach().requires_grad_(True)
                 y = F.embedding_bag(cols, x.detach(), offsets, mode="sum", per_sample_weights=v)
                 gv, = torch.autograd.grad(y, v, g)
-        return gx, None, None, None, gv
+        return gx, None, None, gv
 
 
 def propagate(graph: torch.Tensor | SparseGraph, x: torch.Tensor) -> torch.Tensor:
     """A_norm x for x `(B, N, F)`, with A_norm dense `(B, N, N)` or a `SparseGraph`."""
     if isinstance(graph, SparseGraph):
         B, n, f = x.shape
-        out = _SymmetricBag.apply(x.reshape(B * n, f), graph.rows, graph.cols, graph.offsets,
+        out = _SymmetricBag.apply(x.reshape(B * n, f), graph.cols, graph.offsets,
                                   graph.values.to(x.dtype))
         return out.reshape(B, n, f)
     return torch.bmm(graph.to(x.dtype), x)
