@@ -239,8 +239,8 @@ def inference_cost(cfg: Config, backbone=None, heads: nn.Module | None = None,
     towers, at 518 px), so ours holds the frozen backbone too; all_params_m is the sum, every row.
     """
     from .backbone import load_backbone
-    from .model import parameter_table, score_image, smooth_maps
-    from .precision import autocast
+    from .inference import run_heads, score_output
+    from .model import parameter_table
     from .train import build_heads
 
     device = torch.device(device)
@@ -258,11 +258,10 @@ def inference_cost(cfg: Config, backbone=None, heads: nn.Module | None = None,
         tokens = backbone.encode(x)
         _sync(device)
         stamps.append(time.perf_counter())
-        with autocast(cfg.heads_precision, device):
-            out = heads(tokens, text)
+        out = run_heads(heads, tokens, text, cfg)
         _sync(device)
         stamps.append(time.perf_counter())
-        score_image(out.p_img.float(), smooth_maps(out.anomaly_map.float(), cfg.smoothing_sigma), cfg.image_score)
+        score_output(out, cfg)
         _sync(device)
         stamps.append(time.perf_counter())
         return [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])] + [(stamps[-1] - stamps[0]) * 1e3]

@@ -32,16 +32,28 @@ class Prediction:
         return self.image_score >= threshold
 
 
-@torch.no_grad()
-def heads_forward(model, tokens: Tokens, text: torch.Tensor, cfg: Config):
-    """(smoothed maps (B, S, S), image scores (B,), p_img (B,)) from tokens and text (B, 2, E)."""
-    from .model import score_image, smooth_maps
+def run_heads(model, tokens: Tokens, text: torch.Tensor, cfg: Config):
+    """The heads' (or ZeroShot's) `Output` for tokens and text (B, 2, E), at cfg.heads_precision."""
     from .precision import autocast
 
     with autocast(cfg.heads_precision, tokens.patches.device):
-        out = model(tokens, text)
+        return model(tokens, text)
+
+
+def score_output(out, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """(smoothed maps (B, S, S), image scores (B,)) of an `Output`, in float32: the evaluation's
+    post-processing (Gaussian smoothing, then cfg.image_score)."""
+    from .model import score_image, smooth_maps
+
     maps = smooth_maps(out.anomaly_map.float(), cfg.smoothing_sigma)
-    scores = score_image(out.p_img.float(), maps, cfg.image_score)
+    return maps, score_image(out.p_img.float(), maps, cfg.image_score)
+
+
+@torch.no_grad()
+def heads_forward(model, tokens: Tokens, text: torch.Tensor, cfg: Config):
+    """(smoothed maps (B, S, S), image scores (B,), p_img (B,)) from tokens and text (B, 2, E)."""
+    out = run_heads(model, tokens, text, cfg)
+    maps, scores = score_output(out, cfg)
     if not (torch.isfinite(scores).all() and torch.isfinite(maps).all()):
         raise ValueError("the heads give NaN or infinite anomaly scores: their weights or the input "
                          "features are not finite (a diverged training?). Retrain with a lower lr")
