@@ -96,7 +96,8 @@ def _job(cfg_dict: dict, aux: Sequence, targets: Mapping[str, Sequence], run_dir
 
 def spread_devices(device: str | None, n_jobs: int, n_gpus: int) -> list[str | None]:
     """One device per job: a plain "cuda" over n_gpus > 1 visible GPUs becomes cuda:0, cuda:1, ...
-    round-robin (local jobs run at once, one per GPU); anything else is kept for every job."""
+    round-robin (`submit_runs` starts them in waves of one per GPU); anything else is kept for
+    every job."""
     if device == "cuda" and n_gpus > 1:
         return [f"cuda:{i % n_gpus}" for i in range(n_jobs)]
     return [device] * n_jobs
@@ -105,11 +106,12 @@ def spread_devices(device: str | None, n_jobs: int, n_gpus: int) -> list[str | N
 def submit_runs(jobs: Sequence[tuple[Config, Path]], aux: Sequence, targets: Mapping[str, Sequence],
                 cache_root, folder, executor: str = "local", device: str | None = None,
                 slurm: Mapping | None = None) -> None:
-    """Run (cfg, run_dir) pairs through submitit, one job per run ("local": its local executor,
-    one process per job, as SLURM would, one job per visible GPU at a time (one at a time
-    without a GPU); "slurm": sbatch, with
-    slurm's options, e.g. {"slurm_partition": "gpu", "gpus_per_node": 1, "timeout_min": 240}). Waits for all; a
-    failed job raises with its log's path. Results are read from the run folders afterwards."""
+    """Run (cfg, run_dir) pairs through submitit, one job per run.
+
+    "local": submitit's local executor, one process per job as SLURM would, one job per visible
+    GPU at a time (one at a time without a GPU). "slurm": sbatch with slurm's options, e.g.
+    {"slurm_partition": "gpu", "gpus_per_node": 1, "timeout_min": 240}. Waits for all; a failed
+    job raises with its log's path. Results are read from the run folders afterwards."""
     try:
         import submitit
     except ImportError:  # an extra: pip install 'bagclip[cluster]'
@@ -120,14 +122,14 @@ def submit_runs(jobs: Sequence[tuple[Config, Path]], aux: Sequence, targets: Map
         opts = {k: v for k, v in opts.items() if not k.startswith("slurm_")}
     ex.update_parameters(**opts)
     n_gpus = torch.cuda.device_count() if executor == "local" else 0  # a SLURM job sees its own GPUs
-    devices = spread_devices(device, len(jobs), n_gpus)
+    placed = list(zip(jobs, spread_devices(device, len(jobs), n_gpus)))
     # SLURM queues everything at once; the local executor starts whatever it is given, so it
     # gets waves of one job per GPU (one job on a CPU-only machine: each uses every core)
     wave = max(1, n_gpus) if executor == "local" else len(jobs)
     for start in range(0, len(jobs), wave):
         with ex.batch():
             handles = [ex.submit(_job, c.to_dict(), list(aux), dict(targets), str(d), str(cache_root), dev)
-                       for (c, d), dev in zip(jobs[start:start + wave], devices[start:start + wave])]
+                       for (c, d), dev in placed[start:start + wave]]
         for h in handles:
             h.result()
 
