@@ -177,23 +177,12 @@ def separation(f, labels) -> float:
 @torch.no_grad()
 def tap_text_maps(backbone, patches: torch.Tensor, text: torch.Tensor,
                   logit_scale: float = 100.0) -> torch.Tensor:
-    """Raw (training-free) abnormal probability of every patch of every tap.
+    """Raw (training-free) abnormal probability of every patch of every tap, (B, L, G, G) float32
+    on the CPU: `ZeroShot.tap_probs` (each tap through CLIP's own ln_post and proj, compared
+    with [T_N, T_A]). No trained head is involved."""
+    from .zeroshot import ZeroShot
 
-    patches (B, L, N, W) tapped tokens, text (2, E) or (B, 2, E). Each tap's tokens go through
-    CLIP's own ln_post and proj (the path the class token takes), are L2-normalised and
-    compared with [T_N, T_A]: softmax(logit_scale * cos)[abnormal], shape (B, L, G, G).
-    No trained head is involved: this is what the frozen CLIP "sees" at each depth.
-    """
-    v = backbone.visual
-    x = patches.to(v.proj.device, v.proj.dtype)
-    z = F.normalize(v.ln_post(x) @ v.proj, dim=-1)  # (B, L, N, E)
-    t = text.to(z)
-    if t.dim() == 2:
-        t = t.unsqueeze(0).expand(z.shape[0], -1, -1)
-    logits = logit_scale * torch.einsum("blne,bce->blnc", z, t)
-    p = torch.softmax(logits, dim=-1)[..., 1]
-    g = int(round(math.sqrt(p.shape[-1])))
-    return p.reshape(*p.shape[:2], g, g).float().cpu()
+    return ZeroShot(backbone, tau=logit_scale).tap_probs(patches, text).float().cpu()
 
 
 # --- thresholds and failures -----------------------------------------------------------------

@@ -186,33 +186,36 @@ class Backbone(nn.Module):
 
 
 def _fetch_failed(cfg: Config, err: Exception) -> RuntimeError:
-    return RuntimeError(
+    from .errors import WeightsUnavailableError
+
+    return WeightsUnavailableError(
         f"could not load weights {cfg.pretrained!r} for {cfg.backbone} ({type(err).__name__}: "
         f"{str(err).splitlines()[0] if str(err) else ''}).\n"
         f"Fix one of: (1) download them on a machine with internet and pass the local file, "
         f"e.g. Config(pretrained='/path/to/ViT-L-14-336px.pt' or a .safetensors file); "
         f"(2) run offline with the shipped bagclip-mini: Config.quick() "
-        f"(backbone='bagclip-mini', pretrained='bagclip-mini'; CLI: --quick).")
+        f"(backbone='bagclip-mini', pretrained='bagclip-mini').")
 
 
 def check_device(device: str | torch.device | None) -> torch.device | None:
-    """`device` as a torch.device, or ValueError when it is malformed or absent on this machine."""
+    """`device` as a torch.device, or DeviceError (a ValueError) when it is malformed or absent
+    on this machine."""
+    from .errors import DeviceError
+
     if device is None:
         return None
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"device {str(device)!r} is not a device name; use cpu, cuda or cuda:<n> "
-                         f"(CLI: --device)") from None
+        raise DeviceError(f"device {str(device)!r} is not a device name; use cpu, cuda or cuda:<n>") from None
     if dev.type == "cuda":
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n == 0:
-            raise ValueError(f"device {str(device)!r}: no CUDA GPU is available here; use cpu "
-                             f"(CLI: --device cpu, or leave --device out)")
+            raise DeviceError(f"device {str(device)!r}: no CUDA GPU is available here; use cpu")
         if dev.index is not None and dev.index >= n:
-            raise ValueError(f"device {str(device)!r}: this machine has {n} GPU(s), cuda:0..cuda:{n - 1}")
+            raise DeviceError(f"device {str(device)!r}: this machine has {n} GPU(s), cuda:0..cuda:{n - 1}")
     elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError(f"device {str(device)!r}: Apple MPS is not available here; use cpu")
+        raise DeviceError(f"device {str(device)!r}: Apple MPS is not available here; use cpu")
     return dev
 
 

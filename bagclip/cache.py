@@ -73,9 +73,11 @@ class FeatureCache:
             raise self._unwritable(err) from None
 
     def _unwritable(self, err: OSError) -> OSError:
-        return PermissionError(f"feature cache folder {self.root} is not writable ({err.strerror}) "
-                               f"and lacks entries for these images; point --cache-dir (or "
-                               f"$BAGCLIP_CACHE) at a writable folder")
+        from .errors import CacheUnwritableError
+
+        return CacheUnwritableError(f"feature cache folder {self.root} is not writable ({err.strerror}) "
+                                    f"and lacks entries for these images; use a writable cache "
+                                    f"folder (or $BAGCLIP_CACHE)", self.root)
 
     def path_for(self, image_path: str | os.PathLike) -> Path:
         return self.dir / f"{_file_digest(image_path)}.safetensors"

@@ -21,11 +21,12 @@ as the paper's A6000 one.
     inference_cost(cfg)               Table 5: backbone encode + heads + smoothing, one image
     graph_scaling(cfg, sizes)         graph construction cost against image size (N^2)
     paper_size_parameters()           trainable parameters at the paper's sizes vs its claims
-    bench_main(cfg, device, out_dir)  all of it printed as markdown and written to CSV
+    bench_main(cfg, device, out_dir)  all of it logged as markdown and written to CSV
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 import statistics
@@ -44,6 +45,8 @@ from .files import atomic_write_text
 from .model import BAGCLIP, count_parameters, make_sag
 from .paper import paper_table
 from .report import number, to_markdown
+
+log = logging.getLogger(__name__)
 
 COMPONENTS = ("dynamic graph construction", "GCN feature propagation", "total")
 MEASURED = ("params_m", "gflops", "peak_mem_mb", "time_ms")
@@ -154,11 +157,6 @@ def cost_config(cfg: Config) -> Config:
     return cfg.replace(pretrained=None, quick_gelu=cfg.use_quick_gelu)
 
 
-def backbone_width(cfg: Config) -> int:
-    """Token width W of cfg.backbone, from its open_clip config (no model is built)."""
-    return cfg.arch.width
-
-
 # ---------------------------------------------------------------------------- Table 4
 def _features(n: int, dim: int, seed: int, device: torch.device) -> torch.Tensor:
     """Random patch features (1, N, D); graph cost does not depend on their values."""
@@ -178,7 +176,7 @@ def sag_cost(cfg: Config, device: str | torch.device = "cpu", repeats: int = 5, 
     """
     device = torch.device(device)
     n = n or cfg.grid ** 2
-    dim = dim or backbone_width(cfg)
+    dim = dim or cfg.arch.width
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         sag = make_sag(cfg, dim, sparse=sparse)
@@ -208,7 +206,7 @@ def graph_scaling(cfg: Config, sizes: Sequence[int], device: str | torch.device 
                   repeats: int = 3, sparse: bool = True) -> pd.DataFrame:
     """Graph construction cost per image size: columns image_size, n, gflops, peak_mem_mb, time_ms.
     N = (size / patch)^2, so FLOPs grow as N^2 (the N x N x D distance product)."""
-    device, dim, patch = torch.device(device), backbone_width(cfg), cfg.arch.patch_size
+    device, dim, patch = torch.device(device), cfg.arch.width, cfg.arch.patch_size
     sag = make_sag(cfg, dim, sparse=sparse).to(device)
     rows = []
     with torch.no_grad():
@@ -240,8 +238,7 @@ def inference_cost(cfg: Config, backbone=None, heads: nn.Module | None = None,
     """
     from .backbone import load_backbone
     from .inference import run_heads, score_output
-    from .model import parameter_table
-    from .train import build_heads
+    from .model import build_heads
 
     device = torch.device(device)
     backbone = load_backbone(cost_config(cfg), device=device) if backbone is None else backbone.to(device)
@@ -272,17 +269,30 @@ def inference_cost(cfg: Config, backbone=None, heads: nn.Module | None = None,
     heads.train(was_training)
     backbone_ms, heads_ms, smoothing_ms, total_ms = (statistics.median(r[i] for r in runs) / batch
                                                      for i in range(4))
+    return pd.concat([pd.DataFrame([_measured_row(heads, backbone, device, batch, (
+        backbone_ms, heads_ms, smoothing_ms, total_ms))]), _paper_rows()], ignore_index=True)
+
+
+def _measured_row(heads, backbone, device, batch: int, ms: tuple) -> dict:
+    """Table 5's row for us: parameters frozen + trainable, and the per-image times."""
+    from .model import parameter_table
+
+    backbone_ms, heads_ms, smoothing_ms, total_ms = ms
+    size = backbone.cfg.image_size
     table = parameter_table(heads, backbone).set_index("module")
-    ours = dict(method="BAG-CLIP (ours, measured)", total_params_m=table.frozen_m["total"],
+    return dict(method="BAG-CLIP (ours, measured)", total_params_m=table.frozen_m["total"],
                 trainable_params_m=table.trainable_m["total"], inference_ms=total_ms,
                 fps=1000.0 / total_ms, all_params_m=table.total_m["total"], backbone_ms=backbone_ms,
                 heads_ms=heads_ms, smoothing_ms=smoothing_ms, source="measured",
                 hardware=f"{hardware(device)}; {backbone.cfg.backbone} at {size}x{size}, batch {batch}")
+
+
+def _paper_rows() -> pd.DataFrame:
+    """Table 5's quoted rows, with the paper's setting as their hardware note."""
     paper = paper_table(5)
     note = next(s for s in paper.note if s)  # the paper states its setting once, on the first row
-    paper = paper.drop(columns="note").assign(source="paper", hardware="paper: " + note,
-                                              all_params_m=paper.total_params_m + paper.trainable_params_m)
-    return pd.concat([pd.DataFrame([ours]), paper], ignore_index=True)
+    return paper.drop(columns="note").assign(source="paper", hardware="paper: " + note,
+                                             all_params_m=paper.total_params_m + paper.trainable_params_m)
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -308,7 +318,7 @@ def paper_size_parameters(cfg: Config | None = None) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- report
 def bench_main(cfg: Config, device: str = "cpu", out_dir: str | os.PathLike = "bench",
                repeats: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Measure Tables 4 and 5 for cfg on device, print them as markdown with the hardware line,
+    """Measure Tables 4 and 5 for cfg on device, log them as markdown with the hardware line,
     and write out_dir/table4_sag_cost.csv and out_dir/table5_inference.csv atomically.
     Random weights of cfg's architecture (`cost_config`): nothing is downloaded."""
     t4 = sag_cost(cfg, device=device, repeats=repeats)
@@ -316,11 +326,11 @@ def bench_main(cfg: Config, device: str = "cpu", out_dir: str | os.PathLike = "b
     out = Path(out_dir)
     atomic_write_text(out / "table4_sag_cost.csv", t4.to_csv(index=False))
     atomic_write_text(out / "table5_inference.csv", t5.to_csv(index=False))
-    print(f"measured on: {t4.hardware[0]}\n{t4.attrs['paper_hardware']}\n")
-    print(f"Table 4, SAG cost ({t4.setting[0]})\n"
+    log.info(f"measured on: {t4.hardware[0]}\n{t4.attrs['paper_hardware']}\n")
+    log.info(f"Table 4, SAG cost ({t4.setting[0]})\n"
           f"{to_markdown(t4, index=False, drop=['setting', 'hardware'], fmt=number)}")
-    print(f"Table 5, inference cost per image\n{to_markdown(t5, index=False, fmt=number)}")
-    print(f"Trainable parameters at the paper's sizes (ours per module; the paper's one SAG and "
+    log.info(f"Table 5, inference cost per image\n{to_markdown(t5, index=False, fmt=number)}")
+    log.info(f"Trainable parameters at the paper's sizes (ours per module; the paper's one SAG and "
           f"total)\n{to_markdown(paper_size_parameters(), index=False, fmt=number)}")
-    print(f"wrote {out / 'table4_sag_cost.csv'} and {out / 'table5_inference.csv'}")
+    log.info(f"wrote {out / 'table4_sag_cost.csv'} and {out / 'table5_inference.csv'}")
     return t4, t5

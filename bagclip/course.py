@@ -13,8 +13,8 @@ The device is CUDA whenever it is available, in every mode.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,20 +23,12 @@ MODES = ("quick", "lab", "full")
 
 
 def mode_config(mode: str = "quick", **overrides: Any):
-    """The Config of a lesson mode (see the module docstring); overrides replace fields."""
+    """The Config of a lesson mode (the presets of bagclip.config.presets); overrides replace fields."""
     from .config import Config
 
-    if mode == "quick":
-        return Config.quick(**overrides)
-    if mode == "lab":
-        base = dict(backbone="ViT-B-16", pretrained="openai", image_size=224, taps=(3, 6, 9, 12),
-                    k=10, gcn_layers=3, gcn_hidden=128, safr_reduction=16, epochs=3,
-                    smoothing_sigma=2.0)
-        base.update(overrides)
-        return Config(**base)
-    if mode == "full":
-        return Config(**overrides)
-    raise ValueError(f"MODE={mode!r}; choose one of {MODES}")
+    if mode not in MODES:
+        raise ValueError(f"MODE={mode!r}; choose one of {MODES}")
+    return Config.preset(mode, **overrides)
 
 
 def default_device() -> str:
@@ -83,9 +75,21 @@ class Lab:
                 "full": f"full mode ({self.cfg.backbone}, {', '.join(self.targets)})"}[self.mode]
 
 
+def show_progress() -> None:
+    """Let the library's progress lines (logging, logger "bagclip") show in the notebook; once."""
+    log = logging.getLogger("bagclip")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def setup(mode: str = "quick", backbone: bool = True, data: bool = True, **overrides: Any) -> Lab:
     """Config, device, and (optionally) the frozen backbone, the protocol's data and a cache."""
     from .cache import FeatureCache
+
+    show_progress()
 
     cfg = mode_config(mode, **overrides)
     lab = Lab(mode, cfg, default_device())
@@ -104,16 +108,13 @@ def setup(mode: str = "quick", backbone: bool = True, data: bool = True, **overr
 def trained_heads(lab: Lab, cfg=None, progress: bool = False):
     """Heads trained on lab.aux with cfg (default lab.cfg), trained once and then reused.
 
-    The run lives in <BAGCLIP_CACHE>/course/<key>/, keyed by the config, the backbone identity
-    and the training images; a finished run is loaded (train's resume finds nothing left to do),
-    an interrupted one continues. Returns bagclip.train.TrainResult (model, history, out_dir).
+    The run lives in <BAGCLIP_CACHE>/course/<run_key> (bagclip.runs: the key of reproduce and
+    the sweeps); a finished run is loaded, an interrupted one continues. Returns
+    bagclip.train.TrainResult (model, history, out_dir).
     """
-    from .data.synth import cache_root
-    from .train import train
+    from .files import cache_root
+    from .runs import run_key, train_or_resume
 
     cfg = cfg or lab.cfg
-    key = json.dumps({"cfg": cfg.to_dict(), "backbone": lab.backbone.identity(),
-                      "aux": sorted(str(s.image_path) for s in lab.aux)}, sort_keys=True)
-    out = Path(cache_root()) / "course" / hashlib.sha256(key.encode()).hexdigest()[:16]
-    resume = (out / "state.pt").is_file()
-    return train(cfg, lab.aux, lab.backbone, out, cache=lab.cache, resume=resume, progress=progress)
+    out = Path(cache_root()) / "course" / run_key(cfg, lab.aux, lab.targets)
+    return train_or_resume(cfg, lab.aux, lab.backbone, out, lab.cache, progress=progress)

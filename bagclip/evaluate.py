@@ -5,34 +5,40 @@
 
 The scorer contract: fn(images (B, 3, S, S) float tensor, class_name: str)
     -> (anomaly_maps (B, S, S) tensor/ndarray, image_scores (B,)).
-Batches never mix classes. Pixel metrics accumulate per class in bounded memory (8 bytes per
-evaluated pixel of the largest class, see bagclip.metrics.PixelMetricAccumulator). Writing the
-results and the paper's tables is bagclip.report's job.
+Both paths feed the same per-class accumulation (`_class_metrics`): batches never mix classes,
+pixel metrics accumulate per class in bounded memory (8 bytes per evaluated pixel of the
+largest class, see bagclip.metrics.PixelMetricAccumulator), one class at a time.
+
+One rule for which images count in the pixel metrics, whatever the path: normal images (every
+pixel normal) and anomalous images with a mask. An anomalous image without a mask (image-level
+ground truth) counts in the image metrics only; a set where no image has a mask has NaN pixel
+metrics. Writing the results and the paper's tables is bagclip.report's job.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .metrics import (PixelMetricAccumulator, binary_metrics, compute_metrics, mean_over_classes,
-                      merge_metrics)
+from .metrics import PixelMetricAccumulator, binary_metrics, mean_over_classes, merge_metrics
 
-__all__ = ["evaluate", "evaluate_cached"]
+__all__ = ["evaluate", "evaluate_cached", "parse_resolution"]
 
 Scorer = Callable[[torch.Tensor, str], tuple]
 
 
-def _resolution(resolution, image_size: int):
-    """None -> image_size; int or digit string -> int; "native" -> "native"."""
+def parse_resolution(resolution, image_size: int | None = None):
+    """None -> image_size; a positive int or digit string -> int; "native" -> "native";
+    anything else ValueError (the CLI turns it into its own argument error)."""
     if resolution is None:
         return int(image_size)
     if isinstance(resolution, str) and resolution != "native":
-        if not resolution.isdigit():
-            raise ValueError(f"resolution must be an int or 'native', got {resolution!r}")
+        if not resolution.strip().isdigit():
+            raise ValueError(f"resolution must be a positive whole number of pixels or 'native', "
+                             f"got {resolution!r}")
         resolution = int(resolution)
     if resolution != "native" and int(resolution) <= 0:
         raise ValueError("resolution must be positive")
@@ -48,6 +54,40 @@ def _as_maps(maps, b: int) -> torch.Tensor:
     return maps
 
 
+def _pixel_known(s) -> bool:
+    """Whether a sample's pixel ground truth is known (the module's rule)."""
+    return bool(s.mask_path) or not s.label
+
+
+def _class_metrics(cls: str, group: Sequence, batches: Iterable[tuple], res, pixel: bool,
+                   fpr_limit: float, bar=None) -> dict:
+    """The seven metrics of one class from its batches [(samples (b,), maps (b, S, S), scores (b,))]."""
+    from .data import load_mask
+
+    cap = sum(map(_pixel_known, group)) * res * res if (pixel and res != "native") else None
+    acc = PixelMetricAccumulator(fpr_limit, capacity=cap) if pixel else None
+    scores, labels = [], []
+    for batch, maps, sc in batches:
+        sc = np.asarray(torch.as_tensor(sc).detach().double().cpu()).ravel()
+        if sc.size != len(batch):
+            raise ValueError(f"scorer returned {sc.size} image scores for {len(batch)} images")
+        scores.append(sc)
+        labels += [int(s.label) for s in batch]
+        if acc is not None:
+            for s, m in zip(batch, _as_maps(maps, len(batch))):
+                if not _pixel_known(s):
+                    continue  # anomalous, ground truth unknown: not "all normal"
+                gt = load_mask(s.mask_path, None if res == "native" else res, like=s.image_path).numpy()
+                if tuple(m.shape) != gt.shape:
+                    m = F.interpolate(m[None, None], size=gt.shape, mode="bilinear",
+                                      align_corners=False)[0, 0]
+                acc.update(m.numpy(), gt)
+        if bar is not None:
+            bar.update(len(batch))
+    pix = acc.compute() if acc is not None else None
+    return merge_metrics(binary_metrics(np.concatenate(scores), labels), pix, f"class {cls!r}")
+
+
 def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8,
              resolution=None, dataset_name: str | None = None, pixel: bool | None = None,
              fpr_limit: float = 0.3, progress: bool = True) -> dict:
@@ -56,73 +96,53 @@ def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8
     resolution: None (= image_size), an int S' (maps bilinearly resized to S' x S', masks loaded
     at S'), or "native" (maps resized to each mask's file size). pixel: None -> pixel metrics
     only when some sample has a mask (image-level-only datasets give NaN pixel metrics).
-    Pixel metrics use the images whose ground truth is known: normal ones (all-normal pixels)
-    and anomalous ones with a mask; anomalous images without a mask (image-level mode) count
-    in the image metrics only.
+    Pixel metrics follow the module's rule (normal images, and anomalous ones with a mask).
     Returns compute_metrics' keys (unweighted means over classes) plus dataset, resolution,
     n_images, per_class (`bagclip.report.write_results` writes it to files).
     """
-    from .data import load_image, load_mask
+    from .data import load_image
 
-    res = _resolution(resolution, image_size)
+    res = parse_resolution(resolution, image_size)
     if not samples:
         raise ValueError(f"evaluate: no images to evaluate{f' in {dataset_name}' if dataset_name else ''}; "
                          f"check the dataset root, split and classes")
     if pixel is None:
         pixel = any(getattr(s, "mask_path", None) for s in samples)
-    groups: dict[str, list] = {}
-    for s in samples:  # first-seen class order
-        groups.setdefault(str(s.class_name), []).append(s)
-    per_class = {}
-    bar = tqdm(total=len(samples), desc=f"eval {dataset_name or ''}".strip(), disable=not progress)
-    for cls, group in groups.items():
-        cap = sum(1 for s in group if s.mask_path or not s.label) * res * res if (pixel and res != "native") else None
-        acc = PixelMetricAccumulator(fpr_limit, capacity=cap) if pixel else None
-        scores, labels = [], []
+
+    def batches(cls, group):
         for i in range(0, len(group), batch_size):
             batch = group[i:i + batch_size]
             images = torch.stack([load_image(s.image_path, image_size) for s in batch])
             with torch.no_grad():
                 maps, sc = fn(images, cls)
-            sc = np.asarray(torch.as_tensor(sc).detach().double().cpu()).ravel()
-            if sc.size != len(batch):
-                raise ValueError(f"scorer returned {sc.size} image scores for {len(batch)} images")
-            scores.append(sc)
-            labels += [int(s.label) for s in batch]
-            if acc is not None:
-                maps = _as_maps(maps, len(batch))
-                for s, m in zip(batch, maps):
-                    if s.label and not s.mask_path:
-                        continue  # anomalous, ground truth unknown: not "all normal"
-                    gt = load_mask(s.mask_path, None if res == "native" else res,
-                                   like=s.image_path).numpy()
-                    if tuple(m.shape) != gt.shape:
-                        m = F.interpolate(m[None, None], size=gt.shape, mode="bilinear",
-                                          align_corners=False)[0, 0]
-                    acc.update(m.numpy(), gt)
-            bar.update(len(batch))
-        pix = acc.compute() if acc is not None else None
-        per_class[cls] = merge_metrics(binary_metrics(np.concatenate(scores), labels), pix,
-                                       f"class {cls!r}")
-        del acc  # free this class's keys before the next class
-    bar.close()
+            yield batch, maps, sc
+
+    groups: dict[str, list] = {}
+    for s in samples:  # first-seen class order
+        groups.setdefault(str(s.class_name), []).append(s)
+    with tqdm(total=len(samples), desc=f"eval {dataset_name or ''}".strip(), disable=not progress) as bar:
+        per_class = {cls: _class_metrics(cls, group, batches(cls, group), res, pixel, fpr_limit, bar)
+                     for cls, group in groups.items()}
     return {"dataset": dataset_name, "resolution": res, "n_images": len(samples),
             **mean_over_classes(per_class), "per_class": per_class}
 
 
-def evaluate_cached(model, cfg, backbone, cache, samples: Sequence, progress: bool = False) -> dict:
-    """Metrics of heads on samples, reading backbone tokens from the feature cache; maps at
-    cfg.image_size. Image-level sets (an anomalous sample without a mask) give NaN pixel metrics.
-    Returns compute_metrics' dict (means over classes, per_class)."""
-    from .data import load_mask
-    from .inference import predict_cached
-    from .train import class_texts
+def evaluate_cached(model, cfg, backbone, cache, samples: Sequence, progress: bool = False,
+                    fpr_limit: float = 0.3) -> dict:
+    """Metrics of heads (or ZeroShot) on samples, reading backbone tokens from the feature cache
+    and streaming `inference.predict_samples` class by class; maps at cfg.image_size, the
+    module's rule for pixel ground truth. Returns compute_metrics' dict (means over classes,
+    per_class)."""
+    from itertools import groupby
 
-    entries = cache.ensure([s.image_path for s in samples], progress=progress)
-    names = [s.class_name for s in samples]
-    maps, scores, _ = predict_cached(model, cfg, cache, entries, names, class_texts(backbone, names, cfg))
-    labels = np.array([int(s.label) for s in samples])
-    if any(s.label and s.mask_path is None for s in samples):
-        return compute_metrics(scores.numpy(), labels, class_names=names)
-    masks = torch.stack([load_mask(s.mask_path, cfg.image_size) for s in samples])
-    return compute_metrics(scores.numpy(), labels, maps.numpy(), masks.numpy(), class_names=names)
+    from .inference import predict_samples
+
+    pixel = any(getattr(s, "mask_path", None) for s in samples)
+    stream = groupby(predict_samples(model, cfg, backbone, cache, samples, progress=progress),
+                     key=lambda item: item[0])
+    per_class = {}
+    for cls, items in stream:
+        batches = (([samples[i] for i in idx], m, sc) for _, idx, m, sc, _ in items)
+        group = [s for s in samples if str(s.class_name) == cls]
+        per_class[cls] = _class_metrics(cls, group, batches, cfg.image_size, pixel, fpr_limit)
+    return {**mean_over_classes(per_class), "per_class": per_class}

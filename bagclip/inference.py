@@ -1,16 +1,22 @@
 """Inference: anomaly maps and image scores for images, folders or cached features.
 
-`predict(...)` is the single-image / folder entry point (CPU or GPU): maps come back at each
-image's own resolution, smoothed with the Gaussian of `cfg.smoothing_sigma` (applied at the
-model's input size, then resized). `scorer(...)` adapts heads to the evaluator's callable
-contract; `predict_cached(...)` runs heads over feature-cache entries (sweeps, ablations).
+    predict(images, checkpoint)        images, folders, tensors -> [Prediction]: maps at each
+                                       image's own resolution (smoothed at the model's input
+                                       size, then resized)
+    scorer(model, backbone, cfg)       heads as the evaluator's callable (bagclip.evaluate)
+    predict_samples(model, cfg, backbone, cache, samples)
+                                       THE way to run heads (or ZeroShot) over cached samples:
+                                       class by class, batch by batch, a generator, so that
+                                       evaluate_cached streams it through the pixel accumulator
+                                       and the figures collect only what they draw
+Every path ends in `heads_forward` (autocast forward, then smoothing and the image score).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +25,7 @@ import torch.nn.functional as F
 from .backbone import Backbone, Tokens
 from .config import Config
 from .data.io import IMAGE_EXTS
+from .prompts import class_texts
 
 
 @dataclass
@@ -62,8 +69,6 @@ def heads_forward(model, tokens: Tokens, text: torch.Tensor, cfg: Config):
 
 def scorer(model, backbone: Backbone, cfg: Config) -> Callable:
     """The evaluator's callable: fn(images (B, 3, S, S), class_name) -> (maps (B, S, S), scores (B,))."""
-    from .train import class_texts
-
     def fn(images: torch.Tensor, class_name: str):
         text = class_texts(backbone, [class_name], cfg)[class_name]
         tok = backbone.encode(images)
@@ -74,20 +79,43 @@ def scorer(model, backbone: Backbone, cfg: Config) -> Callable:
     return fn
 
 
+def class_groups(samples: Sequence) -> dict[str, list[int]]:
+    """class name -> indices into samples, classes in first-seen order (batches never mix classes)."""
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        groups.setdefault(str(s.class_name), []).append(i)
+    return groups
+
+
 @torch.no_grad()
-def predict_cached(model, cfg: Config, cache, entries: Sequence[Path], class_names: Sequence[str],
-                   texts: dict[str, torch.Tensor], batch_size: int = 16):
-    """Run heads over cache entries: (maps (n, S, S) float32, scores (n,), p_img (n,)) on the CPU."""
+def predict_samples(model, cfg: Config, backbone: Backbone, cache, samples: Sequence,
+                    batch_size: int = 16, progress: bool = False) -> Iterator[tuple]:
+    """Run heads (or `ZeroShot`) over samples whose tokens come from the feature cache.
+
+    Yields, class by class (first-seen order), batch by batch: (class name, indices into
+    samples (b,), maps (b, S, S) float32, scores (b,), p_img (b,)), on the CPU. Nothing is kept
+    between batches: memory is one batch's maps.
+    """
+    entries = cache.ensure([s.image_path for s in samples], progress=progress)
+    texts = class_texts(backbone, [s.class_name for s in samples], cfg)
     device = next(model.parameters()).device
-    maps, scores, pimg = [], [], []
-    for s in range(0, len(entries), batch_size):
-        tok = cache.load_batch(entries[s:s + batch_size], device)
-        text = torch.stack([texts[c] for c in class_names[s:s + batch_size]]).to(device)
-        m, sc, p = heads_forward(model, tok, text, cfg)
-        maps.append(m.cpu())
-        scores.append(sc.cpu())
-        pimg.append(p.cpu())
-    return torch.cat(maps), torch.cat(scores), torch.cat(pimg)
+    for cls, idx in class_groups(samples).items():
+        for b in range(0, len(idx), batch_size):
+            chunk = idx[b:b + batch_size]
+            tok = cache.load_batch([entries[i] for i in chunk], device)
+            text = torch.stack([texts[samples[i].class_name] for i in chunk]).to(device)  # (b, 2, E)
+            m, sc, p = heads_forward(model, tok, text, cfg)
+            yield cls, chunk, m.cpu(), sc.cpu(), p.cpu()
+
+
+def predict_all(model, cfg: Config, backbone: Backbone, cache, samples: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """(maps (n, S, S), image scores (n,)) of every sample, in the samples' order: for the few
+    images a figure draws (evaluation streams `predict_samples` instead)."""
+    S = cfg.image_size
+    maps, scores = np.zeros((len(samples), S, S), np.float32), np.zeros(len(samples), np.float32)
+    for _, idx, m, sc, _ in predict_samples(model, cfg, backbone, cache, samples):
+        maps[idx], scores[idx] = m.numpy(), sc.numpy()
+    return maps, scores
 
 
 def _collect(images, skipped: list | None = None) -> list:
@@ -125,6 +153,21 @@ def _collect(images, skipped: list | None = None) -> list:
     return [x for item in images for x in _collect(item, skipped)]
 
 
+def _detector(checkpoint, cfg, backbone, model, device):
+    """(heads, cfg, backbone) of `predict`: from the checkpoint (cfg may change only the
+    evaluation settings), else `model` or untrained heads of cfg."""
+    from .backbone import load_backbone
+    from .checkpoint import load_heads
+    from .model import build_heads
+
+    if checkpoint is not None:
+        model, trained, backbone = load_heads(checkpoint, backbone=backbone, device=device)
+        return model, (trained.check_eval_changes(cfg) if cfg is not None else trained), backbone
+    cfg = cfg or (backbone.cfg if backbone is not None else Config.quick())
+    backbone = backbone or load_backbone(cfg, device=device)
+    return (model or build_heads(cfg, backbone)).to(backbone.device).eval(), cfg, backbone
+
+
 def predict(images, checkpoint: str | os.PathLike | None = None, class_name: str = "object",
             cfg: Config | None = None, backbone: Backbone | None = None, model=None,
             device: str | torch.device | None = None, batch_size: int = 8,
@@ -141,16 +184,8 @@ def predict(images, checkpoint: str | os.PathLike | None = None, class_name: str
     """
     from .data import DataError, load_image
     from .data.io import image_hw
-    from .train import build_heads, class_texts, load_heads
-    from .backbone import load_backbone
 
-    if checkpoint is not None:
-        model, trained, backbone = load_heads(checkpoint, backbone=backbone, device=device)
-        cfg = trained.check_eval_changes(cfg) if cfg is not None else trained
-    else:
-        cfg = cfg or (backbone.cfg if backbone is not None else Config.quick())
-        backbone = backbone or load_backbone(cfg, device=device)
-        model = (model or build_heads(cfg, backbone)).to(backbone.device).eval()
+    model, cfg, backbone = _detector(checkpoint, cfg, backbone, model, device)
     items = _collect(images, skipped)
     text = class_texts(backbone, [class_name], cfg)[class_name]
     s = cfg.image_size

@@ -47,17 +47,22 @@ def score_image(p_img: torch.Tensor, anomaly_map: torch.Tensor, mode: str = "mix
     raise ValueError(f"image_score mode {mode!r}; allowed: mix, global, max")
 
 
-def text_maps(psi: torch.Tensor, text: torch.Tensor, tau: float, size: int) -> torch.Tensor:
-    """Per-tap [normal, abnormal] probability maps (B, L, 2, size, size).
+def text_probs(psi: torch.Tensor, text: torch.Tensor, tau: float) -> torch.Tensor:
+    """Per-tap [normal, abnormal] probabilities on the patch grid (B, L, 2, G, G).
 
     psi (B, L, N, E) patch features in the joint space (any norm), text (B, 2, E) unit rows:
-    softmax over the two states of tau * cos, on the G x G grid, then bilinearly upsampled
-    (convex weights keep probabilities in [0, 1], summing to 1).
+    softmax over the two states of tau * cos.
     """
     B, L, N, _ = psi.shape
     g = int(round(N ** 0.5))
     probs = torch.softmax(tau * torch.einsum("blne,bce->blcn", F.normalize(psi, dim=-1), text), dim=2)
-    return upsample_grid(probs.reshape(B, L, 2, g, g), size)
+    return probs.reshape(B, L, 2, g, g)
+
+
+def text_maps(psi: torch.Tensor, text: torch.Tensor, tau: float, size: int) -> torch.Tensor:
+    """`text_probs` bilinearly upsampled to (B, L, 2, size, size) (convex weights keep the
+    probabilities in [0, 1], summing to 1)."""
+    return upsample_grid(text_probs(psi, text, tau), size)
 
 
 @functools.lru_cache(maxsize=16)
@@ -192,6 +197,21 @@ class BAGCLIP(nn.Module):
         p_img = global_prob(cls if self.global_adapter is None else self.global_adapter(cls), T, tau)
         return Output(anomaly_map, score_image(p_img, anomaly_map, self.cfg.image_score),
                       layer_maps, p_img)
+
+
+def build_heads(cfg: Config, backbone) -> BAGCLIP:
+    """BAGCLIP heads sized for this backbone (width W, embed dim E, grid G), initialised from
+    cfg.seed; cfg.heads_init="clip" starts them as the training-free scorer (docs/decisions.md)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = BAGCLIP(cfg, width=backbone.width, embed_dim=backbone.embed_dim, grid=backbone.grid)
+    if cfg.heads_init == "clip":
+        if model.safr is not None:
+            model.safr.neutral_()
+        for jff in model.jff:
+            if jff.dim_pre:
+                jff.init_from_clip(backbone.visual.ln_post.weight.float(), backbone.visual.proj.float())
+    return model
 
 
 def count_parameters(module: nn.Module | nn.Parameter | None) -> tuple[int, int]:

@@ -54,12 +54,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save, save_file
 
 from .backbone import forward_taps, interpolate_pos_embed, project_patches
-from .config import register_model_configs
+from .config import MINI_BACKBONE, register_model_configs
 from .files import atomic_write_bytes, atomic_write_text, safetensors_metadata
 from .data.io import clip_normalize
 from .data.world import make_pair
-
-MINI_BACKBONE = "bagclip-mini"
 
 
 @dataclass

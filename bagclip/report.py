@@ -1,4 +1,4 @@
-"""Results as files and tables: metrics.json / .csv, the paper's table layouts, figures.
+"""Results as files and tables: metrics.json / .csv, the paper's table layouts.
 
 Formatting only: nothing here trains or evaluates. One rule per cell kind:
     to_markdown(frame)           a GitHub Markdown table (no tabulate dependency)
@@ -7,7 +7,6 @@ Formatting only: nothing here trains or evaluates. One rule per cell kind:
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -17,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .files import atomic_write_bytes, atomic_write_text
+from .files import atomic_write_text
 from .metrics import IMAGE_KEYS, METRIC_KEYS, PIXEL_KEYS
 
 PARAM_LABELS = {"k": "neighbours K", "gcn_layers": "GCN layers P"}  # the swept fields, as axis labels
@@ -113,13 +112,6 @@ def format_table2(table: pd.DataFrame, fmt: str = "frame"):
     return _format(table, PIXEL_KEYS, fmt)
 
 
-def results_table(runs: list[dict]) -> str:
-    """Markdown: untrained vs trained heads (runs of reproduce), mean ± std over seeds, percent."""
-    table = seed_table({which: [r[which] for r in runs] for which in ("untrained", "trained")})
-    table.index.name = "heads"
-    return to_markdown(cells(table, METRIC_KEYS)).rstrip("\n")
-
-
 def paper_layout(results_by_seed: dict, resolution: int | str) -> str:
     """Markdown: trained-heads results in the layout of Tables 1 (image) and 2 (pixel), mean ±
     std over seeds, then the paper's BAG-CLIP rows for reference."""
@@ -192,10 +184,3 @@ def write_results(result: dict, out_dir) -> None:
 def save_frame(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a results frame to CSV atomically."""
     return atomic_write_text(path, df.to_csv(index=False))
-
-
-def save_figure(fig, path, **kw) -> Path:
-    """PNG at dpi 110, written atomically (an interrupted save leaves no half file)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, **kw)
-    return atomic_write_bytes(path, buf.getvalue())

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from .backbone import Backbone, Tokens, project_patches
-from .model import Output, global_prob, score_image, text_maps
+from .model import Output, global_prob, score_image, text_maps, text_probs
 
 
 class ZeroShot(nn.Module):
@@ -40,12 +40,23 @@ class ZeroShot(nn.Module):
         """(B, L, N, W) tapped tokens -> (B, L, N, E) in CLIP's joint space (not normalised)."""
         return project_patches(self, patches.to(self.proj.dtype))
 
+    def _text(self, text: torch.Tensor, batch: int) -> torch.Tensor:
+        T = text.to(self.proj.device, self.proj.dtype)
+        return T.unsqueeze(0).expand(batch, -1, -1) if T.dim() == 2 else T
+
+    @torch.no_grad()
+    def tap_probs(self, patches: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """(B, L, N, W) tapped tokens, text (2, E) or (B, 2, E) -> the raw abnormal probability
+        of every patch of every tap on the grid, (B, L, G, G): what the frozen CLIP "sees" at
+        each depth (lesson 01), the maps `forward` averages before upsampling."""
+        patches = patches.to(self.proj.device)
+        return text_probs(self.patch_features(patches), self._text(text, patches.shape[0]), self.tau)[:, :, 1]
+
     @torch.no_grad()
     def forward(self, tokens: Tokens, text: torch.Tensor) -> Output:
         """tokens `.patches (B, L, N, W)`, `.cls (B, E)`; text (2, E) or (B, 2, E) -> Output."""
         B = tokens.patches.shape[0]
-        T = text.to(self.proj.dtype)
-        T = T.unsqueeze(0).expand(B, -1, -1) if T.dim() == 2 else T
+        T = self._text(text, B)
         layer_maps = text_maps(self.patch_features(tokens.patches), T, self.tau, self.size)
         anomaly_map = layer_maps[:, :, 1].mean(dim=1)
         p_img = global_prob(tokens.cls.to(self.proj.dtype), T, self.tau)

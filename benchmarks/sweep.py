@@ -44,8 +44,9 @@ from bagclip.cache import FeatureCache
 from bagclip.data import protocol_data
 from bagclip.data.synth import ensure_synth
 from bagclip.evaluate import evaluate_cached
-from bagclip.sweeps import run_settings
-from bagclip.train import class_texts, train
+from bagclip.runs import run_settings
+from bagclip.prompts import class_texts
+from bagclip.train import train
 
 GRID = [("k", v) for v in (5, 10, 15, 20, 30)] + [("gcn_layers", v) for v in (2, 3, 4, 5, 6, 7)]
 

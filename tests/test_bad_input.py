@@ -195,7 +195,7 @@ def test_pickle_as_state_is_refused_without_advising_weights_only_false(world, t
 
 
 def test_nan_weights_give_no_score(world, tmp_path, capsys, tiny_backbone):
-    from bagclip.train import load_heads, save_heads
+    from bagclip.checkpoint import load_heads, save_heads
 
     model, cfg, _ = load_heads(world["run"], backbone=tiny_backbone)
     with torch.no_grad():
@@ -211,7 +211,8 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(world, tmp_p
                                                                     monkeypatch):
     import bagclip.losses as L
     from bagclip.data import load_dataset
-    from bagclip.train import load_heads, train
+    from bagclip.checkpoint import load_heads
+    from bagclip.train import train
 
     real, calls = L.bagclip_loss, {"n": 0}
 
@@ -377,7 +378,7 @@ def test_ctrl_c_says_how_to_resume_and_resume_finishes(world, tmp_path, capsys, 
 def test_disk_full_during_train_is_one_line(world, tmp_path, capsys, monkeypatch):
     import errno
 
-    import bagclip.train as T
+    import bagclip.checkpoint as T
 
     real, calls = T.atomic_write_bytes, {"n": 0}
 

@@ -10,7 +10,8 @@ import json
 import pytest
 import torch
 
-import bagclip.train as T
+import bagclip.checkpoint as T
+import bagclip.train as TR
 from bagclip.cache import FeatureCache
 
 
@@ -36,7 +37,7 @@ def setup(tiny_cfg, tiny_backbone, tmp_path_factory):
 
     T.atomic_write_bytes = spy
     try:
-        full = T.train(cfg, samples, tiny_backbone, tmp_path_factory.mktemp("full"), cache=cache, progress=False)
+        full = TR.train(cfg, samples, tiny_backbone, tmp_path_factory.mktemp("full"), cache=cache, progress=False)
     finally:
         T.atomic_write_bytes = real
     heads_at, heads = {}, None  # step -> heads bytes of the uninterrupted run's checkpoints
@@ -76,7 +77,7 @@ def test_cut_at_every_checkpoint_write_resumes_bit_identical_or_refuses(setup, t
 
         monkeypatch.setattr(T, "atomic_write_bytes", faulty)
         with pytest.raises(OSError if mode == "ENOSPC" else Killed):
-            T.train(cfg, samples, tiny_backbone, out, cache=cache, progress=False)
+            TR.train(cfg, samples, tiny_backbone, out, cache=cache, progress=False)
         monkeypatch.setattr(T, "atomic_write_bytes", real)
 
         # what eval / predict would see now: a complete checkpoint's heads, or a refusal
@@ -91,11 +92,11 @@ def test_cut_at_every_checkpoint_write_resumes_bit_identical_or_refuses(setup, t
 
         # resume, or (nothing to resume yet) start again in the same folder
         try:
-            res = T.train(cfg, samples, tiny_backbone, out, cache=cache, resume=True, progress=False)
+            res = TR.train(cfg, samples, tiny_backbone, out, cache=cache, resume=True, progress=False)
             outcomes.append("resumed")
         except FileNotFoundError as err:
             assert "nothing to resume" in str(err)
-            res = T.train(cfg, samples, tiny_backbone, out, cache=cache, progress=False)
+            res = TR.train(cfg, samples, tiny_backbone, out, cache=cache, progress=False)
             outcomes.append("restarted")
         assert res.history == full.history, cut
         assert _same(res.model, full.model), cut
@@ -106,11 +107,11 @@ def test_cut_at_every_checkpoint_write_resumes_bit_identical_or_refuses(setup, t
 
 def test_resume_refuses_a_state_from_another_run(setup, tiny_backbone, tmp_path):
     cfg, samples, cache = setup["cfg"], setup["samples"], setup["cache"]
-    T.train(cfg.replace(epochs=1), samples, tiny_backbone, tmp_path / "a", cache=cache, progress=False)
-    T.train(cfg.replace(epochs=1, seed=9), samples, tiny_backbone, tmp_path / "b", cache=cache, progress=False)
+    TR.train(cfg.replace(epochs=1), samples, tiny_backbone, tmp_path / "a", cache=cache, progress=False)
+    TR.train(cfg.replace(epochs=1, seed=9), samples, tiny_backbone, tmp_path / "b", cache=cache, progress=False)
     (tmp_path / "a" / T.STATE).write_bytes((tmp_path / "b" / T.STATE).read_bytes())
     with pytest.raises(ValueError, match=r"differs.*seed: 9 -> 5"):
-        T.train(cfg, samples, tiny_backbone, tmp_path / "a", cache=cache, resume=True, progress=False)
+        TR.train(cfg, samples, tiny_backbone, tmp_path / "a", cache=cache, resume=True, progress=False)
     (tmp_path / "a" / T.STATE).write_bytes((tmp_path / "b" / T.STATE).read_bytes()[:1000])
     with pytest.raises(ValueError, match="truncated, corrupt"):
-        T.train(cfg, samples, tiny_backbone, tmp_path / "a", cache=cache, resume=True, progress=False)
+        TR.train(cfg, samples, tiny_backbone, tmp_path / "a", cache=cache, resume=True, progress=False)

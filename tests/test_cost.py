@@ -98,7 +98,7 @@ def test_graph_scaling_is_quadratic(tiny_cfg):
 
 
 def test_table5(tiny_cfg, tiny_backbone):
-    from bagclip.train import build_heads
+    from bagclip.model import build_heads
 
     heads = build_heads(tiny_cfg, tiny_backbone)
     t5 = inference_cost(tiny_cfg, tiny_backbone, heads, repeats=1, batch=2)
@@ -124,9 +124,12 @@ def test_cost_config_keeps_architecture():
     assert cost_config(Config.tiny()).quick_gelu is False
 
 
-def test_bench_main_writes_csv(tiny_cfg, tmp_path, capsys):
-    t4, t5 = bench_main(tiny_cfg, "cpu", tmp_path / "bench", repeats=1)
-    out = capsys.readouterr().out
+def test_bench_main_writes_csv(tiny_cfg, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="bagclip"):
+        t4, t5 = bench_main(tiny_cfg, "cpu", tmp_path / "bench", repeats=1)
+    out = caplog.text
     assert hardware("cpu") in out and "| component |" in out and "| method |" in out
     assert "| module | ours_m | paper_m |" in out  # the paper-size parameter comparison
     back4 = pd.read_csv(tmp_path / "bench" / "table4_sag_cost.csv")

@@ -6,7 +6,7 @@ import pytest
 from bagclip.cache import FeatureCache
 from bagclip.data import DataError
 from bagclip.data import protocol_data
-from bagclip.sweeps import run_settings
+from bagclip.runs import run_settings
 from fixtures_data import make_folder, make_mvtec, make_visa
 
 

@@ -18,7 +18,7 @@ def test_overlay_and_plot_samples(quick_root):
     import matplotlib
 
     matplotlib.use("Agg")
-    from bagclip.data.gallery import overlay, plot_samples
+    from bagclip.viz import overlay, plot_samples
 
     img = np.zeros((10, 10, 3), np.uint8)
     m = np.zeros((10, 10), bool)

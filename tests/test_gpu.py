@@ -11,7 +11,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 def test_bfloat16_switches_keep_maps_close(tiny_cfg):
     from bagclip import load_backbone
     from bagclip.inference import heads_forward
-    from bagclip.train import build_heads
+    from bagclip.model import build_heads
 
     low_cfg = tiny_cfg.replace(backbone_precision="bfloat16", heads_precision="bfloat16")
     bb, bb_low = load_backbone(tiny_cfg, device="cuda"), load_backbone(low_cfg, device="cuda")

@@ -7,7 +7,9 @@ from PIL import Image
 
 from bagclip.data import load_image
 from bagclip.inference import heads_forward, predict
-from bagclip.train import build_heads, class_texts, save_heads
+from bagclip.model import build_heads
+from bagclip.prompts import class_texts
+from bagclip.checkpoint import save_heads
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +52,13 @@ def test_predict_equals_the_cached_path(tiny_cfg, tiny_backbone, heads, image_fi
     """Fresh tokens (predict) and cached ones (training, evaluation, sweeps) are the same
     float16-rounded values, so the kNN graph, the maps and the scores agree exactly."""
     from bagclip.cache import FeatureCache
-    from bagclip.inference import predict_cached
+    from bagclip.data import Sample
+    from bagclip.inference import predict_all
 
     cache = FeatureCache(tiny_backbone, tmp_path / "c")
-    entries = cache.ensure(image_files, progress=False)
-    texts = class_texts(tiny_backbone, ["screw"], tiny_cfg)
-    maps, scores, _ = predict_cached(heads, tiny_cfg, cache, entries, ["screw"] * len(entries), texts)
+    samples = [Sample(f, None, "screw", "good", 0) for f in image_files]
+    maps, scores = predict_all(heads, tiny_cfg, tiny_backbone, cache, samples)
+    maps, scores = torch.from_numpy(maps), torch.from_numpy(scores)
     batch = torch.stack([load_image(f, tiny_cfg.image_size) for f in image_files])
     fresh = predict(batch, cfg=tiny_cfg, backbone=tiny_backbone, model=heads, class_name="screw")
     for j, p in enumerate(fresh):

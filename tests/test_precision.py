@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from bagclip import load_backbone
 from bagclip.inference import heads_forward
-from bagclip.train import build_heads
+from bagclip.model import build_heads
 
 
 def test_backbone_attention_is_fused(tiny_cfg, tiny_backbone):

@@ -173,7 +173,7 @@ def test_sweep_through_submitit_local_equals_in_process(small, tmp_path, tiny_ba
 
 
 def test_local_jobs_spread_over_visible_gpus():
-    from bagclip.sweeps import spread_devices
+    from bagclip.runs import spread_devices
 
     assert spread_devices("cuda", 5, 2) == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
     assert spread_devices("cuda", 3, 1) == ["cuda"] * 3  # one GPU: nothing to spread
@@ -185,7 +185,7 @@ def test_local_executor_runs_one_job_per_gpu_at_a_time(monkeypatch, tmp_path):
     # a stand-in for submitit records what was started together: local runs go in waves of
     # one job per visible GPU, each on its own GPU, each wave finished before the next starts
     submitit = pytest.importorskip("submitit")
-    from bagclip import sweeps
+    from bagclip import runs
 
     started, running = [], []
 
@@ -215,12 +215,12 @@ def test_local_executor_runs_one_job_per_gpu_at_a_time(monkeypatch, tmp_path):
     monkeypatch.setattr(submitit, "AutoExecutor", FakeExecutor)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     jobs = [(Config.tiny(), tmp_path / str(i)) for i in range(5)]
-    sweeps.submit_runs(jobs, [], {}, tmp_path, tmp_path, "local", device="cuda")
+    runs.submit_runs(jobs, [], {}, tmp_path, tmp_path, "local", device="cuda")
     assert started == [["cuda:0", "cuda:1"], ["cuda:0", "cuda:1"], ["cuda:0"]]
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     started.clear()
-    sweeps.submit_runs(jobs[:2], [], {}, tmp_path, tmp_path, "local", device="cpu")
+    runs.submit_runs(jobs[:2], [], {}, tmp_path, tmp_path, "local", device="cpu")
     assert started == [["cpu"], ["cpu"]]  # no GPU: one job at a time
     started.clear()
-    sweeps.submit_runs(jobs, [], {}, tmp_path, tmp_path, "slurm", device="cuda")
+    runs.submit_runs(jobs, [], {}, tmp_path, tmp_path, "slurm", device="cuda")
     assert started == [["cuda"] * 5]  # SLURM queues them all; each job sees its own GPU

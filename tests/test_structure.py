@@ -129,7 +129,7 @@ def test_backbone_fields_are_the_ones_that_change_tokens(tiny_backbone, tmp_path
     """The cache key, the identity written beside the features and the settings the sweeps
     refuse all come from Config.backbone_fields()."""
     from bagclip.cache import FeatureCache
-    from bagclip.sweeps import run_settings
+    from bagclip.runs import run_settings
 
     fields = Config.backbone_fields()
     assert {"backbone", "pretrained", "image_size", "taps", "feature_dtype", "tap_ln_post"} <= set(fields)

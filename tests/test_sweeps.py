@@ -6,7 +6,7 @@ import pytest
 
 import bagclip.train
 from bagclip.cache import FeatureCache
-from bagclip.plots import plot_sensitivity
+from bagclip.viz import plot_sensitivity
 from bagclip.sweeps import ABLATIONS, ablate, summarize, sweep, table3
 
 

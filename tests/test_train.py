@@ -6,7 +6,9 @@ import torch
 import bagclip
 from bagclip import Config
 from bagclip.cache import FeatureCache
-from bagclip.train import build_heads, load_heads, train
+from bagclip.model import build_heads
+from bagclip.checkpoint import load_heads
+from bagclip.train import train
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def _state(model):
 def test_gradients_reach_every_trainable_parameter_and_not_the_backbone(tiny_cfg, tiny_backbone, splits):
     from bagclip.data import load_image, load_mask
     from bagclip.losses import bagclip_loss
-    from bagclip.train import class_texts
+    from bagclip.prompts import class_texts
 
     samples = splits[0][:4]
     heads = build_heads(tiny_cfg, tiny_backbone)

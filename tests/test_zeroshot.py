@@ -62,7 +62,7 @@ def test_heads_init_clip_starts_as_the_training_free_scorer(tiny_cfg):
     import copy
 
     from bagclip import load_backbone
-    from bagclip.train import build_heads
+    from bagclip.model import build_heads
 
     bb = copy.deepcopy(load_backbone(tiny_cfg))
     with torch.no_grad():

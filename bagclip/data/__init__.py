@@ -14,7 +14,7 @@ from .datasets import DATASETS, load_dataset
 from .io import (CLIP_MEAN, CLIP_STD, DataError, Sample, denormalize, load_image, load_mask,
                  read_rgb)
 from .meta import write_meta
-from .names import PROMPT_NAMES, prompt_name
+from ..prompts import PROMPT_NAMES, prompt_name
 from .protocol import auxiliary_samples, check_disjoint, protocol_data
 
 __all__ = ["DataError", "Sample", "load_dataset", "load_image", "load_mask", "denormalize",

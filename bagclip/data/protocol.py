@@ -13,7 +13,7 @@ from typing import Iterable, Mapping
 
 from .datasets import load_dataset
 from .io import DataError, Sample
-from .names import prompt_name
+from ..prompts import prompt_name
 
 
 def auxiliary_samples(roots: Mapping[str, str], split: str = "test", **kw) -> list[Sample]:

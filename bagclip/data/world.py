@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
+from ..prompts import ABNORMAL_STATES, NORMAL_STATES
 from . import world_draw as wd
 from .synth import TARGET_CLASSES
 from .synth_defects import DEFECTS as BENCH_DEFECTS, MIN_PIXELS, blob_mask, draw_defect, scratch_mask, to_uint8
@@ -204,11 +205,11 @@ DEFECT_WORDS: dict[str, tuple[str, ...]] = {
     "discolour": ("discoloured {}", "{} with a colour defect", "faded {}"),
     "fold": ("folded {}", "wrinkled {}", "creased {}"),
 }
-# The state words: the paper's four each, plus WinCLIP-like variants.
-NORMAL_WORDS = ("flawless {}", "{} without defect", "unblemished {}", "perfect {}", "{}",
-                "intact {}", "{} without flaw", "{} without damage", "good {}", "clean {}")
-ABNORMAL_WORDS = ("damaged {}", "{} with defect", "{} with flaw", "broken {}",
-                  "{} with damage", "defective {}", "faulty {}", "anomalous {}")
+# The state words: the paper's four each (bagclip.prompts, the ones the heads are prompted
+# with), plus WinCLIP-like variants so that captions do not repeat four phrasings.
+NORMAL_WORDS = NORMAL_STATES + ("{}", "intact {}", "{} without flaw", "{} without damage", "good {}",
+                                "clean {}")
+ABNORMAL_WORDS = ABNORMAL_STATES + ("{} with damage", "defective {}", "faulty {}", "anomalous {}")
 CAPTION_TEMPLATES = (
     "a photo of a {}.", "a photo of the {}.", "a cropped photo of a {}.", "a close-up photo of the {}.",
     "a bright photo of a {}.", "a dark photo of the {}.", "a blurry photo of a {}.",

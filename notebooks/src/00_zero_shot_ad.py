@@ -20,7 +20,7 @@ MODE = "quick"
 import numpy as np
 import pandas as pd
 
-from bagclip import course, plots
+from bagclip import course, viz
 from bagclip.data import check_disjoint
 
 lab = course.setup(MODE, backbone=False)
@@ -63,13 +63,13 @@ assert not shared
 # Every defect is drawn with its exact mask, so the pixel metrics are exact. Each row below is
 # one category: a good image, then for every defect kind the image and its mask in red.
 # %%
-fig = plots.synth_gallery(size=lab.cfg.image_size if MODE != "full" else 224)
+fig = viz.synth_gallery(size=lab.cfg.image_size if MODE != "full" else 224)
 fig
 # %% md
 # A few of the target images as the lessons will see them (resized to the model's input size):
 # %%
 picks = [s for s in lab.target if s.label][::7][:8]
-plots.plot_samples(picks, size=lab.cfg.image_size, title="target samples, masks in red")
+viz.plot_samples(picks, size=lab.cfg.image_size, title="target samples, masks in red")
 # %% md
 # How big are the defects? Small ones matter: at CLIP's patch size a defect may cover less than
 # one patch, which is why the paper runs the backbone at 518 px (lesson 01).

@@ -16,7 +16,7 @@ import open_clip
 import torch
 
 import bagclip
-from bagclip import analysis as an, course, plots
+from bagclip import analysis as an, course, viz
 from bagclip.backbone import interpolate_pos_embed
 
 lab = course.setup(MODE)
@@ -38,7 +38,7 @@ g518 = 518 // bb.patch_size
 pos_518 = interpolate_pos_embed(pos_native, g518)
 print(f"native: {tuple(pos_native.shape)} (1 + {native.grid}^2 rows)  ->  at 518 px: "
       f"{tuple(pos_518.shape)} (1 + {g518}^2 rows)")
-plots.plot_pos_embed(pos_native[1:], pos_518[1:], label=f"{cfg.backbone}: position embedding channels "
+viz.plot_pos_embed(pos_native[1:], pos_518[1:], label=f"{cfg.backbone}: position embedding channels "
                      f"(with real CLIP weights they are smooth spatial patterns)")
 # %% md
 # Self-checks: resizing to the native grid changes nothing, the class-token row is never
@@ -59,7 +59,7 @@ sample = next(s for s in lab.target if s.label and s.defect_type != "subtle")
 image, mask, tokens = lab.view(sample)
 print("patches:", tuple(tokens.patches.shape), "= (B, L taps, N patches, W)   cls:", tuple(tokens.cls.shape))
 norms = tokens.patches[0].norm(dim=-1).reshape(len(cfg.taps), bb.grid, bb.grid)
-plots.plot_tap_maps(image, mask, norms / norms.amax(dim=(1, 2), keepdim=True), cfg.taps,
+viz.plot_tap_maps(image, mask, norms / norms.amax(dim=(1, 2), keepdim=True), cfg.taps,
                     f"{sample.class_name}/{sample.defect_type}", label="token norm / max")
 # %% md
 # ## 3. The prompt ensemble
@@ -92,7 +92,7 @@ assert torch.allclose(torch.stack(by_hand), T, atol=1e-5)
 # live in the joint space, which is one reason the paper trains projection heads (JFF, lesson 04).
 # %%
 maps = an.tap_text_maps(bb, tokens.patches, T, cfg.logit_scale)[0]  # (L, G, G)
-plots.plot_tap_maps(image, mask, maps, cfg.taps, f"{sample.class_name}/{sample.defect_type}: raw CLIP")
+viz.plot_tap_maps(image, mask, maps, cfg.taps, f"{sample.class_name}/{sample.defect_type}: raw CLIP")
 # %%
 # self-check: one patch of one tap by the formula
 l, i = len(cfg.taps) - 1, int(np.argmax(an.patch_fraction(mask, bb.grid)))
@@ -106,7 +106,7 @@ assert abs(float(p) - float(maps[l].flatten()[i])) < 1e-4
 # %%
 import pandas as pd
 from bagclip.metrics import binary_metrics
-from bagclip.train import class_texts
+from bagclip.prompts import class_texts
 
 texts = class_texts(bb, [s.class_name for s in lab.target], cfg)
 rows = []

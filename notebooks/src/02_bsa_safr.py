@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 import bagclip
-from bagclip import analysis as an, course, plots
+from bagclip import analysis as an, course, viz
 from bagclip.safr import SAFR, concat_taps, split_taps
 
 lab = course.setup(MODE)
@@ -51,7 +51,7 @@ print("SAFR by the package equals the formula; the tap split is exact.")
 trained = course.trained_heads(lab).model
 with torch.no_grad():
     g_trained = trained.safr.gates(x_concat.to(next(trained.parameters()).device)).cpu()
-plots.plot_gates({"untrained (image 0)": gates[0].cpu(), "trained, image 0": g_trained[0],
+viz.plot_gates({"untrained (image 0)": gates[0].cpu(), "trained, image 0": g_trained[0],
                   f"trained, image {B - 1} (normal)": g_trained[-1]}, cfg.taps, W)
 # %%
 per_tap = g_trained.reshape(B, L, W).mean(-1).mean(0)
@@ -64,7 +64,7 @@ print("gate spread across images (std over images, mean over channels):",
 # adapter initialised to the identity: g = normalize(adapter(cls)). p_img = softmax(100 g T^T)
 # [abnormal]. At initialisation g is CLIP's own image embedding:
 # %%
-from bagclip.train import build_heads
+from bagclip.model import build_heads
 
 fresh = build_heads(cfg, bb)
 cls = torch.cat([t.cls for t in toks]).to(bb.device)
@@ -81,7 +81,7 @@ print("untrained adapter = identity: g is CLIP's normalised image embedding")
 # %%
 from bagclip.backbone import vv_attention
 from bagclip.data import load_image
-from bagclip.train import class_texts
+from bagclip.prompts import class_texts
 
 bb_vv = bagclip.load_backbone(cfg.replace(detail_attention="vv"), device=lab.device)
 sample = samples[0]
@@ -92,7 +92,7 @@ T = class_texts(bb, [sample.class_name], cfg)[sample.class_name]
 maps = {name: an.tap_text_maps(bb, t.patches, T, cfg.logit_scale)[0] for name, t in
         (("none", tok_none), ("vv", tok_vv))}
 G = bb.grid
-plots.panel_rows([dict(image=image, mask=mask if i == 0 else None, title=f'detail_attention="{name}"',
+viz.panel_rows([dict(image=image, mask=mask if i == 0 else None, title=f'detail_attention="{name}"',
                        extra=[(m, f"block {t}", "abnormal prob.", "jet") for m, t in zip(maps[name], cfg.taps)])
                   for i, name in enumerate(maps)],
                  suptitle=f"{sample.class_name}/{sample.defect_type}: raw per-tap maps, standard taps vs V-V taps")

@@ -14,7 +14,7 @@ MODE = "quick"
 import numpy as np
 import torch
 
-from bagclip import analysis as an, course, plots
+from bagclip import analysis as an, course, viz
 from bagclip.sag import build_graph, build_sparse_graph
 
 lab = course.setup(MODE)
@@ -57,7 +57,7 @@ for name, mine in (("d2", d2), ("sigma", sigma), ("S", S), ("tau", tau), ("A_adj
 assert ((A_adj > 0).sum(1) <= K - 1).all()  # each node keeps at most K - 1 out-edges
 print("every step by hand equals bagclip.sag.build_graph")
 print("out-edges:", {n: [names[j] for j in np.flatnonzero(A_adj[i])] for i, n in enumerate(names)})
-plots.plot_hand_graph(H, parts, names)
+viz.plot_hand_graph(H, parts, names)
 # %% md
 # Notice the loner x: it has no close neighbours, yet it keeps two out-edges, to whatever is
 # least far. Notice too that the affinity order is not the distance order: S_ij depends on
@@ -73,7 +73,7 @@ image, mask, tokens = lab.view(sample)
 G = bb.grid
 feat = tokens.patches[0, -1]
 parts = an.sag_parts(feat, cfg.k)
-plots.plot_graph_steps(parts, G, cfg.k, image, mask)
+viz.plot_graph_steps(parts, G, cfg.k, image, mask)
 # %%
 dense = parts.A_norm
 sparse = build_sparse_graph(feat, cfg.k).to_dense()[0]
@@ -92,7 +92,7 @@ print(f"non-zeros of A_norm: {int((dense > 0).sum())} of {G ** 4} ({(dense > 0).
 # degree histogram, and the share of its neighbours that are adjacent vs far, next to the
 # image's mean and to what edges that ignore position would give.
 # %%
-explorer = plots.SAGExplorer(image, feat, G, k=cfg.k, mask=mask,
+explorer = viz.SAGExplorer(image, feat, G, k=cfg.k, mask=mask,
                              k_values=[3, 5, cfg.k, 15, 20, 30],
                              title=f"{sample.class_name}/{sample.defect_type}: SAG of the last tap")
 explorer.widget
@@ -114,7 +114,7 @@ cls = sample.class_name
 imgs = [s for s in lab.target if s.class_name == cls]
 feats = [lab.view(s)[2].patches[0, -1] for s in imgs]
 summary = an.nonlocal_summary(feats, G, cfg.k, names=[f"{s.defect_type}/{s.image_path.stem}" for s in imgs])
-plots.plot_nonlocal(summary, f"class {cls}: share of SAG neighbours adjacent vs far (K = {cfg.k})")
+viz.plot_nonlocal(summary, f"class {cls}: share of SAG neighbours adjacent vs far (K = {cfg.k})")
 # %%
 print(summary[["adjacent", "far", "mean_edge_distance"]].describe().loc[["mean", "std", "min", "max"]].round(3))
 far_share = summary["far"].mean()

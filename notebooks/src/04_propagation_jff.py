@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bagclip import analysis as an, course, plots
+from bagclip import analysis as an, course, viz
 from bagclip.safr import concat_taps, split_taps
 from bagclip.sag import SAG, build_graph, propagate
 
@@ -52,7 +52,7 @@ print(f"F_pre {tuple(h.shape)} -> F_SAG {tuple(f_sag.shape)} after P = {cfg.gcn_
 # (three seeds) and measures F_SAG on this image's graph. P = 0 is F_pre itself.
 # %%
 df = an.oversmoothing(h, cfg.k, cfg.gcn_hidden, depths=range(1, 9), seeds=(0, 1, 2))
-plots.plot_oversmoothing(df, paper_p=5, title=f"{sample.class_name}/{sample.defect_type}: over-smoothing "
+viz.plot_oversmoothing(df, paper_p=5, title=f"{sample.class_name}/{sample.defect_type}: over-smoothing "
                          f"of F_SAG against GCN depth P (untrained weights, 3 seeds; K = {cfg.k})")
 # %%
 table = df.groupby("p")[["mean_cos", "dirichlet"]].mean()
@@ -89,7 +89,7 @@ with torch.no_grad():
     psi_pkg = heads.local_features(pt)[:, l]
 assert torch.allclose(psi, psi_pkg, atol=1e-5)  # the same path as the model's forward
 defect = an.patch_fraction(mask, G) > 0.25
-plots.plot_scatter_2d({"F_pre (after SAFR)": f_pre[0], "F_SAG": f_sag[0], "Psi = JFF([F_pre, F_SAG])": psi[0]},
+viz.plot_scatter_2d({"F_pre (after SAFR)": f_pre[0], "F_SAG": f_sag[0], "Psi = JFF([F_pre, F_SAG])": psi[0]},
                       defect, f"{sample.class_name}/{sample.defect_type}, last tap, trained heads (PCA)")
 # %%
 rows = []

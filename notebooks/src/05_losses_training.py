@@ -15,13 +15,15 @@ import tempfile
 import pandas as pd
 import torch
 
-from bagclip import analysis as an, course, plots
+from bagclip import analysis as an, course, viz
 from bagclip.backbone import Tokens
 from bagclip.data import load_mask
 from bagclip.evaluate import evaluate_cached
 from bagclip.losses import bagclip_loss, dice_loss, focal_loss
 from bagclip.metrics import METRIC_KEYS
-from bagclip.train import build_heads, class_texts, train
+from bagclip.model import build_heads
+from bagclip.prompts import class_texts
+from bagclip.train import train
 
 lab = course.setup(MODE)
 cfg, bb = lab.cfg, lab.backbone
@@ -74,7 +76,7 @@ print({k: round(float(v), 4) for k, v in parts.items()}, "== by hand", round(flo
 # checkpoints are written atomically, so `resume=True` continues an interrupted run to the same
 # weights.
 # %%
-live = plots.LiveLoss(every=4, title=lab.label())
+live = viz.LiveLoss(every=4, title=lab.label())
 run_dir = tempfile.mkdtemp(prefix="bagclip-05-")
 result = train(cfg, lab.aux, bb, run_dir, cache=lab.cache, progress=False, on_step=live.update)
 live.render()
@@ -89,15 +91,13 @@ for name, model in (("untrained", build_heads(cfg, bb).to(bb.device).eval()), ("
     rows[name] = {k: 100 * m[k] for k in METRIC_KEYS}
 res = pd.DataFrame(rows).T
 res.attrs["label"] = lab.label()
-plots.table_figure(res, f"zero-shot on {sorted({s.class_name for s in lab.target})} - {lab.label()}")
+viz.table_figure(res, f"zero-shot on {sorted({s.class_name for s in lab.target})} - {lab.label()}")
 # %%
-from bagclip.inference import predict_cached
+from bagclip.inference import predict_all
 
 picks = [next(s for s in lab.target if s.label and s.class_name == c) for c in sorted({s.class_name for s in lab.target})]
-entries = lab.cache.ensure([s.image_path for s in picks], progress=False)
-names = [s.class_name for s in picks]
-maps, scores, _ = predict_cached(result.model, cfg, lab.cache, entries, names, class_texts(bb, names, cfg))
-plots.panel_rows([dict(image=lab.view(s)[0], mask=lab.view(s)[1], amap=maps[i].numpy(),
+maps, scores = predict_all(result.model, cfg, bb, lab.cache, picks)  # (n, S, S), (n,)
+viz.panel_rows([dict(image=lab.view(s)[0], mask=lab.view(s)[1], amap=maps[i],
                        title=f"{s.class_name}/{s.defect_type}", map_title=f"score {float(scores[i]):.2f}")
                   for i, s in enumerate(picks)], suptitle="trained heads on unseen classes (maps on a fixed 0-1 scale)")
 # %% md

@@ -16,7 +16,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from bagclip import analysis as an, course, plots
+from bagclip import analysis as an, course, viz
 from bagclip.aupro_cflow import aupro_cflow200
 from bagclip.metrics import aupro, binary_metrics, compute_metrics
 
@@ -57,7 +57,7 @@ pd.DataFrame({"by hand": [auroc_hand, ap_hand, f1_hand], "package": [m["auroc"],
 # is already 0.57: an F1-max near it means nothing. Pixel metrics are far more imbalanced (p is
 # the defect area, often < 1%), which is why pixel F1-max and AP are small numbers in Table 2.
 # %%
-plots.plot_metric_example(scores, labels, threshold=thr)
+viz.plot_metric_example(scores, labels, threshold=thr)
 # %%
 # chance levels, checked by simulation: random scores on the same labels
 rng = np.random.default_rng(0)
@@ -100,7 +100,7 @@ results = {name: [evaluate_cached(heads, lab.cfg, lab.backbone, lab.cache, sampl
 Markdown(f"*{lab.label()}*\n\n" + paper_layout(results, lab.cfg.image_size))
 # %%
 per_class = pd.DataFrame(next(iter(results.values()))[0]["per_class"]).T.mul(100).round(1)
-plots.table_figure(per_class, f"per class, percent - {lab.label()}")
+viz.table_figure(per_class, f"per class, percent - {lab.label()}")
 # %% md
 # ## Summary
 # - AUROC counts correctly ordered pairs; AP averages precision at the anomalous ranks; F1-max

@@ -12,7 +12,7 @@ MODE = "quick"
 # %%
 import tempfile
 
-from bagclip import course, plots
+from bagclip import course, viz
 from bagclip.paper import paper_table
 from bagclip.sweeps import ABLATIONS, ablate, table3
 
@@ -38,7 +38,7 @@ table3(df)
 # paper's Table 3 *Average* rows, quoted. The same figure is written by `bagclip reproduce` and
 # `bagclip ablate` (`ablation/ablation.png`).
 # %%
-plots.ablation_figure(df, f"ours: {lab.label()}; hatched: the paper's Table 3 (quoted)")
+viz.ablation_figure(df, f"ours: {lab.label()}; hatched: the paper's Table 3 (quoted)")
 # %%
 paper = paper_table(3)
 paper.style.set_caption("The paper's Table 3 (quoted: real data, ViT-L-14-336, mean of 5 runs)")

@@ -12,7 +12,7 @@ MODE = "quick"
 # %%
 import tempfile
 
-from bagclip import course, plots
+from bagclip import course, viz
 from bagclip.sweeps import sweep
 
 lab = course.setup(MODE, **({"epochs": 2} if MODE == "quick" else {}))
@@ -44,12 +44,12 @@ pd.DataFrame(rows).set_index("K").round(3)
 # ## 2. Figure 5: the number of neighbours K
 # %%
 df_k = sweep(cfg, "k", K_VALUES, lab.aux, lab.targets, **grid)
-plots.plot_sensitivity(df_k, "k", paper_default=15)
+viz.plot_sensitivity(df_k, "k", paper_default=15)
 # %% md
 # ## 3. Figure 6: the GCN depth P
 # %%
 df_p = sweep(cfg, "gcn_layers", P_VALUES, lab.aux, lab.targets, **grid)
-plots.plot_sensitivity(df_p, "gcn_layers", paper_default=5)
+viz.plot_sensitivity(df_p, "gcn_layers", paper_default=5)
 # %%
 best = {name: d.groupby("value").pixel_auroc.mean().idxmax() for name, d in (("K", df_k), ("P", df_p))}
 print("best pixel AUROC here at", best, " | the paper (quoted): K = 15, P = 5")

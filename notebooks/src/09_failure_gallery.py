@@ -13,19 +13,16 @@ MODE = "quick"
 import numpy as np
 import pandas as pd
 
-from bagclip import analysis as an, course, plots
+from bagclip import analysis as an, course, viz
 from bagclip.data import load_mask
-from bagclip.inference import predict_cached
-from bagclip.train import class_texts
+from bagclip.inference import predict_all
 
 lab = course.setup(MODE)
 cfg, bb = lab.cfg, lab.backbone
 print(lab.label(), "| device:", lab.device)
 heads = course.trained_heads(lab).model  # shared by the lessons: trained once, then reused
 target = lab.target
-entries = lab.cache.ensure([s.image_path for s in target], progress=False)
-names = [s.class_name for s in target]
-maps, scores, _ = predict_cached(heads, cfg, lab.cache, entries, names, class_texts(bb, names, cfg))
+maps, scores = predict_all(heads, cfg, bb, lab.cache, target)  # (n, S, S), (n,), in target's order
 masks = np.stack([load_mask(s.mask_path, cfg.image_size).numpy() for s in target])
 labels = np.array([s.label for s in target])
 print(len(target), "target images,", labels.sum(), "anomalous")
@@ -35,8 +32,8 @@ print(len(target), "target images,", labels.sum(), "anomalous")
 # every normal image a false alarm is wrong. The F1-max threshold (lesson 06) is the default;
 # below it everything is called normal.
 # %%
-thr, f1 = an.f1_max_threshold(scores.numpy(), labels)
-tab = an.failure_table(target, scores.numpy(), thr)
+thr, f1 = an.f1_max_threshold(scores, labels)
+tab = an.failure_table(target, scores, thr)
 print(f"F1-max threshold {thr:.3f} (F1 = {f1:.3f})")
 print(tab.outcome.value_counts().reindex(["TP", "FN", "FP", "TN"], fill_value=0).to_dict())
 tab.head(8)
@@ -45,7 +42,7 @@ tab.head(8)
 assert ((tab.outcome == "FP") == ((tab.score >= thr) & (tab.label == 0))).all()
 assert ((tab.outcome == "FN") == ((tab.score < thr) & (tab.label == 1))).all()
 assert tab.error.is_monotonic_decreasing
-lower = an.failure_table(target, scores.numpy(), thr - 0.05)
+lower = an.failure_table(target, scores, thr - 0.05)
 assert (lower.outcome == "FP").sum() >= (tab.outcome == "FP").sum()  # a lower threshold never removes false alarms
 # %% md
 # Errors per class and defect type at this threshold:
@@ -66,7 +63,7 @@ def image_of(i):
 def features_of(i):
     return lab.view(target[i])[2].patches[0, -1]
 
-gallery = plots.FailureGallery(target, scores.numpy(), maps.numpy(), masks, image_of, features_of,
+gallery = viz.FailureGallery(target, scores, maps, masks, image_of, features_of,
                                grid=bb.grid, k=cfg.k, threshold=thr, label=lab.label())
 gallery.widget
 # %%

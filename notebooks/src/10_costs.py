@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 
 import bagclip
-from bagclip import Config, course, plots
-from bagclip.cost import backbone_width, cost_config, graph_scaling, hardware, inference_cost, sag_cost
+from bagclip import Config, course, viz
+from bagclip.cost import cost_config, graph_scaling, hardware, inference_cost, sag_cost
 from bagclip.model import parameter_table
-from bagclip.train import build_heads
+from bagclip.model import build_heads
 
 cfg = course.mode_config(MODE)
 device = course.default_device()
@@ -58,7 +58,7 @@ parameter_table(heads, bb).round(3)
 # mirrors the rest, as a BLAS syrk would: about 2/3 of 2 N^2 D, what the counter measures.
 # %%
 P = Config()
-n, d, h, k, layers = P.grid ** 2, backbone_width(P), P.gcn_hidden, P.k, P.gcn_layers
+n, d, h, k, layers = P.grid ** 2, P.arch.width, P.gcn_hidden, P.k, P.gcn_layers
 linear = 2 * n * (d * h + (layers - 1) * h * h)
 starts = [round(i * n / 3) for i in range(4)]  # the three row blocks' first rows
 hand = {"graph: 2 N^2 D": 2 * n * n * d,
@@ -96,7 +96,7 @@ t5.round(3)
 # Left: one image through the whole model. Right: one SAG module; the heads run one per tap.
 # %%
 ours = t5.iloc[0]
-plots.plot_cost_breakdown(t4, ours, len(cfg.taps))
+viz.plot_cost_breakdown(t4, ours, len(cfg.taps))
 # %% md
 # ## Graph construction grows as N^2
 # The distance product is N x N x D, so doubling the image side multiplies N by 4 and the
@@ -107,7 +107,7 @@ plots.plot_cost_breakdown(t4, ours, len(cfg.taps))
 # %%
 sizes = [bb.patch_size * g for g in (8, 16, 24, 32, 37)]
 scaling = graph_scaling(cfg, sizes, device=device)
-plots.plot_scaling(scaling)
+viz.plot_scaling(scaling)
 # %%
 slopes = {c: np.polyfit(np.log(scaling.n), np.log(scaling[c]), 1)[0] for c in ("gflops", "peak_mem_mb", "time_ms")}
 print("log-log slopes (2 = quadratic):", {c: round(float(s), 2) for c, s in slopes.items()})

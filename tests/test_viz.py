@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bagclip import analysis as an, plots
+from bagclip import analysis as an, viz
 from bagclip.data.io import Sample
 
 G = 8
@@ -29,14 +29,14 @@ def changed(before, after) -> bool:
 
 def test_sag_explorer_node_k_and_click_each_change_the_view(scene):
     image, mask, h = scene
-    ex = plots.SAGExplorer(image, h, G, k=5, mask=mask, k_values=[3, 5, 10, 20])
+    ex = viz.SAGExplorer(image, h, G, k=5, mask=mask, k_values=[3, 5, 10, 20])
     default = ex.stats()
     assert an.patch_fraction(mask, G)[default["node"]] > 0  # starts on the defect
-    last = plots.figure_array(ex.fig)
+    last = viz.figure_array(ex.fig)
     seen = {default["node"]}
     for node in (0, 37):  # two other patches
         ex.set_node(node)
-        st, now = ex.stats(), plots.figure_array(ex.fig)
+        st, now = ex.stats(), viz.figure_array(ex.fig)
         assert st["node"] == node and changed(last, now)
         assert list(st["neighbours"]) == list(an.neighbours(an.sag_parts(h, 5).A_sym, node)[0])
         seen.add(node)
@@ -44,14 +44,14 @@ def test_sag_explorer_node_k_and_click_each_change_the_view(scene):
     n_edges = []
     for k in (3, 20):  # two other K
         ex.set_k(k)
-        st, now = ex.stats(), plots.figure_array(ex.fig)
+        st, now = ex.stats(), viz.figure_array(ex.fig)
         assert st["k"] == k and changed(last, now)
         n_edges.append(an.degrees(ex.parts().A_sym).mean())
         last = now
     assert n_edges[1] > n_edges[0]  # a larger K gives a denser graph
     for (r, c), node in (((0, 7), 7), ((7, 0), 56)):  # clicks on two cells
         ex.click(r, c)
-        now = plots.figure_array(ex.fig)
+        now = viz.figure_array(ex.fig)
         assert ex.node == node and changed(last, now)
         last = now
     with pytest.raises(ValueError):
@@ -60,18 +60,18 @@ def test_sag_explorer_node_k_and_click_each_change_the_view(scene):
 
 def test_sag_explorer_widget_controls_drive_the_same_callbacks(scene):
     image, mask, h = scene
-    ex = plots.SAGExplorer(image, h, G, k=5, mask=mask, k_values=[3, 5, 10], click_cells=4)
+    ex = viz.SAGExplorer(image, h, G, k=5, mask=mask, k_values=[3, 5, 10], click_cells=4)
     w = ex.widget
     assert w is ex.widget  # built once
-    last = plots.figure_array(ex.fig)
+    last = viz.figure_array(ex.fig)
     for v in (3, 50):
         ex._node_slider.value = v
-        now = plots.figure_array(ex.fig)
+        now = viz.figure_array(ex.fig)
         assert ex.node == v and changed(last, now)
         last = now
     for k in (3, 10):
         ex._k_slider.value = k
-        now = plots.figure_array(ex.fig)
+        now = viz.figure_array(ex.fig)
         assert ex.k == k and changed(last, now)
         last = now
     buttons = ex._grid.children
@@ -79,7 +79,7 @@ def test_sag_explorer_widget_controls_drive_the_same_callbacks(scene):
     for i, node in ((0, 9), (15, 63)):
         buttons[i].click()
         assert ex.node == node and ex._node_slider.value == node
-        now = plots.figure_array(ex.fig)
+        now = viz.figure_array(ex.fig)
         assert changed(last, now)
         last = now
 
@@ -106,7 +106,7 @@ def failures():
 
 def test_failure_gallery_defaults_to_f1_max(failures):
     samples, scores, maps, masks, images, feats = failures
-    g = plots.FailureGallery(samples, scores, maps, masks, images, feats, grid=G, k=4)
+    g = viz.FailureGallery(samples, scores, maps, masks, images, feats, grid=G, k=4)
     thr, _ = an.f1_max_threshold(scores, [s.label for s in samples])
     assert g.threshold == thr
     assert set(g.selection().outcome) <= {"FP", "FN"}
@@ -117,30 +117,30 @@ def test_failure_gallery_defaults_to_f1_max(failures):
 
 def test_failure_gallery_threshold_moves_labels_and_drawing(failures):
     samples, scores, maps, masks, images, feats = failures
-    g = plots.FailureGallery(samples, scores, maps, masks, images, feats, grid=G, k=4)
-    last, counts = plots.figure_array(g.fig), g.table().outcome.value_counts().to_dict()
+    g = viz.FailureGallery(samples, scores, maps, masks, images, feats, grid=G, k=4)
+    last, counts = viz.figure_array(g.fig), g.table().outcome.value_counts().to_dict()
     for t in (0.2, 0.95):  # two non-default thresholds
         g.set_threshold(t)
-        now, c = plots.figure_array(g.fig), g.table().outcome.value_counts().to_dict()
+        now, c = viz.figure_array(g.fig), g.table().outcome.value_counts().to_dict()
         assert g.threshold == t and changed(last, now) and c != counts
         assert ((g.table().outcome == "FP") == ((g.table().score >= t) & (g.table().label == 0))).all()
         last, counts = now, c
     assert g.table().query("outcome == 'FP'").empty  # at 0.95 nothing normal is flagged
-    assert (plots.FailureGallery(samples, scores, maps, masks, images, feats, grid=G, k=4, threshold=0.2)
+    assert (viz.FailureGallery(samples, scores, maps, masks, images, feats, grid=G, k=4, threshold=0.2)
             .table().query("outcome == 'FN'").empty)
 
 
 def test_failure_gallery_filters_and_rank(failures):
     samples, scores, maps, masks, images, feats = failures
-    g = plots.FailureGallery(samples, scores, maps, masks, images, feats, grid=G, k=4, threshold=0.7)
-    last = plots.figure_array(g.fig)
+    g = viz.FailureGallery(samples, scores, maps, masks, images, feats, grid=G, k=4, threshold=0.7)
+    last = viz.figure_array(g.fig)
     for arg, column, values in (("kind", "outcome", ("FN", "TP")), ("cls", "class", ("wood", "tile")),
                                 ("defect", "defect", ("crack", "subtle"))):
         for v in values:
             g.set_filter(**{arg: v})
             sel = g.selection()
             assert len(sel) and (sel[column] == v).all() and g.current()[column] == v
-            now = plots.figure_array(g.fig)
+            now = viz.figure_array(g.fig)
             assert changed(last, now)
             last = now
         g.set_filter(**{arg: "all"})
@@ -149,23 +149,23 @@ def test_failure_gallery_filters_and_rank(failures):
     for r in (1, 5):
         g.set_rank(r)
         assert g.current()["index"] == g.selection().iloc[r]["index"]
-        now = plots.figure_array(g.fig)
+        now = viz.figure_array(g.fig)
         assert changed(last, now)
         last = now
     g.set_filter(cls="wood", defect="good", kind="FN")  # nothing matches: says so
     assert g.current() is None
-    plots.figure_array(g.fig)
+    viz.figure_array(g.fig)
 
 
 def test_failure_gallery_widget_controls(failures):
     samples, scores, maps, masks, images, feats = failures
-    g = plots.FailureGallery(samples, scores, maps, masks, images, feats, grid=G, k=4)
+    g = viz.FailureGallery(samples, scores, maps, masks, images, feats, grid=G, k=4)
     g.widget
-    last = plots.figure_array(g.fig)
+    last = viz.figure_array(g.fig)
     for t in (0.3, 0.8):
         g._thr.value = t
-        assert g.threshold == pytest.approx(t) and changed(last, plots.figure_array(g.fig))
-        last = plots.figure_array(g.fig)
+        assert g.threshold == pytest.approx(t) and changed(last, viz.figure_array(g.fig))
+        last = viz.figure_array(g.fig)
     for kind in ("TN", "FP"):
         g._kind.value = kind
         assert g.kind == kind
@@ -179,22 +179,22 @@ def test_failure_gallery_widget_controls(failures):
 
 
 def test_live_loss_collects_and_redraws():
-    live = plots.LiveLoss(every=2)
+    live = viz.LiveLoss(every=2)
     for step in range(1, 6):
         live.update(step, {"total": 1.0 / step, "cls": 0.1, "seg": 0.9 / step})
-    first = plots.figure_array(live.fig)
+    first = viz.figure_array(live.fig)
     live.update(6, {"total": 5.0, "cls": 0.1, "seg": 4.9})
-    assert live.history[-1] == 5.0 and changed(first, plots.figure_array(live.fig))
+    assert live.history[-1] == 5.0 and changed(first, viz.figure_array(live.fig))
 
 
 def test_sensitivity_figure_marks_the_quoted_values():
     rows = [{"setting": f"k={k}", "value": k, "seed": 0, "dataset": "synth", "image_auroc": 0.6, "image_f1_max": 0.7,
              "image_ap": 0.6, "pixel_auroc": 0.8, "pixel_f1_max": 0.2, "pixel_ap": 0.1, "pixel_aupro": 0.5}
             for k in (5, 15, 30)]
-    fig = plots.plot_sensitivity(pd.DataFrame(rows), "k", paper_default=15)
+    fig = viz.plot_sensitivity(pd.DataFrame(rows), "k", paper_default=15)
     labels = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
     assert any("quoted" in t for t in labels)
-    off = plots.plot_sensitivity(pd.DataFrame(rows), "k", quoted=False)
+    off = viz.plot_sensitivity(pd.DataFrame(rows), "k", quoted=False)
     assert not any("quoted" in t.get_text() for ax in off.axes if ax.get_legend() for t in ax.get_legend().get_texts())
 
 
@@ -204,7 +204,7 @@ def test_ablation_figure_puts_ours_beside_the_quoted_table():
     rows = [{"setting": v, "seed": 0, "dataset": d, **{k: 0.5 for k in
              ("image_auroc", "image_f1_max", "image_ap", "pixel_auroc", "pixel_f1_max", "pixel_ap", "pixel_aupro")}}
             for v in ABLATIONS for d in ("A", "B")]
-    fig = plots.ablation_figure(pd.DataFrame(rows))
+    fig = viz.ablation_figure(pd.DataFrame(rows))
     texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "paper (quoted, Table 3)" in texts
     heights = [p.get_height() for p in fig.axes[0].patches]
@@ -214,21 +214,18 @@ def test_ablation_figure_puts_ours_beside_the_quoted_table():
 def test_panel_and_graph_figures_render(scene):
     image, mask, h = scene
     amap = np.random.default_rng(3).random((S, S))
-    fig = plots.panel(image, mask, amap, "t")
+    fig = viz.panel(image, mask, amap, "t")
     assert len(fig.axes) == 4  # image, mask, map + its colour bar
     parts = an.sag_parts(h, 5)
-    steps = plots.plot_graph_steps(parts, G, 5, image, mask)
+    steps = viz.plot_graph_steps(parts, G, 5, image, mask)
     titles = [ax.get_title() for ax in steps.axes]
     assert any("sigma" in t for t in titles) and any("tau" in t for t in titles)
     labels = [ax.get_ylabel() for ax in steps.axes]
     assert "node i" in labels and "sigma" in labels and "tau" in labels  # every matrix and image has a labelled bar
-    assert plots.figure_array(steps).shape[2] == 4
+    assert viz.figure_array(steps).shape[2] == 4
 
 
-def test_gallery_module_still_serves_old_imports(tmp_path):
-    from bagclip.data import gallery
-
-    assert gallery.overlay is plots.overlay
+def test_synth_gallery_writes_its_file(tmp_path):
     out = tmp_path / "g.png"
-    plots.synth_gallery(out, size=64)
+    viz.synth_gallery(out, size=64)
     assert out.stat().st_size > 1000

@@ -1,0 +1,51 @@
+"""Command line: bagclip {synth, cache, train, eval, predict, sweep, ablate, bench, reproduce,
+pretrain-mini}.
+
+Every command takes --quick (the embedded CPU default: the shipped bagclip-mini backbone, the
+synthetic benchmark) or the paper's settings, plus --config FILE (its settings over the preset)
+and --set key=value overrides, all checked by Config in one place. With --checkpoint, eval and
+predict use the settings the heads were trained with; only the evaluation settings may change.
+
+Bad input ends with one line on stderr naming the file or setting and what to do (exit 1;
+argparse's own errors exit 2; Ctrl-C exits 130 and says how to resume), never a traceback.
+
+    parser.py    the arguments of every command (no torch imported to parse them)
+    commands.py  one function per command, calling the library
+    errors.py    the library's typed errors phrased for the command line
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+from .errors import interrupted, phrase
+from .parser import build_parser
+
+__all__ = ["main"]
+
+
+def _log_to_stdout() -> None:
+    """The library logs its progress (logger "bagclip"); the command line shows it on stdout."""
+    log = logging.getLogger("bagclip")
+    for h in [h for h in log.handlers if getattr(h, "_bagclip_cli", False)]:
+        log.removeHandler(h)
+    handler = logging.StreamHandler(sys.stdout)  # the stdout of now (tests capture it)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler._bagclip_cli = True
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser(__doc__).parse_args(argv)
+    _log_to_stdout()
+    try:
+        from ..backbone import check_device
+
+        check_device(a.device if hasattr(a, "device") else None)
+        a.fn(a)
+    except KeyboardInterrupt:
+        print(interrupted(a, argv), file=sys.stderr)
+        raise SystemExit(130) from None
+    except (FileNotFoundError, ValueError, OSError) as err:  # the library's typed errors are ValueErrors
+        raise SystemExit(phrase(a.cmd, err)) from None

@@ -1,0 +1,282 @@
+"""One function per command: read the arguments, call the library, print what it made.
+The library's errors propagate to `bagclip.cli.main`, which phrases them (cli/errors.py)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+QUICK_BANNER = ("NOTE: quick mode = synthetic benchmark + bagclip-mini (synthetic pretraining, shipped "
+                "with the kit). These are NOT the paper's numbers.")
+
+
+def _config(a):
+    """The Config of a command: --quick's preset or the paper's, --config FILE over it, then
+    --set / --seed / --class-name-map; every value checked by Config."""
+    from ..config import Config
+
+    cfg = Config.quick() if getattr(a, "quick", False) else Config()
+    if getattr(a, "config", None):
+        cfg = Config.load(a.config, base=cfg)
+    return cfg.with_overrides(getattr(a, "set", None) or [], **_extra_changes(a, cfg))
+
+
+def _extra_changes(a, cfg) -> dict:
+    changes = {}
+    if getattr(a, "seed", None) is not None:
+        changes["seed"] = a.seed
+    if getattr(a, "class_name_map", None):
+        changes["class_names"] = {**cfg.class_names, **_name_map(a.class_name_map)}
+    return changes
+
+
+def _name_map(path) -> dict:
+    p = Path(path)
+    what = 'a JSON file {"folder name": "prompt name", ...}'
+    if not p.is_file():
+        raise FileNotFoundError(f"--class-name-map {p}: file not found; give {what}")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"--class-name-map {p}: not valid JSON ({err}); give {what}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ValueError(f"--class-name-map {p}: expected {what}, got {type(data).__name__}")
+    return data
+
+
+def _trained(a):
+    """(model, cfg, backbone) from --checkpoint, with the evaluation settings of --set /
+    --class-name-map applied; --quick, --config and training settings are refused."""
+    from ..train import load_heads
+
+    given = [f for f, v in (("--quick", a.quick), ("--config", a.config)) if v]
+    if given:
+        raise ValueError(f"{' and '.join(given)} cannot be used with --checkpoint: the heads carry the "
+                         f"settings they were trained with. Drop {' and '.join(given)}; evaluation "
+                         f"settings change with --set smoothing_sigma=... / image_score=... and "
+                         f"--class-name-map")
+    model, trained, bb = load_heads(a.checkpoint, device=a.device)
+    cfg = trained.with_overrides(a.set or [], **_extra_changes(a, trained))
+    return model, trained.check_eval_changes(cfg), bb
+
+
+def _out_dir(path, flag: str) -> Path:
+    """`path` as a folder that exists and takes files, checked before any work, or ValueError."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{flag} {p} is a file; give a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=p):
+            pass
+    except OSError as err:
+        raise ValueError(f"{flag} {p} is not a writable folder ({err.strerror or err}); choose "
+                         f"another folder") from None
+    return p
+
+
+def _datasets(specs: list[str], split: str, image_level: bool = False):
+    """'name=root' specs -> {label: samples}."""
+    from ..data import load_dataset
+
+    out = {}
+    for spec in specs:
+        if "=" not in spec:
+            raise SystemExit(f"--dataset expects name=root (e.g. mvtec=/data/mvtec_ad), got {spec!r}")
+        name, root = spec.split("=", 1)
+        out[name] = load_dataset(name, root, split, image_level=image_level)
+    return out
+
+
+def cmd_synth(a) -> None:
+    from ..data.synth import generate
+
+    root = generate(a.out, seed=a.seed or 0, size=a.size)
+    print(f"synthetic benchmark written to {root}")
+
+
+def cmd_cache(a) -> None:
+    from ..backbone import load_backbone
+    from ..cache import FeatureCache
+
+    cfg = _config(a)
+    bb = load_backbone(cfg, device=a.device)
+    cache = FeatureCache(bb, a.cache_dir)
+    for name, samples in _datasets(a.dataset, a.split).items():
+        cache.ensure([s.image_path for s in samples])
+        print(f"{name}: {len(samples)} images cached in {cache.dir}")
+
+
+def cmd_train(a) -> None:
+    from ..backbone import load_backbone
+    from ..cache import FeatureCache
+    from ..train import train
+
+    cfg = _config(a)
+    _out_dir(a.out, "--out")
+    bb = load_backbone(cfg, device=a.device)
+    samples = [s for ss in _datasets(a.dataset, a.split).values() for s in ss]
+    res = train(cfg, samples, bb, a.out, cache=FeatureCache(bb, a.cache_dir), resume=a.resume,
+                save_every=a.save_every)
+    print(f"trained heads saved to {res.out_dir}/heads.safetensors (final loss {res.history[-1]:.4f})")
+
+
+def cmd_eval(a) -> None:
+    from ..evaluate import evaluate
+    from ..inference import scorer
+    from ..report import write_results
+
+    model, cfg, bb = _trained(a)
+    _out_dir(a.out, "--out")
+    for name, samples in _datasets(a.dataset, a.split, a.image_level).items():
+        r = evaluate(scorer(model, bb, cfg), samples, cfg.image_size, dataset_name=name,
+                     resolution=a.resolution)
+        write_results(r, Path(a.out) / name)
+        print(json.dumps({k: v for k, v in r.items() if k != "per_class"}, indent=2, default=float))
+
+
+def _map_names(paths: list[str]) -> dict[str, str]:
+    """Anomaly-map file names: <stem>_map.png, or the path below the inputs' common folder
+    (separators as "__") when two inputs share a stem, so no map overwrites another."""
+    stems = [Path(p).stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return {p: f"{st}_map.png" for p, st in zip(paths, stems)}
+    absolute = [os.path.abspath(p) for p in paths]
+    base = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    return {p: os.path.relpath(q, base).replace(os.sep, "__") + "_map.png" for p, q in zip(paths, absolute)}
+
+
+def cmd_predict(a) -> None:
+    from ..inference import predict
+
+    if a.checkpoint is not None:
+        model, cfg, bb = _trained(a)
+    else:
+        model, cfg, bb = None, _config(a), None
+    maps_dir = _out_dir(a.save_maps, "--save-maps") if a.save_maps else None
+    skipped: list = []
+    preds = predict(a.images, cfg=cfg, model=model, backbone=bb, class_name=a.class_name,
+                    device=a.device, skipped=skipped)
+    if a.checkpoint is None:
+        print("WARNING: no --checkpoint: untrained heads, scores are meaningless", file=sys.stderr)
+    names = _map_names([p.path for p in preds]) if maps_dir else {}
+    for p in preds:
+        flag = "" if a.threshold is None else ("  ANOMALOUS" if p.is_anomalous(a.threshold) else "  normal")
+        print(f"{p.path}\tscore={p.image_score:.4f}\tp_img={p.p_img:.4f}\tmax_map={p.anomaly_map.max():.4f}{flag}")
+        if maps_dir:
+            import io
+
+            import numpy as np
+            from PIL import Image
+
+            from ..files import atomic_write_bytes
+
+            buf = io.BytesIO()
+            Image.fromarray((np.clip(p.anomaly_map, 0, 1) * 255).astype("uint8")).save(buf, format="PNG")
+            atomic_write_bytes(maps_dir / names[p.path], buf.getvalue())
+    for path, why in skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    if len(skipped) == 1 and not preds:
+        raise SystemExit(f"bagclip predict: cannot read {skipped[0][0]}: {skipped[0][1]}; give an image file")
+    if skipped:
+        names = ", ".join(p for p, _ in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+        raise SystemExit(f"bagclip predict: {len(skipped)} of {len(skipped) + len(preds)} image(s) could "
+                         f"not be read ({names}; reasons above); replace or remove them")
+
+
+def _protocol_data(a, cfg):
+    """(aux samples, {target name: samples}): --train/--target specs, or the synthetic groups."""
+    if a.quick and not (a.train or a.target):
+        from ..data import protocol_data
+
+        return protocol_data(image_size=cfg.image_size)
+    if not (a.train and a.target):
+        raise SystemExit("give --train NAME=ROOT (auxiliary sets, e.g. mvtec=... visa=...) and "
+                         "--target NAME=ROOT (e.g. mpdd=...), or --quick for the synthetic benchmark")
+    aux = [s for ss in _datasets(a.train, "test").values() for s in ss]
+    return aux, _datasets(a.target, "test")
+
+
+def _run_settings(a, kind: str) -> None:
+    from ..backbone import load_backbone
+    from ..cache import FeatureCache
+    from ..report import summarize
+    from ..sweeps import write_ablation, write_sweep
+
+    cfg = _config(a)
+    _out_dir(a.out, "--out")
+    if a.quick:
+        print(QUICK_BANNER)
+    aux, targets = _protocol_data(a, cfg)
+    bb = load_backbone(cfg, device=a.device)
+    out = Path(a.out)
+    slurm = {k: v for k, v in (("slurm_partition", a.partition), ("gpus_per_node", a.gpus),
+                               ("timeout_min", a.time)) if v is not None}
+    kw = dict(seeds=a.seeds, backbone=bb, cache=FeatureCache(bb, a.cache_dir), executor=a.executor, slurm=slurm)
+    if kind == "sweep":
+        df = write_sweep(cfg, a.param, a.values, aux, targets, out, **kw)
+        print(summarize(df).round(1).to_string())
+        print(f"written: {out}/sweep_{a.param}.csv, {out}/sensitivity_{a.param}.png")
+    else:
+        write_ablation(cfg, aux, targets, out, **kw)
+        print(f"written: {out}/ablation.csv, {out}/table3.md")
+
+
+def cmd_sweep(a) -> None:
+    _run_settings(a, "sweep")
+
+
+def cmd_ablate(a) -> None:
+    _run_settings(a, "ablate")
+
+
+def cmd_bench(a) -> None:
+    from ..cost import bench_main
+
+    cfg = _config(a)
+    _out_dir(a.out, "--out")
+    if a.quick:
+        print(QUICK_BANNER)
+    bench_main(cfg, device=a.device or "cpu", out_dir=a.out, repeats=a.repeats)
+
+
+def cmd_reproduce(a) -> None:
+    from ..experiments import reproduce
+
+    if a.full and a.quick:
+        raise SystemExit("reproduce: --quick (the default) or --full, not both")
+    a.quick = not a.full
+    if a.full and not os.environ.get("BAGCLIP_DATA"):
+        raise SystemExit("reproduce --full needs the real datasets: set BAGCLIP_DATA to a folder "
+                         "holding mvtec_ad/ and visa/ and the target sets (README, full mode)")
+    cfg = _config(a)
+    out = a.out or ("runs/reproduce-full" if a.full else "runs/reproduce-quick")
+    figures = a.figures or ("figures/full" if a.full else "figures")
+    _out_dir(out, "--out"), _out_dir(figures, "--figures")
+    if a.quick:
+        print(QUICK_BANNER)
+    slurm = {k: v for k, v in (("slurm_partition", a.partition), ("gpus_per_node", a.gpus),
+                               ("timeout_min", a.time)) if v is not None}
+    cmd = "bagclip reproduce " + ("--full" if a.full else "--quick")
+    reproduce(cfg, out_dir=out, figures_dir=figures, seeds=a.seeds,
+              device=a.device, parts=a.parts, grid_seeds=a.grid_seeds, full=a.full,
+              executor=a.executor, slurm=slurm, command=cmd, sweeps=a.sweeps, synth_root=a.synth_root)
+
+
+def cmd_pretrain_mini(a) -> None:
+    from ..pretrain import PretrainConfig, export_weights, pretrain, write_record
+
+    fields = {f.name for f in dataclasses.fields(PretrainConfig)}
+    cfg = PretrainConfig(**{k: v for k, v in vars(a).items() if k in fields})
+    try:
+        pretrain(cfg, a.out)
+    except KeyboardInterrupt:
+        raise SystemExit(f"\ninterrupted: the last checkpoint in {a.out} is kept; rerun the same "
+                         f"command to resume from it")
+    if a.export:
+        sha = export_weights(a.out, a.export, {"seed": cfg.seed, "steps": cfg.steps})
+        rec = write_record(Path(a.export), sha, a.out, "bagclip " + " ".join(sys.argv[1:]))
+        print(f"weights {a.export} (sha256 {sha[:16]}...), record {rec}")

@@ -1,0 +1,63 @@
+"""How the command line says what went wrong: one line on stderr, never a traceback.
+
+The library raises typed errors (bagclip.errors) whose messages name the file or setting;
+here each kind gets the flag or command that fixes it. Exit 1 for bad input, 130 on Ctrl-C
+(saying how to continue); argparse's own errors exit 2.
+"""
+from __future__ import annotations
+
+import sys
+
+from ..errors import (CacheUnwritableError, CheckpointError, DeviceError, EvalSettingsError,
+                      NothingToResumeError, ResumeError, RunExistsError, TornCheckpointError,
+                      WeightsUnavailableError)
+
+# The first matching class gives the hint (subclasses before their bases).
+HINTS = (
+    (TornCheckpointError, "finish it with the same `bagclip train ... --resume` command"),
+    (CheckpointError, "point --checkpoint at a complete run folder"),
+    (RunExistsError, "continue it with --resume (same settings), or give a new --out folder"),
+    (NothingToResumeError, "start without --resume"),
+    (ResumeError, "rerun with the settings of the run, or start over with a new --out folder"),
+    (DeviceError, "--device cpu, or leave --device out"),
+    (EvalSettingsError, "evaluation settings change with --set smoothing_sigma=... / image_score=... "
+                        "and --class-name-map"),
+    (CacheUnwritableError, "point --cache-dir (or $BAGCLIP_CACHE) at a writable folder"),
+    (WeightsUnavailableError, "or run offline on the shipped weights: --quick"),
+)
+
+_RESUME = {
+    "train": "Free space or fix the permissions, then add --resume to the same command: the last "
+             "complete checkpoint is kept",
+    "reproduce": "Free space or fix the permissions, then rerun the same command: finished runs "
+                 "are reused and training resumes from its last checkpoint",
+}
+
+
+def hint(err: BaseException) -> str:
+    """What to do on the command line for this error ("" when the message says it all)."""
+    return next((h for cls, h in HINTS if isinstance(err, cls)), "")
+
+
+def phrase(cmd: str, err: BaseException) -> str:
+    """The one line for a refused command: `bagclip <cmd>: <message> (<hint>)`."""
+    if isinstance(err, OSError) and not isinstance(err, (FileNotFoundError, ValueError)):
+        what = f"{err.strerror}: {err.filename}" if err.filename and err.strerror else str(err)
+        return (f"bagclip {cmd}: {what}. "
+                f"{_RESUME.get(cmd, 'Free space or fix the path or permissions, then rerun')}")
+    h = hint(err)
+    return f"bagclip {cmd}: {err}" + (f" ({h})" if h else "")
+
+
+def interrupted(a, argv) -> str:
+    """What Ctrl-C leaves and how to continue."""
+    sys.stderr.flush()
+    if a.cmd == "train":
+        cmd = " ".join(argv if argv is not None else sys.argv[1:])
+        extra = "" if a.resume else " --resume"
+        return (f"\nbagclip train: interrupted. The last complete checkpoint in {a.out} is kept; "
+                f"continue with: bagclip {cmd}{extra}")
+    if a.cmd in ("reproduce", "sweep", "ablate"):
+        return (f"\nbagclip {a.cmd}: interrupted. Rerun the same command to continue: finished "
+                f"runs are reused and training resumes from its last checkpoint")
+    return f"\nbagclip {a.cmd}: interrupted (no file is left half-written); rerun the command"

@@ -1,0 +1,66 @@
+"""The library's typed errors. Messages name the file or setting and what is wrong, never a
+command-line flag: `bagclip.cli.errors` phrases each kind for the command line (which flag to
+add, which command to rerun). All are ValueErrors, so callers that caught ValueError still do.
+"""
+from __future__ import annotations
+
+
+class BagclipError(ValueError):
+    """Base of the kit's errors; `path` names the file or folder concerned, when there is one."""
+
+    def __init__(self, msg: str, path=None):
+        super().__init__(msg)
+        self.path = path
+
+
+class ConfigError(BagclipError):
+    """A bad setting: the message names it and says what is allowed. `field` is its name."""
+
+    def __init__(self, msg: str, field: str | None = None):
+        super().__init__(msg)
+        self.field = field
+
+
+class CheckpointError(BagclipError):
+    """A heads checkpoint that cannot be used: missing pieces, truncated, foreign, diverged."""
+
+
+class TornCheckpointError(CheckpointError):
+    """heads.safetensors disagrees with its run folder's checkpoint.json: a write was cut off;
+    finishing the training (resuming) repairs it."""
+
+
+class RunExistsError(BagclipError):
+    """Training into a folder that already holds a run, without resuming it."""
+
+
+class ResumeError(BagclipError):
+    """A run that cannot be resumed: nothing to resume, other settings, a damaged state."""
+
+
+class DivergedError(BagclipError):
+    """The training loss (or the weights) stopped being finite."""
+
+
+class EvalSettingsError(BagclipError):
+    """Trained heads asked to change a setting that only training can change."""
+
+
+class DeviceError(BagclipError):
+    """A device name that is malformed or absent on this machine."""
+
+
+class CheckpointMissingError(CheckpointError, FileNotFoundError):
+    """No heads checkpoint where one was expected."""
+
+
+class NothingToResumeError(ResumeError, FileNotFoundError):
+    """Resuming a folder that holds no training state."""
+
+
+class CacheUnwritableError(BagclipError, PermissionError):
+    """The feature cache folder cannot take the entries it lacks."""
+
+
+class WeightsUnavailableError(BagclipError, RuntimeError):
+    """Pretrained weights that could not be loaded (no internet, a bad file)."""
