@@ -2,7 +2,7 @@
 SAG, over-smoothing of the GCN, raw text similarity per tap, thresholds and failure tables.
 
 Every function here is tested against an independent computation (tests/test_analysis.py);
-notebooks and `bagclip.plots` call them, so a lesson and a figure never compute a number twice.
+notebooks and `bagclip.viz` call them, so a lesson and a figure never compute a number twice.
 """
 from __future__ import annotations
 

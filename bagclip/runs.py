@@ -114,6 +114,8 @@ def submit_runs(jobs: Sequence[tuple[Config, Path]], aux: Sequence, targets: Map
     GPU at a time (one at a time without a GPU). "slurm": sbatch with slurm's options, e.g.
     {"slurm_partition": "gpu", "gpus_per_node": 1, "timeout_min": 240}. Waits for all; a failed
     job raises with its log's path. Results are read from the run folders afterwards."""
+    import torch
+
     try:
         import submitit
     except ImportError:  # an extra: pip install 'bagclip[cluster]'
@@ -123,8 +125,6 @@ def submit_runs(jobs: Sequence[tuple[Config, Path]], aux: Sequence, targets: Map
     if executor == "local":
         opts = {k: v for k, v in opts.items() if not k.startswith("slurm_")}
     ex.update_parameters(**opts)
-    import torch
-
     n_gpus = torch.cuda.device_count() if executor == "local" else 0  # a SLURM job sees its own GPUs
     placed = list(zip(jobs, spread_devices(device, len(jobs), n_gpus)))
     # SLURM queues everything at once; the local executor starts whatever it is given, so it

@@ -248,7 +248,7 @@ def test_checkpoint_takes_eval_settings_and_the_name_map(world, tmp_path, capsys
 def test_config_file_applies_over_quick_and_yaml_strings_are_read(tmp_path):
     import argparse
 
-    from bagclip.cli import _config
+    from bagclip.cli.commands import _config
 
     f = tmp_path / "c.yaml"
     f.write_text("lr: 1e-3\nuse_sag: 'no'\nk: 5\n")  # PyYAML reads 1e-3 as a string

@@ -74,3 +74,32 @@ def test_bad_inputs_are_named(tiny_cfg, tiny_backbone, heads, tmp_path):
         predict(tmp_path / "empty", cfg=tiny_cfg, backbone=tiny_backbone, model=heads)
     with pytest.raises(FileNotFoundError, match="train first"):
         predict(tmp_path / "empty", checkpoint=tmp_path / "run", backbone=tiny_backbone)
+
+
+def test_one_rule_for_sets_mixing_masked_and_unmasked_anomalies(tiny_cfg, tiny_backbone, heads, tmp_path):
+    """evaluate (any scorer, fresh tokens) and evaluate_cached (predict_samples over the cache)
+    follow evaluate's one rule: an anomalous image without a mask counts in the image metrics
+    only; the pixel metrics are those of the images whose ground truth is known."""
+    import dataclasses
+    import math
+
+    from bagclip.cache import FeatureCache
+    from bagclip.data import load_dataset
+    from bagclip.data.synth import AUX_CLASSES, generate
+    from bagclip.evaluate import evaluate, evaluate_cached
+    from bagclip.inference import scorer
+
+    root = generate(tmp_path / "s", size=112, n_train=1, n_test_good=2, n_test_bad=2,
+                    categories=list(AUX_CLASSES[:2]))
+    samples = load_dataset("synth", root, "test")
+    bad = [i for i, s in enumerate(samples) if s.label]
+    mixed = [dataclasses.replace(s, mask_path=None) if i == bad[0] else s for i, s in enumerate(samples)]
+    known = [s for i, s in enumerate(samples) if i != bad[0]]
+    cache = FeatureCache(tiny_backbone, tmp_path / "c")
+    cached = evaluate_cached(heads, tiny_cfg, tiny_backbone, cache, mixed)
+    fresh = evaluate(scorer(heads, tiny_backbone, tiny_cfg), mixed, tiny_cfg.image_size, progress=False)
+    without = evaluate_cached(heads, tiny_cfg, tiny_backbone, cache, known)
+    for k in ("pixel_auroc", "pixel_ap", "pixel_aupro"):
+        assert not math.isnan(cached[k]), k
+        assert cached[k] == pytest.approx(fresh[k], abs=1e-6) and cached[k] == pytest.approx(without[k], abs=1e-6), k
+    assert cached["image_auroc"] == pytest.approx(fresh["image_auroc"], abs=1e-6)

@@ -1,5 +1,6 @@
-"""The package's shape: imports point one way, the config needs no torch, one list of what
-changes the backbone's tokens."""
+"""The package's shape: imports point one way (down the README's layer order), no module or
+function too long to read in one sitting, the config needs no torch, one list of what changes
+the backbone's tokens, and every notebook equal to what tools/mknb.py builds from its source."""
 from __future__ import annotations
 
 import ast
@@ -17,12 +18,36 @@ from bagclip import Config
 PKG = Path(bagclip.__file__).parent
 
 
+ROOT = PKG.parent
+
+# The README's layout, bottom first: a module imports only from units above it in this list
+# (a unit is a top-level module or subpackage of bagclip; inside a unit, the cycle test rules).
+LAYERS = [
+    "files", "errors", "weights", "paper", "metrics", "aupro_cflow", "prompts",  # no torch
+    "config",  # one Config, no torch
+    "data",  # loaders, protocol, synthetic benchmark
+    "precision", "backbone", "cache",  # image -> tokens
+    "safr", "sag", "jff", "losses", "model", "zeroshot", "checkpoint",  # heads and their files
+    "train", "inference", "pretrain",  # training; maps
+    "evaluate",  # metrics of a detector
+    "runs",  # one run per (Config, seed), keyed, resumable
+    "report", "analysis", "cost",  # tables, lesson analysis, Tables 4-5
+    "viz",  # drawing only
+    "sweeps", "artefacts", "experiments", "course",  # grids, reproduce, lessons
+    "cli",
+]
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 500, 60
+
+
 def _modules() -> dict[str, Path]:
-    """Every module of the package: dotted name -> file (packages by their __init__)."""
+    """Every module of the package: dotted name -> file (packages by their __init__). A
+    subpackage that fails to import fails here, never silently skipped."""
     out = {"bagclip": PKG / "__init__.py"}
-    for info in pkgutil.walk_packages([str(PKG)], prefix="bagclip."):
+    failed = []
+    for info in pkgutil.walk_packages([str(PKG)], prefix="bagclip.", onerror=failed.append):
         path = PKG.joinpath(*info.name.split(".")[1:])
         out[info.name] = path / "__init__.py" if info.ispkg else path.with_suffix(".py")
+    assert not failed, f"subpackages that fail to import: {failed}"
     return out
 
 
@@ -90,6 +115,74 @@ def test_no_import_cycle_inside_the_package():
     assert cycle is None, " -> ".join(cycle)
 
 
+def _unit(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else module
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """"a -> b" for every import from a unit to a unit at or below it in LAYERS (the same
+    unit is fine)."""
+    rank = {u: i for i, u in enumerate(LAYERS)}
+    return sorted(f"{m} -> {d}" for m, deps in graph.items() if m != "bagclip" for d in deps
+                  if _unit(d) != _unit(m) and d != "bagclip" and rank[_unit(d)] > rank[_unit(m)])
+
+
+def test_layer_finder_finds_upward_imports():
+    assert upward_imports({"bagclip.files": {"bagclip.cli"}, "bagclip.cli": {"bagclip.files"}}) == [
+        "bagclip.files -> bagclip.cli"]
+
+
+def test_every_unit_has_a_layer():
+    units = {_unit(m) for m in _modules() if m != "bagclip"}
+    assert units == set(LAYERS), (sorted(units - set(LAYERS)), sorted(set(LAYERS) - units))
+
+
+def test_imports_go_down_the_layers():
+    """The README's layer order, asserted: nothing imports from a layer above it (e.g. nothing
+    below training imports train, nothing but the CLI imports the CLI)."""
+    up = upward_imports(import_graph())
+    assert not up, "\n".join(up)
+
+
+def test_no_module_or_function_too_long():
+    """At most MAX_MODULE_LINES per module and MAX_FUNCTION_LINES per function (methods too):
+    each reads in one sitting."""
+    long = []
+    for name, path in _modules().items():
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            long.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long.append(f"{name}.{node.name} (line {node.lineno}): {n} lines")
+    assert not long, "\n".join(long)
+
+
+def _cells(nb) -> list[tuple]:
+    return [(c.cell_type, c.source, dict(c.metadata)) for c in nb.cells]
+
+
+@pytest.mark.parametrize("src", sorted((ROOT / "notebooks" / "src").glob("*.py")), ids=lambda p: p.stem)
+def test_notebook_equals_its_source(src):
+    """notebooks/X.ipynb is what `python tools/mknb.py notebooks/src/X.py` builds (cell ids
+    aside: nbformat draws them at random), committed without outputs."""
+    nbformat = pytest.importorskip("nbformat")
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import mknb
+    finally:
+        sys.path.pop(0)
+    built = mknb.build(src.read_text())
+    committed = nbformat.read(ROOT / "notebooks" / f"{src.stem}.ipynb", as_version=4)
+    assert _cells(committed) == _cells(built), f"rebuild: python tools/mknb.py {src} notebooks/{src.stem}.ipynb"
+    assert committed.metadata.get("kernelspec") == built.metadata["kernelspec"]
+    for c in committed.cells:
+        if c.cell_type == "code":
+            assert not c.outputs and c.execution_count is None, f"{src.stem}: committed with outputs"
+
+
 def test_config_imports_and_builds_without_torch():
     code = ("import sys; import bagclip.config as c; cfg = c.Config(); q = c.Config.quick(); "
             "cfg.save(sys.argv[1]); assert c.Config.load(sys.argv[1]) == cfg; "
@@ -101,6 +194,27 @@ def test_config_imports_and_builds_without_torch():
     finally:
         tmp.unlink(missing_ok=True)
     assert out == ["37", "14", "False"]  # ViT-L-14-336 at 518, bagclip-mini at 224
+
+
+def test_architecture_lookup_is_cached_and_independent_of_open_clip_imports():
+    """Read once per name from the JSON files; importing open_clip changes nothing."""
+    code = ("import sys; from bagclip.config import Config, backbone_arch; a = backbone_arch('ViT-B-16'); "
+            "[Config() for _ in range(5)]; hits = backbone_arch.cache_info().hits; import open_clip; "
+            "backbone_arch.cache_clear(); print(a == backbone_arch('ViT-B-16'), hits > 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "True"]
+
+
+def test_coercion_follows_the_type_not_its_spelling():
+    from bagclip.config import ConfigError
+    from bagclip.config.coerce import coerce
+
+    assert coerce("x", list[int], "1, 2") == [1, 2]  # a list[int] field would work
+    assert coerce("x", tuple[int, ...], [3]) == (3,)
+    assert coerce("x", int | None, "none") is None and coerce("x", float | None, "1e-3") == 1e-3
+    assert coerce("x", dict[str, str], None) == {}
+    with pytest.raises(ConfigError, match="whole number"):
+        coerce("x", list[int], [1.5])
 
 
 def test_architecture_lookup_equals_open_clip():

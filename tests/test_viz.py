@@ -1,4 +1,4 @@
-"""bagclip.plots: every widget callback with at least two non-default values changes what is
+"""bagclip.viz: every widget callback with at least two non-default values changes what is
 drawn (and the numbers behind it); figures used by reproduce and the lessons render."""
 import numpy as np
 import pandas as pd

@@ -40,5 +40,19 @@ def build(src: str):
     return nb
 
 
+def keep_ids(nb, old) -> None:
+    """Give unchanged cells the ids they had in `old` (nbformat draws new ones at random), so a
+    rebuild's diff shows only what changed."""
+    ids = {(c.cell_type, c.source): c.get("id") for c in old.cells}
+    for c in nb.cells:
+        if ids.get((c.cell_type, c.source)):
+            c["id"] = ids[(c.cell_type, c.source)]
+
+
 if __name__ == "__main__":
-    nbformat.write(build(open(sys.argv[1]).read()), sys.argv[2])
+    import os
+
+    nb = build(open(sys.argv[1]).read())
+    if os.path.exists(sys.argv[2]):
+        keep_ids(nb, nbformat.read(sys.argv[2], as_version=4))
+    nbformat.write(nb, sys.argv[2])

@@ -28,6 +28,18 @@ METHODS = {OURS: {}, APRIL: {"use_safr": False, "use_sag": False}}  # trained, p
 PAPER_VALUES = {"k": 15, "gcn_layers": 5}  # the paper's defaults, marked on Figures 5-6
 
 
+def _winclip(backbone):
+    from ..zeroshot import ZeroShot
+
+    return ZeroShot(backbone)
+
+
+# The training-free baselines, one row each in Tables 1-3 and a column in Figure 3: name ->
+# factory(backbone) of a scorer with the heads' contract (forward(tokens, text) -> Output).
+# A new baseline scorer is one line here (and its module).
+TRAINING_FREE = {WINCLIP: _winclip}
+
+
 @dataclass
 class Context:
     """One reproduce's setting. `summary` collects what results.json records."""
@@ -60,13 +72,11 @@ class Context:
 
     @cached_property
     def zero_shot(self) -> pd.DataFrame:
-        """The training-free scorer on every target set, in run_settings' long form (seed -1)."""
+        """The training-free scorers on every target set, in run_settings' long form (seed -1)."""
         from ..evaluate import evaluate_cached
-        from ..zeroshot import ZeroShot
 
-        zs = ZeroShot(self.backbone)
-        rows = [{"setting": WINCLIP, "seed": -1, "dataset": ds,
-                 **{k: float(m[k]) for k in METRIC_KEYS}}
+        rows = [{"setting": name, "seed": -1, "dataset": ds, **{k: float(m[k]) for k in METRIC_KEYS}}
+                for name, make in TRAINING_FREE.items() for zs in [make(self.backbone)]
                 for ds, samples in self.targets.items()
                 for m in [evaluate_cached(zs, self.cfg, self.backbone, self.cache, samples)]]
         return pd.DataFrame(rows, columns=["setting", "seed", "dataset", *METRIC_KEYS])
@@ -104,11 +114,9 @@ class Context:
     @cached_property
     def models(self) -> dict:
         """The figures' detectors (first seed): ours, the baselines, ours without SAG / SAFR."""
-        from ..zeroshot import ZeroShot
-
         return {OURS: self.heads(), APRIL: self.heads(**METHODS[APRIL]),
                 "without SAG": self.heads(use_sag=False), "without SAFR": self.heads(use_safr=False),
-                WINCLIP: ZeroShot(self.backbone)}
+                **{name: make(self.backbone) for name, make in TRAINING_FREE.items()}}
 
     @cached_property
     def predictions(self) -> dict:

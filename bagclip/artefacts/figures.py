@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .context import APRIL, OURS, PAPER_VALUES, WINCLIP, Context, log
+from .context import APRIL, OURS, PAPER_VALUES, TRAINING_FREE, WINCLIP, Context, log
 from .tables import entry
 
 FIG_KW = dict(bbox_inches="tight")
@@ -78,7 +78,7 @@ def _compare(ctx: Context, stem: str, names: list[str], title: str, what: str) -
 
 def fig3_heatmaps(ctx: Context) -> list[dict]:
     """Figure 3: baselines beside BAG-CLIP on the same images, one 0-1 scale."""
-    return _compare(ctx, "fig3_heatmaps", [WINCLIP, APRIL, OURS],
+    return _compare(ctx, "fig3_heatmaps", [*TRAINING_FREE, APRIL, OURS],
                     "Figure 3: baselines (our re-implementations) beside BAG-CLIP",
                     "Figure 3: heat maps, baselines beside BAG-CLIP, same images")
 

@@ -50,7 +50,7 @@ def _name_map(path) -> dict:
 def _trained(a):
     """(model, cfg, backbone) from --checkpoint, with the evaluation settings of --set /
     --class-name-map applied; --quick, --config and training settings are refused."""
-    from ..train import load_heads
+    from ..checkpoint import load_heads
 
     given = [f for f, v in (("--quick", a.quick), ("--config", a.config)) if v]
     if given:

@@ -82,7 +82,7 @@ def save_figure(fig, path, **kw) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def bare(ax) -> None:
+def bare_axes(ax) -> None:
     ax.set_xticks([]), ax.set_yticks([])
     for sp in ax.spines.values():
         sp.set_visible(False)
@@ -113,7 +113,7 @@ def heatmap(ax, a, title: str = "", label: str = "", cmap: str = "viridis", vmin
         ax.set_xlabel(xlabel or "", fontsize=7), ax.set_ylabel(ylabel or "", fontsize=7)
         ax.tick_params(labelsize=6)
     elif bare:
-        bare(ax)
+        bare_axes(ax)
     return im
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import bare, new_figure, overlay
+from .base import bare_axes, new_figure, overlay
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def plot_samples(samples, size: int | None = 224, ncols: int = 4, title: str | N
     fig = new_figure(ncols * 1.8, rows * 1.8 + 0.4)
     axes = fig.subplots(rows, ncols, squeeze=False)
     for ax in axes.ravel():
-        bare(ax)
+        bare_axes(ax)
     for ax, s in zip(axes.ravel(), samples):
         img = read_rgb(s.image_path)
         if size is not None:
@@ -47,7 +47,7 @@ def synth_gallery(out=None, size: int = 224, seed: int = 0, index: int = 0):
     fig = new_figure(1.6 * (1 + 2 * width), 1.6 * len(CATEGORIES) + 0.4)
     axes = fig.subplots(len(CATEGORIES), 1 + 2 * width, squeeze=False)
     for ax in axes.ravel():
-        bare(ax)
+        bare_axes(ax)
     for r, (cat, kinds) in enumerate(CATEGORIES.items()):
         axes[r, 0].imshow(make_image(cat, "good", size, seed, index).image)
         group = "aux" if cat in AUX_CLASSES else "target"

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import analysis as an
-from .base import bare, contour, heatmap, new_figure, overlay
+from .base import bare_axes, contour, heatmap, new_figure, overlay
 
 
 def plot_hand_graph(points, parts, names: Sequence[str] | None = None):
@@ -64,7 +64,7 @@ def plot_graph_steps(parts, grid: int, k: int, image=None, mask=None):
     if image is not None:
         img_ax.imshow(image if mask is None else overlay(np.asarray(image), np.asarray(mask, bool)))
         img_ax.set_title("image (defect in red)", fontsize=8)
-    bare(img_ax)
+    bare_axes(img_ax)
     G = grid
     heatmap(axes[1, 1], np.asarray(parts.sigma).reshape(G, G), "2. sigma_i (K-th neighbour distance)",
             "sigma", "viridis")
@@ -108,7 +108,7 @@ def draw_patch_graph(ax, A_sym, grid: int, node: int | None = None, highlight=No
     ax.set_xlim(-0.5, G - 0.5), ax.set_ylim(G - 0.5, -0.5)
     ax.set_aspect("equal")
     ax.set_title(title, fontsize=8)
-    bare(ax)
+    bare_axes(ax)
 
 
 def patch_boxes(ax, nodes, weights, grid: int, size: int, wmax: float) -> None:
@@ -167,7 +167,7 @@ def plot_scatter_2d(groups: dict, labels, title: str = ""):
         z = f @ vt[:2].T
         ax.scatter(*z[~lab].T, s=5, c="0.6", label="normal patch")
         ax.scatter(*z[lab].T, s=12, c="tab:red", label="defect patch")
-        ax.set_title(name, fontsize=8), bare(ax)
+        ax.set_title(name, fontsize=8), bare_axes(ax)
     axes[0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .base import MAP_CMAP, bare, contour, heatmap, new_figure, overlay
+from .base import MAP_CMAP, bare_axes, contour, heatmap, new_figure, overlay
 
 
 def panel(image, mask=None, amap=None, title: str = "", map_title: str = "anomaly map",
@@ -26,10 +26,10 @@ def panel(image, mask=None, amap=None, title: str = "", map_title: str = "anomal
         axes = fig.subplots(1, n, squeeze=False)[0]
     fig = axes[0].figure
     img = np.asarray(image)
-    axes[0].imshow(img), bare(axes[0]), axes[0].set_title(title, fontsize=8)
+    axes[0].imshow(img), bare_axes(axes[0]), axes[0].set_title(title, fontsize=8)
     j = 1
     if mask is not None:
-        axes[j].imshow(overlay(img, np.asarray(mask, bool))), bare(axes[j])
+        axes[j].imshow(overlay(img, np.asarray(mask, bool))), bare_axes(axes[j])
         axes[j].set_title("ground truth (red)", fontsize=8)
         j += 1
     if amap is not None:
@@ -84,8 +84,8 @@ def plot_tap_maps(image, mask, maps, taps: Sequence[int], title: str = "", label
     fig = new_figure(2.6 * (2 + len(extra)) + 0.6, 2.7)
     axes = fig.subplots(1, 2 + len(extra), squeeze=False)[0]
     img = np.asarray(image)
-    axes[0].imshow(img), bare(axes[0]), axes[0].set_title(title, fontsize=8)
-    axes[1].imshow(overlay(img, np.asarray(mask, bool))), bare(axes[1])
+    axes[0].imshow(img), bare_axes(axes[0]), axes[0].set_title(title, fontsize=8)
+    axes[1].imshow(overlay(img, np.asarray(mask, bool))), bare_axes(axes[1])
     axes[1].set_title("ground truth (red)", fontsize=8)
     h, w = img.shape[:2]
     for ax, (m, t, lab, cmap) in zip(axes[2:], extra):

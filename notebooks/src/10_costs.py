@@ -32,8 +32,7 @@ import pandas as pd
 import bagclip
 from bagclip import Config, course, viz
 from bagclip.cost import cost_config, graph_scaling, hardware, inference_cost, sag_cost
-from bagclip.model import parameter_table
-from bagclip.model import build_heads
+from bagclip.model import build_heads, parameter_table
 
 cfg = course.mode_config(MODE)
 device = course.default_device()

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from ... import analysis as an
-from ..base import ERROR_COLORS, MAP_CMAP, bare, heatmap, new_figure, overlay, show
+from ..base import ERROR_COLORS, MAP_CMAP, bare_axes, heatmap, new_figure, overlay, show
 from ..graph import patch_boxes
 from .base import View
 
@@ -89,7 +89,7 @@ class FailureGallery(View):
         row = self.current()
         self._draw_scores(fig.add_subplot(gs[1, :3]), fig.add_subplot(gs[1, 3:]), tab, sel, row)
         for ax in top:
-            bare(ax)
+            bare_axes(ax)
         if row is None:
             top[0].set_title("no image matches these filters", fontsize=9)
         else:

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from ... import analysis as an
-from ..base import bare, contour, heatmap, new_figure, show
+from ..base import bare_axes, contour, heatmap, new_figure, show
 from ..graph import draw_patch_graph, patch_boxes
 from .base import View
 
@@ -112,7 +112,7 @@ class SAGExplorer(View):
 
         x, y, s = an.patch_box(self.node, self.grid, size)
         ax.add_patch(Rectangle((x, y), s, s, fill=False, lw=2.5, ec="gold"))
-        bare(ax)
+        bare_axes(ax)
         ax.set_title(f"patch {self.node} (gold) and its {len(idx)} neighbours, K={self.k}", fontsize=8)
         # 2. the graph over the patch grid
         draw_patch_graph(axes[0, 1], A, self.grid, self.node, self.defect,
