@@ -83,6 +83,7 @@ def show_progress() -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+        log.propagate = False  # shown once, whatever a dependency did to the root logger
 
 
 def setup(mode: str = "quick", backbone: bool = True, data: bool = True, **overrides: Any) -> Lab:

@@ -16,7 +16,7 @@ metrics. Writing the results and the paper's tables is bagclip.report's job.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -59,33 +59,41 @@ def _pixel_known(s) -> bool:
     return bool(s.mask_path) or not s.label
 
 
-def _class_metrics(cls: str, group: Sequence, batches: Iterable[tuple], res, pixel: bool,
-                   fpr_limit: float, bar=None) -> dict:
-    """The seven metrics of one class from its batches [(samples (b,), maps (b, S, S), scores (b,))]."""
-    from .data import load_mask
+class ClassMetrics:
+    """The seven metrics of one class, fed batch by batch: `add(samples (b,), maps (b, S, S),
+    scores (b,))`, then `result()`. Pixel keys accumulate in bounded memory (8 bytes per
+    evaluated pixel of this class); the module's rule picks the images that count."""
 
-    cap = sum(map(_pixel_known, group)) * res * res if (pixel and res != "native") else None
-    acc = PixelMetricAccumulator(fpr_limit, capacity=cap) if pixel else None
-    scores, labels = [], []
-    for batch, maps, sc in batches:
+    def __init__(self, cls: str, group: Sequence, res, pixel: bool, fpr_limit: float):
+        cap = sum(map(_pixel_known, group)) * res * res if (pixel and res != "native") else None
+        self.cls, self.res = cls, res
+        self.acc = PixelMetricAccumulator(fpr_limit, capacity=cap) if pixel else None
+        self.scores, self.labels = [], []
+
+    def add(self, batch: Sequence, maps, sc) -> None:
+        from .data import load_mask
+
         sc = np.asarray(torch.as_tensor(sc).detach().double().cpu()).ravel()
         if sc.size != len(batch):
             raise ValueError(f"scorer returned {sc.size} image scores for {len(batch)} images")
-        scores.append(sc)
-        labels += [int(s.label) for s in batch]
-        if acc is not None:
-            for s, m in zip(batch, _as_maps(maps, len(batch))):
-                if not _pixel_known(s):
-                    continue  # anomalous, ground truth unknown: not "all normal"
-                gt = load_mask(s.mask_path, None if res == "native" else res, like=s.image_path).numpy()
-                if tuple(m.shape) != gt.shape:
-                    m = F.interpolate(m[None, None], size=gt.shape, mode="bilinear",
-                                      align_corners=False)[0, 0]
-                acc.update(m.numpy(), gt)
-        if bar is not None:
-            bar.update(len(batch))
-    pix = acc.compute() if acc is not None else None
-    return merge_metrics(binary_metrics(np.concatenate(scores), labels), pix, f"class {cls!r}")
+        self.scores.append(sc)
+        self.labels += [int(s.label) for s in batch]
+        if self.acc is None:
+            return
+        res = self.res
+        for s, m in zip(batch, _as_maps(maps, len(batch))):
+            if not _pixel_known(s):
+                continue  # anomalous, ground truth unknown: not "all normal"
+            gt = load_mask(s.mask_path, None if res == "native" else res, like=s.image_path).numpy()
+            if tuple(m.shape) != gt.shape:
+                m = F.interpolate(m[None, None], size=gt.shape, mode="bilinear", align_corners=False)[0, 0]
+            self.acc.update(m.numpy(), gt)
+
+    def result(self) -> dict:
+        pix = self.acc.compute() if self.acc is not None else None
+        self.acc = None  # free this class's keys before the next class
+        return merge_metrics(binary_metrics(np.concatenate(self.scores), self.labels), pix,
+                             f"class {self.cls!r}")
 
 
 def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8,
@@ -120,9 +128,14 @@ def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8
     groups: dict[str, list] = {}
     for s in samples:  # first-seen class order
         groups.setdefault(str(s.class_name), []).append(s)
+    per_class = {}
     with tqdm(total=len(samples), desc=f"eval {dataset_name or ''}".strip(), disable=not progress) as bar:
-        per_class = {cls: _class_metrics(cls, group, batches(cls, group), res, pixel, fpr_limit, bar)
-                     for cls, group in groups.items()}
+        for cls, group in groups.items():  # one class at a time
+            m = ClassMetrics(cls, group, res, pixel, fpr_limit)
+            for batch, maps, sc in batches(cls, group):
+                m.add(batch, maps, sc)
+                bar.update(len(batch))
+            per_class[cls] = m.result()
     return {"dataset": dataset_name, "resolution": res, "n_images": len(samples),
             **mean_over_classes(per_class), "per_class": per_class}
 
@@ -130,19 +143,25 @@ def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8
 def evaluate_cached(model, cfg, backbone, cache, samples: Sequence, progress: bool = False,
                     fpr_limit: float = 0.3) -> dict:
     """Metrics of heads (or ZeroShot) on samples, reading backbone tokens from the feature cache
-    and streaming `inference.predict_samples` class by class; maps at cfg.image_size, the
-    module's rule for pixel ground truth. Returns compute_metrics' dict (means over classes,
-    per_class)."""
-    from itertools import groupby
-
-    from .inference import predict_samples
+    and streaming `inference.predict_samples` (batches in the samples' order) into one
+    `ClassMetrics` per class, each closed at its class's last sample: with classes listed
+    together, as every loader lists them, one or two classes are open at a time. Maps at
+    cfg.image_size; the module's rule for pixel ground truth. Returns compute_metrics' dict
+    (means over classes, per_class)."""
+    from .inference import class_groups, predict_samples
 
     pixel = any(getattr(s, "mask_path", None) for s in samples)
-    stream = groupby(predict_samples(model, cfg, backbone, cache, samples, progress=progress),
-                     key=lambda item: item[0])
-    per_class = {}
-    for cls, items in stream:
-        batches = (([samples[i] for i in idx], m, sc) for _, idx, m, sc, _ in items)
-        group = [s for s in samples if str(s.class_name) == cls]
-        per_class[cls] = _class_metrics(cls, group, batches, cfg.image_size, pixel, fpr_limit)
+    groups = class_groups(samples)
+    last = {idx[-1]: cls for cls, idx in groups.items()}
+    open_, done = {}, {}
+    for idx, maps, sc, _ in predict_samples(model, cfg, backbone, cache, samples, progress=progress):
+        for cls in dict.fromkeys(str(samples[i].class_name) for i in idx):
+            rows = [j for j, i in enumerate(idx) if str(samples[i].class_name) == cls]
+            if cls not in open_:
+                open_[cls] = ClassMetrics(cls, [samples[i] for i in groups[cls]], cfg.image_size, pixel, fpr_limit)
+            open_[cls].add([samples[idx[j]] for j in rows], maps[rows], sc[rows])
+        for i in idx:
+            if i in last:
+                done[last[i]] = open_.pop(last[i]).result()
+    per_class = {cls: done[cls] for cls in groups}  # first-seen class order
     return {**mean_over_classes(per_class), "per_class": per_class}

@@ -6,8 +6,8 @@
     scorer(model, backbone, cfg)       heads as the evaluator's callable (bagclip.evaluate)
     predict_samples(model, cfg, backbone, cache, samples)
                                        THE way to run heads (or ZeroShot) over cached samples:
-                                       class by class, batch by batch, a generator, so that
-                                       evaluate_cached streams it through the pixel accumulator
+                                       batch by batch, a generator, so that evaluate_cached
+                                       streams it through the per-class pixel accumulators
                                        and the figures collect only what they draw
 Every path ends in `heads_forward` (autocast forward, then smoothing and the image score).
 """
@@ -92,20 +92,20 @@ def predict_samples(model, cfg: Config, backbone: Backbone, cache, samples: Sequ
                     batch_size: int = 16, progress: bool = False) -> Iterator[tuple]:
     """Run heads (or `ZeroShot`) over samples whose tokens come from the feature cache.
 
-    Yields, class by class (first-seen order), batch by batch: (class name, indices into
-    samples (b,), maps (b, S, S) float32, scores (b,), p_img (b,)), on the CPU. Nothing is kept
-    between batches: memory is one batch's maps.
+    Yields, batch by batch in the samples' order: (indices into samples (b,), maps (b, S, S)
+    float32, scores (b,), p_img (b,)), on the CPU; each sample is scored with its own class's
+    text, so a batch may span two classes. Nothing is kept between batches: memory is one
+    batch's maps (the evaluator groups them by class, bagclip.evaluate).
     """
     entries = cache.ensure([s.image_path for s in samples], progress=progress)
     texts = class_texts(backbone, [s.class_name for s in samples], cfg)
     device = next(model.parameters()).device
-    for cls, idx in class_groups(samples).items():
-        for b in range(0, len(idx), batch_size):
-            chunk = idx[b:b + batch_size]
-            tok = cache.load_batch([entries[i] for i in chunk], device)
-            text = torch.stack([texts[samples[i].class_name] for i in chunk]).to(device)  # (b, 2, E)
-            m, sc, p = heads_forward(model, tok, text, cfg)
-            yield cls, chunk, m.cpu(), sc.cpu(), p.cpu()
+    for b in range(0, len(samples), batch_size):
+        idx = list(range(b, min(b + batch_size, len(samples))))
+        tok = cache.load_batch([entries[i] for i in idx], device)
+        text = torch.stack([texts[samples[i].class_name] for i in idx]).to(device)  # (b, 2, E)
+        m, sc, p = heads_forward(model, tok, text, cfg)
+        yield idx, m.cpu(), sc.cpu(), p.cpu()
 
 
 def predict_all(model, cfg: Config, backbone: Backbone, cache, samples: Sequence) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +113,7 @@ def predict_all(model, cfg: Config, backbone: Backbone, cache, samples: Sequence
     images a figure draws (evaluation streams `predict_samples` instead)."""
     S = cfg.image_size
     maps, scores = np.zeros((len(samples), S, S), np.float32), np.zeros(len(samples), np.float32)
-    for _, idx, m, sc, _ in predict_samples(model, cfg, backbone, cache, samples):
+    for idx, m, sc, _ in predict_samples(model, cfg, backbone, cache, samples):
         maps[idx], scores[idx] = m.numpy(), sc.numpy()
     return maps, scores
 

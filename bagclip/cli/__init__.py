@@ -15,6 +15,7 @@ argparse's own errors exit 2; Ctrl-C exits 130 and says how to resume), never a 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -24,26 +25,33 @@ from .parser import build_parser
 __all__ = ["main"]
 
 
-def _log_to_stdout() -> None:
-    """The library logs its progress (logger "bagclip"); the command line shows it on stdout."""
+@contextlib.contextmanager
+def _log_to_stdout():
+    """While a command runs, the library's progress lines (logger "bagclip") go to stdout,
+    once each (not also through a root handler a dependency may have set up)."""
     log = logging.getLogger("bagclip")
-    for h in [h for h in log.handlers if getattr(h, "_bagclip_cli", False)]:
-        log.removeHandler(h)
     handler = logging.StreamHandler(sys.stdout)  # the stdout of now (tests capture it)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    handler._bagclip_cli = True
+    saved = log.level, log.propagate
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
 
 
 def main(argv: list[str] | None = None) -> None:
     a = build_parser(__doc__).parse_args(argv)
-    _log_to_stdout()
     try:
         from ..backbone import check_device
 
         check_device(a.device if hasattr(a, "device") else None)
-        a.fn(a)
+        with _log_to_stdout():
+            a.fn(a)
     except KeyboardInterrupt:
         print(interrupted(a, argv), file=sys.stderr)
         raise SystemExit(130) from None
