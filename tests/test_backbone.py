@@ -174,8 +174,11 @@ def test_weights_that_cannot_be_fetched_fail_fast_naming_both_fixes(monkeypatch)
     monkeypatch.setattr(open_clip, "create_model", offline)
     with pytest.raises(RuntimeError) as e:
         bagclip.load_backbone(Config(backbone="ViT-B-32", image_size=224, taps=(3, 6, 9, 12)))
+    from bagclip.cli.errors import phrase
+
     msg = str(e.value)
-    assert "local file" in msg and "Config.quick()" in msg and "--quick" in msg
+    assert "local file" in msg and "Config.quick()" in msg and "--quick" not in msg  # a library message
+    assert "--quick" in phrase("predict", e.value)  # the command line adds its flag
 
 
 def test_missing_checkpoint_file_is_named(tmp_path):
