@@ -313,7 +313,20 @@ def cmd_pretrain_mini(a) -> None:
     from .pretrain import PretrainConfig, export_weights, pretrain, write_record
 
     fields = {f.name for f in dataclasses.fields(PretrainConfig)}
-    cfg = PretrainConfig(**{k: v for k, v in vars(a).items() if k in fields})
+    recipe = {}
+    if getattr(a, "recipe", None):  # a JSON of PretrainConfig fields; flags given beside it win
+        try:
+            recipe = json.loads(Path(a.recipe).read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: --recipe {a.recipe}: cannot read it as JSON ({e})")
+        unknown = sorted(k for k in recipe if k not in fields and not k.startswith("_"))
+        if unknown:
+            raise SystemExit(f"error: --recipe {a.recipe}: unknown settings {', '.join(unknown)}")
+        recipe = {k: v for k, v in recipe.items() if k in fields}
+    try:
+        cfg = PretrainConfig(**{**recipe, **{k: v for k, v in vars(a).items() if k in fields}})
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
     try:
         pretrain(cfg, a.out)
     except KeyboardInterrupt:
@@ -438,8 +451,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--min-contrast", type=int, help="label only defect pixels changed by more than this "
                    "(uint8 levels; default 0: the raw masks)")
     p.add_argument("--init", help="start from a previous run's checkpoint or weights (a second stage)")
-    p.add_argument("--threads", type=int, help="torch threads (default 1: fastest on 2 shared cores)")
-    p.add_argument("--workers", type=int, help="processes drawing the world (default 1)")
+    p.add_argument("--threads", type=int, help="torch threads (default 2)")
+    p.add_argument("--workers", type=int, help="processes drawing the world (default 0: in the trainer)")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), help="forward and losses (default bfloat16)")
+    p.add_argument("--reuse", type=int, help="steps each drawn batch serves, rotated / flipped (default 1)")
+    p.add_argument("--w-tie", type=float, help="weight of the class-token-follows-top-patches loss (default 0)")
+    p.add_argument("--snapshot-every", type=int, help="also keep float16 weights every N steps (learning curves)")
+    p.add_argument("--recipe", help="JSON file of these settings (e.g. bagclip/weights/recipe.json); flags win")
     p.add_argument("--export", default=None, help="also write the weights here (float16 safetensors + .json record)")
     p.set_defaults(fn=cmd_pretrain_mini)
 

@@ -417,6 +417,10 @@ def export_weights(run_dir, path, info: dict | None = None) -> str:
         t = load_file(str(Path(run_dir) / CHECKPOINT))
         state = {k[6:]: v for k, v in t.items() if k.startswith("model.")}
     state = {k: v for k, v in state.items() if not k.startswith("state_")}  # training-only parts
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise FloatingPointError(f"export: {len(bad)} weight tensors are not finite (e.g. {bad[0]}); "
+                                 f"nothing written to {path}")
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}
     blob = save(tensors, metadata={k: str(v) for k, v in (info or {}).items()})
     atomic_write_bytes(Path(path), blob)

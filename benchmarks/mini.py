@@ -209,6 +209,24 @@ def test_sets(seed: int = 1, n_good: int = 40, n_bad: int = 40, real: bool = Fal
     return sets
 
 
+def learning_curve(run_dir: Path, arch: dict, sets: dict, out_csv: Path) -> pd.DataFrame:
+    """Zero-shot numbers of every snapshot of a pretraining run (OUT/snapshots/step*.safetensors),
+    one row per (step, test set); rows already in `out_csv` are read back (resumable)."""
+    done = pd.read_csv(out_csv) if out_csv.exists() else pd.DataFrame()
+    rows = done.to_dict("records")
+    for snap in sorted(Path(run_dir, "snapshots").glob("step*.safetensors")):
+        step = int(snap.stem[4:])
+        if rows and any(r["step"] == step for r in rows):
+            continue
+        cfg = Config.quick(pretrained=str(snap), **arch)
+        for title, samples in sets.items():
+            ci = bootstrap(collect(cfg, samples))
+            rows.append(dict(step=step, set=title, **{f"{k}{s}": v for k in ("image", "pixel")
+                                                      for s, v in zip(("", "_lo", "_hi"), ci[k])}))
+        pd.DataFrame(rows).to_csv(out_csv, index=False)
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default="bagclip-mini", help="shipped name or a .safetensors file")
@@ -222,10 +240,20 @@ def main(argv=None) -> None:
     ap.add_argument("--real", action="store_true", help="also the real-photo set (scikit-image)")
     ap.add_argument("--vv", action="store_true", help="also bagclip-mini with the V-V detail stream")
     ap.add_argument("--no-random", action="store_true", help="skip the random-weight reference")
+    ap.add_argument("--curve", metavar="RUN_DIR", help="instead: the learning curve of a pretraining run's "
+                    "snapshots, written to RUN_DIR/curve.csv and RUN_DIR/curve.png")
     a = ap.parse_args(argv)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     sets = test_sets(a.seed, a.n_good, a.n_bad, a.real)
     arch = dict(backbone=a.arch, **({"taps": tuple(a.taps)} if a.taps else {}))
+    if a.curve:
+        from bagclip.plots import learning_curve_figure
+        from bagclip.report import save_figure
+
+        df = learning_curve(Path(a.curve), arch, sets, Path(a.curve) / "curve.csv")
+        save_figure(learning_curve_figure(df), Path(a.curve) / "curve.png")
+        print(to_markdown(df.round(1)))
+        return
     cfgs = {"bagclip-mini": Config.quick(pretrained=a.weights, **arch)}
     for spec in a.compare:
         name, _, path = spec.partition("=")

@@ -239,3 +239,12 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_checkpoint(tmp_path, monk
     with pytest.raises(FloatingPointError, match="not finite at step 2"):
         pretrain(PretrainConfig(**SHORT), tmp_path, progress=False)
     assert (tmp_path / CHECKPOINT).read_bytes() == before
+
+
+def test_export_refuses_non_finite_weights(tmp_path):
+    model, _ = build_model(PretrainConfig(**SHORT))
+    with torch.no_grad():
+        model.visual.proj[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="not finite"):
+        export_weights(model, tmp_path / "w.safetensors")
+    assert not (tmp_path / "w.safetensors").exists()
