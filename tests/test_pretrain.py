@@ -23,8 +23,9 @@ def _weights(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_short_schedule_is_deterministic_and_resumes_bit_identically(tmp_path):
-    cfg = PretrainConfig(**SHORT)
+@pytest.mark.parametrize("precision", ["bfloat16", "float32"])
+def test_short_schedule_is_deterministic_and_resumes_bit_identically(tmp_path, precision):
+    cfg = PretrainConfig(**SHORT, precision=precision, reuse=2)  # the resume lands inside a reused batch
     full, hist_full = pretrain(cfg, tmp_path / "a", progress=False)
     again, _ = pretrain(cfg, tmp_path / "b", progress=False)
     _, _ = pretrain(cfg, tmp_path / "c", progress=False, stop_after=2)  # "interrupted" after step 2
@@ -153,3 +154,97 @@ def test_mil_loss_by_hand():
             y = float(b >= 2)
             want.append(-(y * np.log(1 / (1 + np.exp(-top))) + (1 - y) * np.log(1 - 1 / (1 + np.exp(-top)))))
     assert float(out["mil"].detach()) == pytest.approx(np.mean(want), rel=1e-4)
+
+
+def test_bfloat16_autocast_is_really_used(tmp_path):
+    """The precision switch changes the arithmetic: the same seed gives other weights."""
+    a, _ = pretrain(PretrainConfig(**{**SHORT, "steps": 2}), tmp_path / "bf16", progress=False)
+    b, _ = pretrain(PretrainConfig(**{**SHORT, "steps": 2, "precision": "float32"}), tmp_path / "f32",
+                    progress=False)
+    wa, wb = _weights(a), _weights(b)
+    assert all(v.dtype == torch.float32 for v in wa.values())  # float32 master weights
+    assert any(not torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_reused_batches_are_the_drawn_one_rotated_and_flipped():
+    """Step t shows drawn batch t // reuse under the (t % reuse)-th rotation / flip, images and
+    patch labels alike: checked against numpy's rot90 / fliplr on the drawn arrays."""
+    cfg = PretrainConfig(**{**SHORT, "batch_pairs": 2, "reuse": 8, "steps": 16})
+    _, tok = build_model(cfg)
+    data = WorldBatches(cfg, 16, tok)
+    x0, c0, t0 = data[0]
+    G = 64 // 16
+    for g in range(8):
+        x, c, t = data[g]
+        want_x = np.rot90(x0.numpy(), g % 4, axes=(-2, -1))
+        want_c = np.rot90(c0.numpy().reshape(-1, G, G), g % 4, axes=(-2, -1))
+        if g >= 4:
+            want_x, want_c = want_x[..., ::-1], want_c[..., ::-1]
+        np.testing.assert_array_equal(x.numpy(), want_x)
+        np.testing.assert_array_equal(c.numpy(), want_c.reshape(c.shape))
+        assert torch.equal(t, t0)
+    x8, _, _ = data[8]  # the next drawn batch: other scenes
+    assert not torch.equal(x8, x0)
+
+
+def test_tie_loss_by_hand():
+    """L_tie = BCE(class token's abnormal-minus-normal logit, sigmoid(mean over taps of L_mil's
+    top-patch logit)), recomputed from the forward's pieces."""
+    from open_clip.loss import ClipLoss
+
+    from bagclip.backbone import forward_taps, interpolate_pos_embed, project_patches
+    from bagclip.pretrain import losses
+
+    cfg = PretrainConfig(**{**SHORT, "w_mil": 1.0, "w_tie": 1.0, "mil_share": 0.1, "tau": 10.0,
+                            "precision": "float32"})
+    model, tok = build_model(cfg)
+    x, cover, tokens = WorldBatches(cfg, 16, tok)[0]
+    out = losses(model, cfg, x, cover, tokens, ClipLoss())
+    with torch.no_grad():
+        taps, cls = forward_taps(model.visual, x, cfg.taps, pos=interpolate_pos_embed(model.visual.positional_embedding, 4))
+        p = torch.nn.functional.normalize(project_patches(model.visual, taps), dim=-1).numpy()
+        c = torch.nn.functional.normalize(cls, dim=-1).numpy()  # (4, E)
+        t = torch.nn.functional.normalize(model.encode_text(tokens), dim=-1).numpy()
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    want = []
+    for b in range(4):
+        pair = b % 2
+        tn, ta = t[pair], t[2 + pair]
+        top = np.mean([np.sort(10.0 * (p[b, l] @ ta - p[b, l] @ tn))[-2:].mean() for l in range(p.shape[1])])
+        z, y = 10.0 * (c[b] @ ta - c[b] @ tn), sig(top)
+        want.append(-(y * np.log(sig(z)) + (1 - y) * np.log(1 - sig(z))))
+    assert float(out["tie"].detach()) == pytest.approx(np.mean(want), rel=1e-4)
+
+
+@pytest.mark.parametrize("bad", [dict(w_probe=float("nan")), dict(w_mil=-1.0), dict(w_tie=1.0),
+                                 dict(precision="float16"), dict(reuse=9), dict(lr=float("inf"))])
+def test_bad_settings_are_refused_with_one_line(bad):
+    with pytest.raises(ValueError, match="pretrain: "):
+        PretrainConfig(**SHORT, **bad)
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    import bagclip.pretrain as pt
+
+    pretrain(PretrainConfig(**SHORT), tmp_path, progress=False, stop_after=2)
+    before = (tmp_path / CHECKPOINT).read_bytes()
+    real = pt.losses
+
+    def poisoned(*a, **k):
+        out = real(*a, **k)
+        out["total"] = out["total"] * float("nan")
+        return out
+
+    monkeypatch.setattr(pt, "losses", poisoned)
+    with pytest.raises(FloatingPointError, match="not finite at step 2"):
+        pretrain(PretrainConfig(**SHORT), tmp_path, progress=False)
+    assert (tmp_path / CHECKPOINT).read_bytes() == before
+
+
+def test_export_refuses_non_finite_weights(tmp_path):
+    model, _ = build_model(PretrainConfig(**SHORT))
+    with torch.no_grad():
+        model.visual.proj[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="not finite"):
+        export_weights(model, tmp_path / "w.safetensors")
+    assert not (tmp_path / "w.safetensors").exists()

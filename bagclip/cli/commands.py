@@ -270,7 +270,20 @@ def cmd_pretrain_mini(a) -> None:
     from ..pretrain import PretrainConfig, export_weights, pretrain, write_record
 
     fields = {f.name for f in dataclasses.fields(PretrainConfig)}
-    cfg = PretrainConfig(**{k: v for k, v in vars(a).items() if k in fields})
+    recipe = {}
+    if getattr(a, "recipe", None):  # a JSON of PretrainConfig fields; flags given beside it win
+        try:
+            recipe = json.loads(Path(a.recipe).read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"bagclip pretrain-mini: --recipe {a.recipe}: cannot read it as JSON ({e})")
+        unknown = sorted(k for k in recipe if k not in fields and not k.startswith("_"))
+        if unknown:
+            raise SystemExit(f"bagclip pretrain-mini: --recipe {a.recipe}: unknown settings {', '.join(unknown)}")
+        recipe = {k: v for k, v in recipe.items() if k in fields}
+    try:
+        cfg = PretrainConfig(**{**recipe, **{k: v for k, v in vars(a).items() if k in fields}})
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"bagclip pretrain-mini: {e}")
     try:
         pretrain(cfg, a.out)
     except KeyboardInterrupt:

@@ -152,8 +152,13 @@ def _add_pretrain(sub, c) -> None:
     p.add_argument("--min-contrast", type=int, help="label only defect pixels changed by more than this "
                    "(uint8 levels; default 0: the raw masks)")
     p.add_argument("--init", help="start from a previous run's checkpoint or weights (a second stage)")
-    p.add_argument("--threads", type=int, help="torch threads (default 1: fastest on 2 shared cores)")
-    p.add_argument("--workers", type=int, help="processes drawing the world (default 1)")
+    p.add_argument("--threads", type=int, help="torch threads (default 2)")
+    p.add_argument("--workers", type=int, help="processes drawing the world (default 0: in the trainer)")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), help="forward and losses (default bfloat16)")
+    p.add_argument("--reuse", type=int, help="steps each drawn batch serves, rotated / flipped (default 1)")
+    p.add_argument("--w-tie", type=float, help="weight of the class-token-follows-top-patches loss (default 0)")
+    p.add_argument("--snapshot-every", type=int, help="also keep float16 weights every N steps (learning curves)")
+    p.add_argument("--recipe", help="JSON file of these settings (e.g. bagclip/weights/recipe.json); flags win")
     p.add_argument("--export", default=None, help="also write the weights here (float16 safetensors + .json record)")
     p.set_defaults(fn=c.cmd_pretrain_mini)
 

@@ -218,3 +218,20 @@ def plot_scaling(scaling):
         ax.loglog(scaling.n, scaling[col].iloc[-1] * (scaling.n / scaling.n.iloc[-1]) ** 2, "k--", label="~ N^2")
         ax.set_xlabel("N patches"), ax.set_title(col, fontsize=9), ax.legend(fontsize=7)
     return fig
+
+
+def learning_curve_figure(df):
+    """bagclip-mini's zero-shot image and pixel AUROC (percent, 95 % bootstrap band) against
+    pretraining steps, one line per test set. `df`: rows (step, set, image, image_lo, image_hi,
+    pixel, pixel_lo, pixel_hi), as benchmarks/mini.py --curve writes them."""
+    fig = new_figure(10, 3.6)
+    axes = fig.subplots(1, 2, sharex=True)
+    for ax, metric in zip(axes, ("image", "pixel")):
+        for name, g in df.sort_values("step").groupby("set", sort=False):
+            ax.plot(g["step"], g[metric], marker="o", ms=3, label=name)
+            ax.fill_between(g["step"], g[f"{metric}_lo"], g[f"{metric}_hi"], alpha=0.2)
+        ax.set(xlabel="pretraining step", ylabel=f"{metric} AUROC (%)", title=f"training-free {metric} AUROC")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("bagclip-mini learning curve (ours, synthetic pretraining; NOT the paper's numbers)", fontsize=9)
+    return fig
