@@ -230,21 +230,9 @@ def losses(model, cfg: PretrainConfig, x, cover, tokens, clip_loss, probe=None, 
     l_dense = patch_loss(dense_logits)
     total = l_clip + cfg.w_state * l_state + cfg.w_dense * l_dense
     out = dict(clip=l_clip, state=l_state, dense=l_dense)
-    if cfg.w_mil:  # multiple-instance: the image's top patches decide its state, per tap
-        z = dense_logits[:, 1] - dense_logits[:, 0]  # (2B, L, N) abnormal-vs-normal logit
-        k = max(1, round(cfg.mil_share * z.shape[-1]))
-        top = z.topk(k, dim=-1).values.mean(-1)  # (2B, L)
-        y = state[:, None].float().expand_as(top)
-        if shown is not None:
-            top, y = top[shown], y[shown]
-        out["mil"] = F.binary_cross_entropy_with_logits(top, y) if len(y) else top.sum() * 0
-        total = total + cfg.w_mil * out["mil"]
-        if cfg.w_tie:  # route the patches' evidence to the class token: its state logit follows
-            # the (detached) top-patch logit, which the dense losses learn long before L_state does
-            cls_z = state_logits[:, 1] - state_logits[:, 0]  # (2B,) or (shown,)
-            target = torch.sigmoid(top.detach().float().mean(-1))
-            out["tie"] = F.binary_cross_entropy_with_logits(cls_z.float(), target) if len(y) else cls_z.sum() * 0
-            total = total + cfg.w_tie * out["tie"]
+    if cfg.w_mil:
+        out.update(_mil_losses(cfg, dense_logits, state_logits, state, shown))
+        total = total + cfg.w_mil * out["mil"] + cfg.w_tie * out.get("tie", 0.0)
     if probe is not None:  # text-free bootstrap: a linear state classifier on the same tokens
         out["probe"] = patch_loss(probe(10 * p).permute(0, 3, 1, 2))
         total = total + cfg.w_probe * out["probe"]
@@ -254,6 +242,23 @@ def losses(model, cfg: PretrainConfig, x, cover, tokens, clip_loss, probe=None, 
         out["proto_text"] = F.cross_entropy(tau * text @ P.T, state.long())
         total = total + cfg.w_proto * (out["proto_patch"] + out["proto_text"])
     out["total"] = total
+    return out
+
+
+def _mil_losses(cfg: PretrainConfig, dense_logits, state_logits, state, shown) -> dict:
+    """L_mil (and L_tie) from the dense logits (2B, 2, L, N) and the class token's (2B or kept, 2)."""
+    z = dense_logits[:, 1] - dense_logits[:, 0]  # (2B, L, N) abnormal-vs-normal logit
+    k = max(1, round(cfg.mil_share * z.shape[-1]))
+    top = z.topk(k, dim=-1).values.mean(-1)  # (2B, L): the image's state per tap, from its top patches
+    y = state[:, None].float().expand_as(top)
+    if shown is not None:
+        top, y = top[shown], y[shown]
+    out = {"mil": F.binary_cross_entropy_with_logits(top, y) if len(y) else top.sum() * 0}
+    if cfg.w_tie:  # route the patches' evidence to the class token: its state logit follows the
+        # (detached) top-patch logit, which the dense losses learn long before L_state does
+        cls_z = state_logits[:, 1] - state_logits[:, 0]  # (2B,) or (shown,)
+        target = torch.sigmoid(top.detach().float().mean(-1))
+        out["tie"] = F.binary_cross_entropy_with_logits(cls_z.float(), target) if len(y) else cls_z.sum() * 0
     return out
 
 
@@ -315,6 +320,46 @@ def _load_checkpoint(path: Path, model, opt, cfg: PretrainConfig) -> tuple[int, 
 
 
 # ----------------------------------------------------------------------------- loop
+def _training_model(cfg: PretrainConfig, start_from_init: bool):
+    """The model with its training-only parts (state probe, prototypes), from `cfg.init` if set."""
+    model, tokenizer = build_model(cfg)
+    model.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + 1)
+        model.state_probe = torch.nn.Linear(model.text_projection.shape[1], 2)  # dropped at export
+        if cfg.w_proto:
+            model.state_prototypes = torch.nn.Parameter(torch.randn(2, model.text_projection.shape[1]))
+    if cfg.init and start_from_init:
+        t = load_file(str(cfg.init))
+        t = {k[6:] if k.startswith("model.") else k: v for k, v in t.items() if not k.startswith("opt.")}
+        t = {k: v.float() for k, v in t.items() if not k.startswith("state_")}
+        missing = model.load_state_dict(t, strict=False).missing_keys
+        if any(not k.startswith("state_") for k in missing):
+            raise ValueError(f"pretrain: {cfg.init} lacks weights {missing[:3]}...; pass a bagclip-mini "
+                             f"checkpoint or exported weights file")
+    return model, tokenizer
+
+
+def _step(model, opt, cfg: PretrainConfig, batch, clip_loss, step: int) -> dict:
+    """One optimisation step; returns the losses as floats. Refuses a non-finite loss."""
+    for g in opt.param_groups:
+        g["lr"] = _lr(cfg, step)
+    # The backward pass follows the forward's dtypes. Attention through the plain matmul-softmax
+    # path: at 101 and 32 tokens, the CPU's flash kernel spent 37 % of a bfloat16 step in its
+    # backward (0.63 -> 0.45 s a step, measured with torch.profiler, 2 threads)
+    with autocast(cfg.precision, "cpu"), sdpa_kernel([SDPBackend.MATH]):
+        parts = losses(model, cfg, *batch, clip_loss, model.state_probe, getattr(model, "state_prototypes", None))
+    if not torch.isfinite(parts["total"]):
+        raise FloatingPointError(f"pretrain: the loss is not finite at step {step} "
+                                 f"({', '.join(k for k, v in parts.items() if not torch.isfinite(v))}); "
+                                 f"the last checkpoint is kept: lower the learning rate")
+    opt.zero_grad(set_to_none=True)
+    parts["total"].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return {k: round(float(v.detach()), 5) for k, v in parts.items()}
+
+
 def pretrain(cfg: PretrainConfig, out_dir, progress: bool = True, stop_after: int | None = None,
              on_step=None):
     """Train (or resume) into `out_dir`; returns (model, history). `stop_after` ends the run
@@ -327,21 +372,7 @@ def pretrain(cfg: PretrainConfig, out_dir, progress: bool = True, stop_after: in
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    model, tokenizer = build_model(cfg)
-    model.train()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed + 1)
-        model.state_probe = torch.nn.Linear(model.text_projection.shape[1], 2)  # dropped at export
-        if cfg.w_proto:
-            model.state_prototypes = torch.nn.Parameter(torch.randn(2, model.text_projection.shape[1]))
-    if cfg.init and not (out / CHECKPOINT).exists():
-        t = load_file(str(cfg.init))
-        t = {k[6:] if k.startswith("model.") else k: v for k, v in t.items() if not k.startswith("opt.")}
-        t = {k: v.float() for k, v in t.items() if not k.startswith("state_")}
-        missing = model.load_state_dict(t, strict=False).missing_keys
-        if any(not k.startswith("state_") for k in missing):
-            raise ValueError(f"pretrain: {cfg.init} lacks weights {missing[:3]}...; pass a bagclip-mini "
-                             f"checkpoint or exported weights file")
+    model, tokenizer = _training_model(cfg, start_from_init=not (out / CHECKPOINT).exists())
     opt = _optimizer(model, cfg)
     ckpt = out / CHECKPOINT
     step, history = (0, [])
@@ -357,25 +388,9 @@ def pretrain(cfg: PretrainConfig, out_dir, progress: bool = True, stop_after: in
     clip_loss = ClipLoss()
     bar = tqdm(total=end, initial=step, desc="pretrain bagclip-mini", disable=not progress)
     t0 = time.time()
-    for x, cover, tokens in loader:
-        for g in opt.param_groups:
-            g["lr"] = _lr(cfg, step)
-        # The backward pass follows the forward's dtypes. Attention through the plain matmul-softmax
-        # path: at 101 and 32 tokens, the CPU's flash kernel spent 37 % of a bfloat16 step in its
-        # backward (0.63 -> 0.45 s a step, measured with torch.profiler, 2 threads)
-        with autocast(cfg.precision, "cpu"), sdpa_kernel([SDPBackend.MATH]):
-            parts = losses(model, cfg, x, cover, tokens, clip_loss, model.state_probe,
-                           getattr(model, "state_prototypes", None))
-        if not torch.isfinite(parts["total"]):
-            raise FloatingPointError(f"pretrain: the loss is not finite at step {step} "
-                                     f"({', '.join(k for k, v in parts.items() if not torch.isfinite(v))}); "
-                                     f"the last checkpoint in {out} is kept: lower the learning rate")
-        opt.zero_grad(set_to_none=True)
-        parts["total"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+    for batch in loader:
+        history.append(_step(model, opt, cfg, batch, clip_loss, step))
         step += 1
-        history.append({k: round(float(v.detach()), 5) for k, v in parts.items()})
         if on_step is not None:
             on_step(step, history[-1])
         bar.update(1)
