@@ -167,7 +167,8 @@ def _masks(samples, idx: Sequence[int], size: int) -> torch.Tensor:
 
 def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.PathLike | None = None,
           cache: FeatureCache | None = None, resume: bool = False, save_every: int | None = None,
-          max_steps: int | None = None, progress: bool = True, on_step=None) -> TrainResult:
+          max_steps: int | None = None, progress: bool = True, on_step=None,
+          init_state: dict | None = None) -> TrainResult:
     """Train the heads on `samples` (bagclip.data.Sample with masks) and return them.
 
     on_step: optional callable(step, loss parts dict) after every optimisation step (the
@@ -175,6 +176,8 @@ def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.
 
     resume: continue from out_dir's last checkpoint (an error if there is none).
     max_steps: stop after this many steps in total (simulates an interruption in tests).
+    init_state: a state_dict to start from instead of cfg.seed's initialisation (trained heads,
+    for `bagclip.adapt`); on resume the weights come from the checkpoint instead.
     """
     from tqdm.auto import tqdm
 
@@ -202,6 +205,8 @@ def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.
     device = backbone.device
 
     model = build_heads(cfg, backbone).to(device)
+    if init_state is not None and not resume:
+        model.load_state_dict(init_state)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
     history: list[float] = []
     step = 0
