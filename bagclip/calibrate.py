@@ -40,7 +40,7 @@ import numpy as np
 
 __all__ = ["CalibrationError", "Calibration", "order_statistic", "min_images", "threshold_at_fpr",
            "thresholds", "calibrate", "scorer_identity", "calibration_path", "find_calibration",
-           "save_calibration", "load_calibration", "RULE"]
+           "save_calibration", "load_calibration", "operating_point", "RULE"]
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,21 @@ class Calibration:
 
     def meaning(self) -> str:
         """What 1.0 on a normalised map means, for a colour bar."""
-        return (f"1.0 = top {self.pixel_fpr:.3g} of normal pixels ({self.class_name}, "
+        return (f"1.0 = top {self.pixel_fpr * 100:g} % of normal pixels ({self.class_name}, "
                 f"{self.n_images} normal images)")
+
+
+def operating_point(scores, labels, threshold: float) -> dict:
+    """Precision, recall and FPR of "anomalous iff score > threshold" on scores (n,), labels
+    (n,) 0/1; NaN where undefined (no image called anomalous, no anomalous or no normal image)."""
+    s = np.asarray(scores, np.float64).ravel()
+    y = np.asarray(labels).ravel() != 0
+    pred = s > threshold
+    tp, fp = int((pred & y).sum()), int((pred & ~y).sum())
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    div = lambda a, b: a / b if b else math.nan  # noqa: E731
+    return {"threshold": float(threshold), "precision": div(tp, tp + fp), "recall": div(tp, n_pos),
+            "fpr": div(fp, n_neg), "n_anomalous": n_pos, "n_normal": n_neg}
 
 
 def scorer_identity(cfg, checkpoint: str | os.PathLike | None = None) -> dict:

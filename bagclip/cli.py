@@ -1,5 +1,5 @@
-"""Command line: bagclip {synth, cache, train, eval, predict, sweep, ablate, bench, reproduce,
-pretrain-mini}.
+"""Command line: bagclip {synth, cache, train, eval, predict, calibrate, adapt, sweep, ablate,
+bench, reproduce, pretrain-mini}.
 
 Every command takes --quick (the embedded CPU default: the shipped bagclip-mini backbone, the
 synthetic benchmark) or the paper's settings, plus --config FILE (its settings over the preset)
@@ -170,14 +170,17 @@ def cmd_train(a) -> None:
 
 def cmd_eval(a) -> None:
     from .evaluate import evaluate
+    from .cli_decisions import eval_normal_only
     from .inference import scorer
     from .report import write_results
 
     model, cfg, bb = _trained(a)
     _out_dir(a.out, "--out")
     for name, samples in _datasets(a.dataset, a.split, a.image_level).items():
+        seen: dict = {}
         r = evaluate(scorer(model, bb, cfg), samples, cfg.image_size, dataset_name=name,
-                     resolution=a.resolution)
+                     resolution=a.resolution, on_class=lambda c, s, y: seen.__setitem__(c, (s, y)))
+        eval_normal_only(a, cfg, name, r, seen)  # F1-max labelled, beside the normal-only threshold
         write_results(r, Path(a.out) / name)
         print(json.dumps({k: v for k, v in r.items() if k != "per_class"}, indent=2, default=float))
 
@@ -194,23 +197,24 @@ def _map_names(paths: list[str]) -> dict[str, str]:
 
 
 def cmd_predict(a) -> None:
+    from .cli_decisions import calibrated_map_png, predict_line, predict_setup
     from .inference import predict
 
-    if a.checkpoint is not None:
-        model, cfg, bb = _trained(a)
-    else:
-        model, cfg, bb = None, _config(a), None
+    # heads + their calibration, or the training-free scorer; names the scorer that answers
+    model, cfg, bb, cal = predict_setup(a)
     maps_dir = _out_dir(a.save_maps, "--save-maps") if a.save_maps else None
     skipped: list = []
     preds = predict(a.images, cfg=cfg, model=model, backbone=bb, class_name=a.class_name,
                     device=a.device, skipped=skipped)
-    if a.checkpoint is None:
-        print("WARNING: no --checkpoint: untrained heads, scores are meaningless", file=sys.stderr)
     names = _map_names([p.path for p in preds]) if maps_dir else {}
     for p in preds:
-        flag = "" if a.threshold is None else ("  ANOMALOUS" if p.is_anomalous(a.threshold) else "  normal")
+        flag = predict_line(p, a, cal)
         print(f"{p.path}\tscore={p.image_score:.4f}\tp_img={p.p_img:.4f}\tmax_map={p.anomaly_map.max():.4f}{flag}")
-        if maps_dir:
+        if maps_dir and cal is not None:  # colour bar saying what 1.0 means
+            from .files import atomic_write_bytes
+
+            atomic_write_bytes(maps_dir / names[p.path], calibrated_map_png(p, cal))
+        elif maps_dir:
             import io
 
             import numpy as np
@@ -371,7 +375,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--class-name", default="object")
     p.add_argument("--threshold", type=_threshold, help="flag scores >= this (in [0, 1])")
     p.add_argument("--save-maps")
+    p.add_argument("--calibration", help="a calibration file or folder (default: beside --checkpoint)")
     p.set_defaults(fn=cmd_predict)
+
+    from .cli_decisions import add_parsers
+
+    add_parsers(sub, common)  # calibrate, adapt
 
     def executor(p):
         p.add_argument("--executor", choices=["inprocess", "local", "slurm"], default="inprocess",

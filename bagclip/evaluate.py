@@ -50,7 +50,7 @@ def _as_maps(maps, b: int) -> torch.Tensor:
 
 def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8,
              resolution=None, dataset_name: str | None = None, pixel: bool | None = None,
-             fpr_limit: float = 0.3, progress: bool = True) -> dict:
+             fpr_limit: float = 0.3, progress: bool = True, on_class=None) -> dict:
     """Evaluate `fn` on `samples` (bagclip.data.Sample) and return the metrics dict.
 
     resolution: None (= image_size), an int S' (maps bilinearly resized to S' x S', masks loaded
@@ -61,6 +61,8 @@ def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8
     in the image metrics only.
     Returns compute_metrics' keys (unweighted means over classes) plus dataset, resolution,
     n_images, per_class (`bagclip.report.write_results` writes it to files).
+    on_class: optional callable(class name, image scores (n,), labels (n,)) after each class
+    (e.g. a decision threshold's precision and recall, `bagclip.calibrate.operating_point`).
     """
     from .data import load_image, load_mask
 
@@ -104,6 +106,8 @@ def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8
         pix = acc.compute() if acc is not None else None
         per_class[cls] = merge_metrics(binary_metrics(np.concatenate(scores), labels), pix,
                                        f"class {cls!r}")
+        if on_class is not None:
+            on_class(cls, np.concatenate(scores), np.asarray(labels))
         del acc  # free this class's keys before the next class
     bar.close()
     return {"dataset": dataset_name, "resolution": res, "n_images": len(samples),

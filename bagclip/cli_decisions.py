@@ -1,0 +1,191 @@
+"""The command line's decisions: `bagclip calibrate`, `bagclip adapt`, and the parts of
+`predict` and `eval` that use a calibration or the training-free scorer.
+
+Kept apart from cli.py so that cli.py only registers these commands and calls three helpers
+(predict_setup, predict_line, eval_normal_only); only this module and cli.py print.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+
+def add_parsers(sub, common) -> None:
+    """Register `calibrate` and `adapt` (common: cli.main's shared options)."""
+    p = common(sub.add_parser("calibrate", help="thresholds and map scale from normal images of one class"),
+               data=False)
+    p.add_argument("images", nargs="+", help="normal images of the class (files or folders)")
+    p.add_argument("--class-name", required=True)
+    p.add_argument("--checkpoint", help="trained heads (the calibration is written beside them)")
+    p.add_argument("--out", help="without --checkpoint: folder for the training-free scorer's calibration")
+    p.add_argument("--fpr", type=_rate, default=0.05, help="image false-positive rate (default 0.05)")
+    p.add_argument("--pixel-fpr", type=_rate, default=0.01,
+                   help="share of normal pixels above the pixel threshold; maps are divided by it (default 0.01)")
+    p.set_defaults(fn=cmd_calibrate)
+
+    p = common(sub.add_parser("adapt", help="train heads on normal images of a class with drawn defects"),
+               data=False)
+    p.add_argument("images", nargs="+", help="normal images of the class (files or folders)")
+    p.add_argument("--class-name", required=True)
+    p.add_argument("--out", required=True, help="run folder (the same checkpoint files as train)")
+    p.add_argument("--init", help="start from these trained heads (a run folder); default: from scratch")
+    p.add_argument("--copies", type=int, default=2, help="defective copies per normal image (default 2)")
+    p.add_argument("--exclude-kinds", nargs="+", default=[], metavar="KIND",
+                   help="defect kinds never drawn (e.g. the kinds of the set you will test on)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--save-every", type=int, default=None)
+    p.add_argument("--cache-dir", default=None)
+    p.set_defaults(fn=cmd_adapt)
+
+
+def _rate(text: str) -> float:
+    import argparse
+
+    try:
+        r = float(text)
+    except ValueError:
+        r = math.nan
+    if not 0 < r < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a rate in (0, 1), e.g. 0.05 for 5 %")
+    return r
+
+
+def cmd_calibrate(a) -> None:
+    from .calibrate import calibrate, calibration_path, min_images, order_statistic, save_calibration
+    from .cli import _config, _out_dir, _trained
+
+    if a.checkpoint is None and not a.out:
+        raise ValueError("give --checkpoint DIR (trained heads: the calibration goes beside them) or "
+                         "--out DIR (a calibration of the training-free scorer)")
+    # refuse too few images before any model is loaded
+    from .inference import _collect
+
+    n = len(_collect(a.images))
+    order_statistic(n, a.fpr)
+    if a.checkpoint is not None:
+        model, cfg, bb = _trained(a)
+        folder = Path(a.checkpoint)
+    else:
+        cfg, bb = _config(a), None
+        folder = _out_dir(a.out, "--out")
+    cal = calibrate(a.images, a.class_name, a.fpr, a.pixel_fpr, checkpoint=a.checkpoint, cfg=cfg,
+                    backbone=bb, device=a.device)
+    path = save_calibration(cal, calibration_path(folder, a.class_name))
+    k, n = cal.order, cal.n_images
+    print(f"calibration of {a.class_name!r} on {n} normal images written to {path}")
+    print(f"image threshold {cal.image_threshold:.4f} (the {k}th smallest of {n} normal scores): on fresh "
+          f"normal images of this class, expected FPR {(n + 1 - k) / (n + 1):.1%} (<= {a.fpr:.1%}; "
+          f"{min_images(a.fpr)} images is the least for this rate)")
+    print(f"pixel threshold {cal.pixel_threshold:.4f}: calibrated maps are divided by it, "
+          f"{cal.meaning()}")
+
+
+def cmd_adapt(a) -> None:
+    from .adapt import adapt
+    from .cache import FeatureCache
+    from .cli import _config, _extra_changes, _out_dir
+
+    _out_dir(a.out, "--out")
+    bb = None
+    if a.init:
+        from .train import load_heads
+
+        given = [f for f, v in (("--quick", a.quick), ("--config", a.config)) if v]
+        if given:
+            raise ValueError(f"{' and '.join(given)} cannot be used with --init: the heads carry their "
+                             f"settings; change training settings with --set (epochs, lr, seed...)")
+        _, icfg, bb = load_heads(a.init, device=a.device)
+        cfg = icfg.with_overrides(a.set or [], **_extra_changes(a, icfg))
+    else:
+        cfg = _config(a)
+    if bb is None:
+        from .backbone import load_backbone
+
+        bb = load_backbone(cfg, device=a.device)
+    res = adapt(a.images, a.class_name, a.out, cfg=cfg, init=a.init, backbone=bb, copies=a.copies,
+                exclude_kinds=a.exclude_kinds, resume=a.resume, save_every=a.save_every,
+                cache=FeatureCache(bb, a.cache_dir))
+    print(f"adapted heads saved to {res.out_dir}/heads.safetensors (final loss {res.history[-1]:.4f}); "
+          f"what was drawn: {res.out_dir}/adapt.json. Next: bagclip calibrate NORMALS --checkpoint "
+          f"{res.out_dir} --class-name {a.class_name!r}")
+
+
+def predict_setup(a):
+    """(model, cfg, backbone, calibration or None) for `predict`, and prints which scorer answers.
+
+    With --checkpoint: the heads, and the calibration beside them for --class-name if any.
+    Without: the training-free scorer (ZeroShot) on the chosen backbone, and --calibration."""
+    from .calibrate import find_calibration, load_calibration, scorer_identity
+    from .cli import _config, _trained
+    from .train import HEADS
+
+    if a.checkpoint is not None:
+        model, cfg, bb = _trained(a)
+        print(f"scorer: trained heads {Path(a.checkpoint) / HEADS if Path(a.checkpoint).is_dir() else a.checkpoint}")
+    else:
+        from .backbone import load_backbone
+        from .zeroshot import ZeroShot
+
+        cfg = _config(a)
+        bb = load_backbone(cfg, device=a.device)
+        model = ZeroShot(bb).to(bb.device)
+        print(f"scorer: training-free ZeroShot (frozen {cfg.backbone} + prompts, nothing learned; "
+              f"no --checkpoint given)")
+    where = getattr(a, "calibration", None) or a.checkpoint
+    path = None
+    if where is not None:
+        path = Path(where) if Path(where).is_file() and str(where).endswith(".json") else \
+            find_calibration(where, a.class_name)
+    cal = None
+    if path is not None:
+        cal = load_calibration(path, scorer=scorer_identity(cfg, a.checkpoint), class_name=a.class_name)
+        print(f"calibration: {path} ({cal.n_images} normal images, image FPR {cal.fpr:.1%}; "
+              f"{cal.meaning()})")
+    elif a.threshold is None:
+        how = f"--checkpoint {a.checkpoint}" if a.checkpoint else "--quick --out DIR, then predict --calibration DIR"
+        print(f"decision: none without a calibration (scores rank images, they have no threshold of their "
+              f"own). For a decision at a known false-positive rate, give normal images of the class: "
+              f"bagclip calibrate NORMALS --class-name {a.class_name} {how}", file=sys.stderr)
+    return model, cfg, bb, cal
+
+
+def predict_line(p, a, cal) -> str:
+    """The decision and calibrated fields of one prediction's output line."""
+    if a.threshold is not None:  # an explicit threshold on the raw score wins
+        return "  ANOMALOUS" if p.is_anomalous(a.threshold) else "  normal"
+    if cal is not None:
+        m = cal.normalise(p.anomaly_map)
+        flag = "ANOMALOUS" if cal.is_anomalous(p.image_score) else "normal"
+        return (f"\tnormal_tail={cal.tail(p.image_score):.4f}\tmax_map_calibrated={float(m.max()):.2f}"
+                f"  {flag}")
+    # no rule here: raw scores carry no threshold (bagclip-mini's p_img is ~1 for normal images
+    # too), and a made-up one would be the misleading answer the peers' users complain about
+    return "  undecided (no calibration)"
+
+
+def calibrated_map_png(p, cal) -> bytes:
+    from .mapfig import calibrated_map_figure, png_bytes
+
+    return png_bytes(calibrated_map_figure(cal.normalise(p.anomaly_map), cal.meaning(),
+                                           title=Path(p.path).name if p.path else None))
+
+
+def eval_normal_only(a, cfg, name: str, result: dict, seen: dict) -> None:
+    """Print, per class, F1-max (labelled as picked on the test labels) beside precision, recall
+    and FPR at the normal-only threshold of the calibration beside the checkpoint."""
+    from .calibrate import find_calibration, load_calibration, operating_point, scorer_identity
+
+    print(f"{name}: image F1-max {result['image_f1_max']:.3f} (F1-max: threshold picked on the test labels)")
+    for cls, (scores, labels) in seen.items():
+        path = find_calibration(a.checkpoint, cls)
+        if path is None:
+            print(f"  {cls}: no calibration beside the checkpoint (bagclip calibrate NORMALS --checkpoint "
+                  f"{a.checkpoint} --class-name {cls}): no normal-only threshold")
+            continue
+        cal = load_calibration(path, scorer=scorer_identity(cfg, a.checkpoint), class_name=cls)
+        op = operating_point(scores, labels, cal.image_threshold)
+        result.setdefault("normal_only", {})[cls] = {**op, "calibration": str(path), "fpr_target": cal.fpr}
+        print(f"  {cls}: at the normal-only threshold (FPR {cal.fpr:.0%} on {cal.n_images} normals): "
+              f"precision {op['precision']:.3f} recall {op['recall']:.3f} FPR {op['fpr']:.3f} "
+              f"(F1-max {result['per_class'][cls]['image_f1_max']:.3f} on the test labels)")
