@@ -201,7 +201,7 @@ def cmd_predict(a) -> None:
     from .inference import predict
 
     # heads + their calibration, or the training-free scorer; names the scorer that answers
-    model, cfg, bb, cal = predict_setup(a)
+    model, cfg, bb, cal = predict_setup(a, sys.modules[__name__])
     maps_dir = _out_dir(a.save_maps, "--save-maps") if a.save_maps else None
     skipped: list = []
     preds = predict(a.images, cfg=cfg, model=model, backbone=bb, class_name=a.class_name,
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from .cli_decisions import add_parsers
 
-    add_parsers(sub, common)  # calibrate, adapt
+    add_parsers(sub, common, sys.modules[__name__])  # calibrate, adapt
 
     def executor(p):
         p.add_argument("--executor", choices=["inprocess", "local", "slurm"], default="inprocess",

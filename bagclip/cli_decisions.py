@@ -2,7 +2,9 @@
 `predict` and `eval` that use a calibration or the training-free scorer.
 
 Kept apart from cli.py so that cli.py only registers these commands and calls three helpers
-(predict_setup, predict_line, eval_normal_only); only this module and cli.py print.
+(predict_setup, predict_line, eval_normal_only); only this module and cli.py print. cli.py's
+helpers (_config, _trained, _out_dir, _extra_changes) come in as the `cli` argument, the cli
+module itself: importing it here would make an import cycle.
 """
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ import sys
 from pathlib import Path
 
 
-def add_parsers(sub, common) -> None:
-    """Register `calibrate` and `adapt` (common: cli.main's shared options)."""
+def add_parsers(sub, common, cli) -> None:
+    """Register `calibrate` and `adapt` (common: cli.main's shared options; cli: the module)."""
     p = common(sub.add_parser("calibrate", help="thresholds and map scale from normal images of one class"),
                data=False)
     p.add_argument("images", nargs="+", help="normal images of the class (files or folders)")
@@ -22,7 +24,7 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--fpr", type=_rate, default=0.05, help="image false-positive rate (default 0.05)")
     p.add_argument("--pixel-fpr", type=_rate, default=0.01,
                    help="share of normal pixels above the pixel threshold; maps are divided by it (default 0.01)")
-    p.set_defaults(fn=cmd_calibrate)
+    p.set_defaults(fn=lambda a: cmd_calibrate(a, cli))
 
     p = common(sub.add_parser("adapt", help="train heads on normal images of a class with drawn defects"),
                data=False)
@@ -36,7 +38,7 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--save-every", type=int, default=None)
     p.add_argument("--cache-dir", default=None)
-    p.set_defaults(fn=cmd_adapt)
+    p.set_defaults(fn=lambda a: cmd_adapt(a, cli))
 
 
 def _rate(text: str) -> float:
@@ -51,9 +53,8 @@ def _rate(text: str) -> float:
     return r
 
 
-def cmd_calibrate(a) -> None:
+def cmd_calibrate(a, cli) -> None:
     from .calibrate import calibrate, calibration_path, min_images, order_statistic, save_calibration
-    from .cli import _config, _out_dir, _trained
 
     if a.checkpoint is None and not a.out:
         raise ValueError("give --checkpoint DIR (trained heads: the calibration goes beside them) or "
@@ -64,11 +65,11 @@ def cmd_calibrate(a) -> None:
     n = len(_collect(a.images))
     order_statistic(n, a.fpr)
     if a.checkpoint is not None:
-        model, cfg, bb = _trained(a)
+        model, cfg, bb = cli._trained(a)
         folder = Path(a.checkpoint)
     else:
-        cfg, bb = _config(a), None
-        folder = _out_dir(a.out, "--out")
+        cfg, bb = cli._config(a), None
+        folder = cli._out_dir(a.out, "--out")
     cal = calibrate(a.images, a.class_name, a.fpr, a.pixel_fpr, checkpoint=a.checkpoint, cfg=cfg,
                     backbone=bb, device=a.device)
     path = save_calibration(cal, calibration_path(folder, a.class_name))
@@ -81,12 +82,11 @@ def cmd_calibrate(a) -> None:
           f"{cal.meaning()}")
 
 
-def cmd_adapt(a) -> None:
+def cmd_adapt(a, cli) -> None:
     from .adapt import adapt
     from .cache import FeatureCache
-    from .cli import _config, _extra_changes, _out_dir
 
-    _out_dir(a.out, "--out")
+    cli._out_dir(a.out, "--out")
     bb = None
     if a.init:
         from .train import load_heads
@@ -96,9 +96,9 @@ def cmd_adapt(a) -> None:
             raise ValueError(f"{' and '.join(given)} cannot be used with --init: the heads carry their "
                              f"settings; change training settings with --set (epochs, lr, seed...)")
         _, icfg, bb = load_heads(a.init, device=a.device)
-        cfg = icfg.with_overrides(a.set or [], **_extra_changes(a, icfg))
+        cfg = icfg.with_overrides(a.set or [], **cli._extra_changes(a, icfg))
     else:
-        cfg = _config(a)
+        cfg = cli._config(a)
     if bb is None:
         from .backbone import load_backbone
 
@@ -111,23 +111,22 @@ def cmd_adapt(a) -> None:
           f"{res.out_dir} --class-name {a.class_name!r}")
 
 
-def predict_setup(a):
+def predict_setup(a, cli):
     """(model, cfg, backbone, calibration or None) for `predict`, and prints which scorer answers.
 
     With --checkpoint: the heads, and the calibration beside them for --class-name if any.
     Without: the training-free scorer (ZeroShot) on the chosen backbone, and --calibration."""
     from .calibrate import find_calibration, load_calibration, scorer_identity
-    from .cli import _config, _trained
     from .train import HEADS
 
     if a.checkpoint is not None:
-        model, cfg, bb = _trained(a)
+        model, cfg, bb = cli._trained(a)
         print(f"scorer: trained heads {Path(a.checkpoint) / HEADS if Path(a.checkpoint).is_dir() else a.checkpoint}")
     else:
         from .backbone import load_backbone
         from .zeroshot import ZeroShot
 
-        cfg = _config(a)
+        cfg = cli._config(a)
         bb = load_backbone(cfg, device=a.device)
         model = ZeroShot(bb).to(bb.device)
         print(f"scorer: training-free ZeroShot (frozen {cfg.backbone} + prompts, nothing learned; "
