@@ -125,3 +125,24 @@ def test_three_images_at_one_percent_refused_with_one_line(tmp_path, monkeypatch
     msg = str(err.value)
     assert "\n" not in msg and "3 normal images cannot give FPR 0.01" in msg
     assert "at least 99" in msg and "fpr >= 0.25" in msg
+
+
+def test_operating_point_by_hand():
+    s, y = [0.1, 0.5, 0.6, 0.9], [0, 0, 1, 1]
+    assert C.operating_point(s, y, 0.3) == {"threshold": 0.3, "precision": 2 / 3, "recall": 1.0,
+                                            "fpr": 0.5, "n_anomalous": 2, "n_normal": 2}
+    op = C.operating_point(s, y, 0.6)  # strict: 0.6 itself is not above the threshold
+    assert (op["precision"], op["recall"], op["fpr"]) == (1.0, 0.5, 0.0)
+    assert math.isnan(C.operating_point(s, y, 0.95)["precision"])  # nothing called anomalous
+
+
+def test_calibrated_map_figure_says_what_one_means():
+    from bagclip.mapfig import calibrated_map_figure, png_bytes
+
+    cal = C.Calibration("screw", 0.05, 0.01, 0.5, 0.25, [0.1] * 19, [], {})
+    m = cal.normalise(np.linspace(0, 0.5, 64, dtype=np.float32).reshape(8, 8))
+    assert m.max() == pytest.approx(2.0)  # 0.5 / 0.25
+    fig = calibrated_map_figure(m, cal.meaning())
+    bar = fig.axes[1]
+    assert bar.get_ylabel() == "1.0 = top 1 % of normal pixels (screw, 19 normal images)"
+    assert png_bytes(fig)[:8] == b"\x89PNG\r\n\x1a\n"
