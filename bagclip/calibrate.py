@@ -40,7 +40,8 @@ import numpy as np
 
 __all__ = ["CalibrationError", "Calibration", "order_statistic", "min_images", "threshold_at_fpr",
            "thresholds", "calibrate", "scorer_identity", "calibration_path", "find_calibration",
-           "save_calibration", "load_calibration", "operating_point", "RULE"]
+           "save_calibration", "load_calibration", "operating_point", "binomial_interval",
+           "observed_fpr", "calibration_spread", "RULE"]
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,61 @@ def operating_point(scores, labels, threshold: float) -> dict:
     div = lambda a, b: a / b if b else math.nan  # noqa: E731
     return {"threshold": float(threshold), "precision": div(tp, tp + fp), "recall": div(tp, n_pos),
             "fpr": div(fp, n_neg), "n_anomalous": n_pos, "n_normal": n_neg}
+
+
+def binomial_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact) interval of a rate from k events in n trials: the rates p for
+    which k is not in either tail of Binomial(n, p) beyond (1 - level) / 2. Conservative (covers
+    at least `level`); (0, 1 - (alpha/2)^(1/n)) for k = 0, ((alpha/2)^(1/n), 1) for k = n."""
+    from scipy.stats import beta
+
+    k, n = int(k), int(n)
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"binomial_interval: need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    if not 0 < level < 1:
+        raise ValueError(f"level={level!r}: give a coverage in (0, 1), e.g. 0.95")
+    a = (1 - level) / 2
+    low = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return low, high
+
+
+def observed_fpr(normal_scores, threshold: float, level: float = 0.95) -> dict:
+    """The false-positive rate of "anomalous iff score > threshold" measured on normal images'
+    scores (n,): {"false_positives", "n_normal", "fpr", "low", "high", "level"}, the interval
+    by `binomial_interval` (how far the rate a line would see may lie from this count)."""
+    s = np.asarray(normal_scores, np.float64).ravel()
+    k = int(np.count_nonzero(s > threshold))
+    low, high = binomial_interval(k, s.size, level)
+    return {"false_positives": k, "n_normal": int(s.size), "fpr": k / s.size, "low": low, "high": high,
+            "level": float(level)}
+
+
+def calibration_spread(n: int, fpr: float, m: int | None = None, observed: int | None = None,
+                       level: float = 0.95) -> dict:
+    """How far one calibration of n normal images at `fpr` may land from its promise, for
+    normal images exchangeable with the calibration ones (module docstring):
+    - "k", "expected": the order statistic and (n + 1 - k) / (n + 1), the rate in expectation;
+    - "rate_low", "rate_high": the central `level` range of one calibration's own rate, which
+      is Beta(n + 1 - k, k) distributed over calibration sets;
+    - with m fresh normal images, "count_low", "count_high": the central range of how many of
+      them are flagged, BetaBinomial(m, n + 1 - k, k) (both spreads together);
+    - with `observed` (a count among the m), "p_at_least": P(count >= observed) under it.
+    """
+    from scipy.stats import beta, betabinom
+
+    k = order_statistic(n, fpr)
+    a, b = n + 1 - k, k
+    lo, hi = beta.interval(level, a, b)
+    out = {"n": int(n), "fpr": float(fpr), "k": k, "expected": a / (n + 1), "rate_low": float(lo),
+           "rate_high": float(hi), "level": float(level)}
+    if m is not None:
+        d = betabinom(int(m), a, b)
+        c_lo, c_hi = d.interval(level)
+        out.update(m=int(m), count_low=int(c_lo), count_high=int(c_hi))
+        if observed is not None:
+            out.update(observed=int(observed), p_at_least=float(d.sf(int(observed) - 1)))
+    return out
 
 
 def scorer_identity(cfg, checkpoint: str | os.PathLike | None = None) -> dict:

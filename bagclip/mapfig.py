@@ -10,7 +10,7 @@ import io
 
 import numpy as np
 
-__all__ = ["calibrated_map_figure", "png_bytes"]
+__all__ = ["calibrated_map_figure", "calibrated_vs_stretched", "png_bytes"]
 
 
 def calibrated_map_figure(norm_map, meaning: str, title: str | None = None, vmax: float = 2.0):
@@ -31,6 +31,46 @@ def calibrated_map_figure(norm_map, meaning: str, title: str | None = None, vmax
     cb.ax.axhline(1.0, color="cyan", linewidth=1.0)
     cb.set_label(meaning, fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def calibrated_vs_stretched(images, masks, maps, cal, titles=None, vmax: float = 2.0):
+    """One row per image: the image (defect outlined in red), its raw map stretched to its own
+    [min, max] (what most heat maps show), and the same map normalised by `cal` (a
+    Calibration) on one fixed [0, vmax] scale with the 1.0 contour. images (n, S, S, 3) uint8,
+    masks (n, S, S) bool, maps (n, S, S) raw maps of the calibrated scorer. Each stretched
+    panel's colour bar gives its own range; the calibrated column shares `cal.meaning()`.
+    Returns a Figure (no pyplot state; shown as PNG in a notebook)."""
+    from matplotlib.figure import Figure
+
+    from .plots import _register_png_formatter, overlay
+
+    _register_png_formatter()
+    n = len(maps)
+    fig = Figure(figsize=(9.0, 2.6 * n + 0.5), dpi=90, layout="constrained")
+    axes = fig.subplots(n, 3, squeeze=False)
+    for i in range(n):
+        img, g = np.asarray(images[i]), np.asarray(masks[i], bool)
+        raw = np.asarray(maps[i], np.float32)
+        a0, a1, a2 = axes[i]
+        a0.imshow(overlay(img, g) if g.any() else img)
+        a0.set_title(titles[i] if titles is not None else f"image {i}", fontsize=8)
+        lo, hi = float(raw.min()), float(raw.max())
+        im = a1.imshow(raw, cmap="inferno", vmin=lo, vmax=hi if hi > lo else lo + 1e-12,
+                       interpolation="nearest")
+        cb = fig.colorbar(im, ax=a1, fraction=0.046, pad=0.04)
+        cb.set_label(f"own range [{lo:.3g}, {hi:.3g}]", fontsize=7)
+        a1.set_title("stretched to its own range", fontsize=8)
+        norm = cal.normalise(raw)
+        im = a2.imshow(norm, cmap="inferno", vmin=0.0, vmax=vmax, interpolation="nearest")
+        if (norm > 1.0).any() and (norm <= 1.0).any():
+            a2.contour(norm, levels=[1.0], colors="cyan", linewidths=0.8)
+        cb = fig.colorbar(im, ax=a2, extend="max", fraction=0.046, pad=0.04)
+        cb.ax.axhline(1.0, color="cyan", linewidth=1.0)
+        cb.set_label(cal.meaning(), fontsize=6)
+        a2.set_title(f"calibrated, fixed [0, {vmax:g}] (max {float(norm.max()):.3g})", fontsize=8)
+        for ax in (a0, a1, a2):
+            ax.set_axis_off()
     return fig
 
 

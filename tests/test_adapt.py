@@ -120,3 +120,21 @@ def test_starts_from_trained_heads(tiny_cfg, tiny_backbone, normals, cache, tmp_
     with pytest.raises(ValueError, match="do not fit"):
         A.adapt(normals, "carpet", tmp_path / "third", init=tmp_path / "first", backbone=tiny_backbone,
                 cfg=_cfg(tiny_cfg, gcn_hidden=32), copies=1, cache=cache, progress=False)
+
+
+def test_course_adapted_heads_adapts_once_then_reuses(tiny_cfg, tiny_backbone, normals, cache, tmp_path,
+                                                     monkeypatch):
+    from bagclip import course
+
+    monkeypatch.setenv("BAGCLIP_CACHE", str(tmp_path / "kit-cache"))
+    cfg = _cfg(tiny_cfg, epochs=1)
+    _run(cfg, normals, tiny_backbone, cache, tmp_path / "init")
+    lab = course.Lab("quick", cfg, "cpu", tiny_backbone, cache=cache)
+    first = course.adapted_heads(lab, normals, "carpet", tmp_path / "init", copies=1, exclude_kinds=["crack"])
+    assert first.out_dir.parent == tmp_path / "kit-cache" / "course"
+    again = course.adapted_heads(lab, normals, "carpet", tmp_path / "init", copies=1, exclude_kinds=["crack"])
+    assert again.out_dir == first.out_dir and again.history == first.history  # nothing retrained
+    for k, v in first.model.state_dict().items():
+        assert torch.equal(v, again.model.state_dict()[k]), k
+    other = course.adapted_heads(lab, normals, "carpet", tmp_path / "init", copies=1, exclude_kinds=["fold"])
+    assert other.out_dir != first.out_dir  # other kinds drawn: another run

@@ -146,3 +146,63 @@ def test_calibrated_map_figure_says_what_one_means():
     bar = fig.axes[1]
     assert bar.get_ylabel() == "1.0 = top 1 % of normal pixels (screw, 19 normal images)"
     assert png_bytes(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_binomial_interval_is_clopper_pearson():
+    from scipy.stats import binomtest
+
+    for k, n in [(0, 40), (1, 40), (7, 40), (20, 40), (40, 40), (3, 7), (0, 1)]:
+        ci = binomtest(k, n).proportion_ci(0.95, method="exact")
+        assert C.binomial_interval(k, n) == pytest.approx((ci.low, ci.high), abs=1e-12)
+    # the closed forms at the ends: P(0 of n | p) = (1 - p)^n = alpha/2 at the upper end
+    assert C.binomial_interval(0, 40)[1] == pytest.approx(1 - 0.025 ** (1 / 40))
+    assert C.binomial_interval(40, 40)[0] == pytest.approx(0.025 ** (1 / 40))
+    for bad in [(5, 4), (-1, 4), (0, 0)]:
+        with pytest.raises(ValueError):
+            C.binomial_interval(*bad)
+
+
+def test_observed_fpr_counts_strictly_above_and_carries_its_interval():
+    out = C.observed_fpr([0.1, 0.5, 0.5, 0.9], 0.5)  # 0.5 itself is not above: one of four
+    assert (out["false_positives"], out["n_normal"], out["fpr"]) == (1, 4, 0.25)
+    assert (out["low"], out["high"]) == C.binomial_interval(1, 4)
+
+
+def test_calibration_spread_by_hand():
+    """n = 20 at 5 %: k = 20, the threshold is the highest of 20 scores, its rate Beta(1, 20)
+    (CDF 1 - (1 - x)^20), the count among 40 fresh normals BetaBinomial(40, 1, 20)."""
+    from scipy.stats import betabinom
+
+    s = C.calibration_spread(20, 0.05, m=40, observed=7)
+    assert s["k"] == 20 and s["expected"] == pytest.approx(1 / 21)
+    assert s["rate_low"] == pytest.approx(1 - 0.975 ** (1 / 20))
+    assert s["rate_high"] == pytest.approx(1 - 0.025 ** (1 / 20))
+    d = betabinom(40, 1, 20)
+    assert (s["count_low"], s["count_high"]) == tuple(int(x) for x in d.interval(0.95)) == (0, 8)
+    assert s["p_at_least"] == pytest.approx(sum(d.pmf(j) for j in range(7, 41)))
+    assert "count_low" not in C.calibration_spread(39, 0.05)
+    with pytest.raises(C.CalibrationError, match="needs at least 19"):
+        C.calibration_spread(10, 0.05)
+
+
+def test_calibrated_vs_stretched_puts_each_raw_map_on_its_own_range_and_the_rest_on_one():
+    from bagclip.mapfig import calibrated_vs_stretched, png_bytes
+
+    cal = C.Calibration("screw", 0.05, 0.01, 0.5, 0.25, [0.1] * 19, [], {})
+    rng = np.random.default_rng(0)
+    maps = np.stack([rng.random((16, 16), dtype=np.float32) * s for s in (0.1, 0.6)])
+    images = np.zeros((2, 16, 16, 3), np.uint8)
+    masks = np.zeros((2, 16, 16), bool)
+    masks[1, 4:8, 4:8] = True
+    fig = calibrated_vs_stretched(images, masks, maps, cal, ["normal", "defect"], vmax=2.0)
+    shown = [ax.get_images()[0] for ax in fig.axes if ax.get_images()]
+    assert len(shown) == 6  # 2 rows x (image, stretched, calibrated)
+    for i in range(2):
+        stretched, calibrated = shown[3 * i + 1], shown[3 * i + 2]
+        assert stretched.get_clim() == pytest.approx((maps[i].min(), maps[i].max()))
+        assert calibrated.get_clim() == (0.0, 2.0)
+        assert np.allclose(calibrated.get_array(), maps[i] / 0.25)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert labels.count(cal.meaning()) == 2
+    assert sum(lab.startswith("own range [") for lab in labels) == 2
+    assert png_bytes(fig)[:8] == b"\x89PNG\r\n\x1a\n"
