@@ -67,7 +67,7 @@ def calibrated_vs_stretched(images, masks, maps, cal, titles=None, vmax: float =
             a2.contour(norm, levels=[1.0], colors="cyan", linewidths=0.8)
         cb = fig.colorbar(im, ax=a2, extend="max", fraction=0.046, pad=0.04)
         cb.ax.axhline(1.0, color="cyan", linewidth=1.0)
-        cb.set_label(cal.meaning(), fontsize=6)
+        cb.set_label(cal.meaning().replace(" (", "\n(", 1), fontsize=6)
         a2.set_title(f"calibrated, fixed [0, {vmax:g}] (max {float(norm.max()):.3g})", fontsize=8)
         for ax in (a0, a1, a2):
             ax.set_axis_off()
