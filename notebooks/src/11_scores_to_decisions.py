@@ -162,7 +162,7 @@ assert line["low"] <= line["fpr"] <= line["high"] and spread["rate_low"] < sprea
 # %% md
 # ## 5. Calibrated maps against maps stretched to their own range
 # Most heat maps are drawn from each image's own minimum to its own maximum, so every map,
-# normal or not, has a "hot spot". A calibrated map divides by the calibration's pixel
+# normal or not, reaches the top colour somewhere, by construction. A calibrated map divides by the calibration's pixel
 # threshold (the top 1 % of normal pixels) and is drawn on one fixed scale for the class:
 # 1.0 (cyan contour) means "as high as the top 1 % of normal pixels". Rows below: the
 # highest- and a middle-scoring normal image, a middle- and the highest-scoring defective one.
