@@ -35,8 +35,7 @@ from bagclip.checkpoint import load_heads
 from bagclip.compare import Results, compare
 from bagclip.data import load_dataset, load_mask
 from bagclip.data import synth
-from bagclip.inference import predict_cached
-from bagclip.prompts import class_texts
+from bagclip.inference import predict_all
 from bagclip.train import train
 
 
@@ -54,12 +53,11 @@ def zero_shot_heads(cfg, bb, cache, work: Path, seed: int) -> Path:
 
 
 def scores_and_maps(run: Path, bb, cache, samples, cls: str):
-    """(scores (n,), maps (n, S, S)) of the heads in `run` on samples of class cls."""
+    """(scores (n,), maps (n, S, S)) of the heads in `run` on samples (all of class cls)."""
     model, cfg, _ = load_heads(run, backbone=bb)
-    entries = cache.ensure([s.image_path for s in samples], progress=False)
-    maps, scores, _ = predict_cached(model, cfg, cache, entries, [cls] * len(samples),
-                                     class_texts(bb, [cls], cfg))
-    return scores.numpy(), maps.numpy()
+    assert {s.class_name for s in samples} == {cls}
+    maps, scores = predict_all(model, cfg, bb, cache, samples)
+    return scores, maps
 
 
 def sets(a, size: int, tmp: Path) -> dict:

@@ -37,8 +37,7 @@ from bagclip import analysis as an, calibrate as C, course, viz
 from bagclip.adapt import ANY_IMAGE_KINDS
 from bagclip.compare import Results, compare, describe
 from bagclip.data import Sample, denormalize, load_image, load_mask
-from bagclip.inference import predict_cached
-from bagclip.prompts import class_texts
+from bagclip.inference import predict_all
 
 lab = course.setup(MODE)
 cfg, bb = lab.cfg, lab.backbone
@@ -58,15 +57,7 @@ assert CLASS not in {s.class_name for s in lab.aux}
 # The zero-shot heads (trained on the auxiliary classes, never on this one) score every test
 # image: an image score (higher = more anomalous) and a map at the input size.
 # %%
-texts = class_texts(bb, [CLASS], cfg)
-
-def score(model, samples):
-    """(image scores (n,), maps (n, S, S)) of a model on samples of CLASS, through the cache."""
-    entries = lab.cache.ensure([s.image_path for s in samples], progress=False)
-    maps, scores, _ = predict_cached(model, cfg, lab.cache, entries, [CLASS] * len(samples), texts)
-    return scores.numpy().astype(np.float64), maps.numpy()
-
-s_zs, m_zs = score(zero_shot.model, data.test)
+m_zs, s_zs = predict_all(zero_shot.model, cfg, bb, lab.cache, data.test)  # maps, image scores
 masks = np.stack([load_mask(s.mask_path, cfg.image_size).numpy() for s in data.test])
 print("scores", s_zs.shape, "maps", m_zs.shape, "masks", masks.shape)
 assert s_zs.shape == (len(data.test),) and m_zs.shape == masks.shape == (len(data.test), cfg.image_size, cfg.image_size)
@@ -220,7 +211,7 @@ viz.plot_samples(drawn_samples, size=None, ncols=4)
 # - here there is **one training seed**: the interval covers the images, not the training's
 #   seed-to-seed noise. The docs' table (`benchmarks/adapt.py`) repeats this over seeds and classes.
 # %%
-s_ad, m_ad = score(adapted.model, data.test)
+m_ad, s_ad = predict_all(adapted.model, cfg, bb, lab.cache, data.test)
 res_zs = Results.from_maps(m_zs, masks, labels, scores=s_zs)
 res_ad = Results.from_maps(m_ad, masks, labels, scores=s_ad)
 rows = {}

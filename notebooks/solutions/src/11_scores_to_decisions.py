@@ -14,22 +14,14 @@ import numpy as np
 
 from bagclip import calibrate as C, course
 from bagclip.adapt import ANY_IMAGE_KINDS
-from bagclip.inference import predict_cached
-from bagclip.prompts import class_texts
+from bagclip.inference import predict_all
 
 lab = course.setup(MODE)
 cfg, bb = lab.cfg, lab.backbone
 zero_shot = course.trained_heads(lab)
 data = course.one_class(lab, "brushed_metal")
 CLASS, labels = data.class_name, data.labels
-texts = class_texts(bb, [CLASS], cfg)
-
-def score(model, samples):
-    entries = lab.cache.ensure([s.image_path for s in samples], progress=False)
-    maps, scores, _ = predict_cached(model, cfg, lab.cache, entries, [CLASS] * len(samples), texts)
-    return scores.numpy().astype(np.float64), maps.numpy()
-
-s_zs, m_zs = score(zero_shot.model, data.test)
+m_zs, s_zs = predict_all(zero_shot.model, cfg, bb, lab.cache, data.test)  # maps, image scores
 good, bad = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
 pct = lambda x: f"{100 * x:.1f} %"  # noqa: E731
 print(lab.label(), f"| {len(good)} fresh normal and {len(bad)} defective test images of {CLASS!r}")
@@ -75,7 +67,7 @@ print(f"fresh normals: {m} ({m // 20} flagged: [{pct(lo)}, {pct(hi)}], width {10
 # %%
 exclude = [k for k in sorted({s.defect_type for s in data.test if s.label}) if k in ANY_IMAGE_KINDS]
 adapted = course.adapted_heads(lab, data.adapt, CLASS, zero_shot.out_dir, copies=2, exclude_kinds=exclude)
-s_ad, m_ad = score(adapted.model, data.test)
+m_ad, s_ad = predict_all(adapted.model, cfg, bb, lab.cache, data.test)
 hits, cals = {}, {}
 for name, ck, s in (("zero-shot", zero_shot.out_dir, s_zs), ("adapted", adapted.out_dir, s_ad)):
     cal = cals[name] = C.calibrate(data.calib, CLASS, fpr=0.05, checkpoint=ck, backbone=bb)
