@@ -73,20 +73,16 @@ def _draw(rng, clean: np.ndarray, kinds: tuple[str, ...], tries: int = 8):
 
     A drawing that does not fit (too few pixels) is redrawn; after `tries` another allowed
     kind is picked (world._draw_defect would fall back to "stain", which may be excluded)."""
-    from .data.synth_defects import MIN_PIXELS, apply_defect
+    from .data.synth_defects import apply_defect
     from .data.synth_draw import Scene
-    from .data.world import DEFECTS
+    from .data.world import try_defect
 
     scene = Scene(clean.astype(np.float64), np.ones(clean.shape[:2], bool))  # any pixel may hold a defect
     for _ in range(4):
         kind = kinds[rng.integers(len(kinds))]
-        for _ in range(tries):
-            try:
-                m, new = DEFECTS[kind](rng, scene)
-            except ValueError:  # no room for this defect in this image
-                continue
-            if m.sum() >= MIN_PIXELS:
-                return kind, m, apply_defect(clean, m, new)
+        drawn = try_defect(rng, scene, kind, tries)
+        if drawn is not None:
+            return kind, drawn[0], apply_defect(clean, *drawn)
     raise RuntimeError(f"adapt: could not draw a visible defect of kinds {kinds} on this image")
 
 

@@ -84,23 +84,13 @@ def test_same_seed_same_weights_other_seed_other_data(tiny_cfg, tiny_backbone, n
 
 
 def test_resume_after_an_interruption_is_bit_identical(tiny_cfg, tiny_backbone, normals, cache, tmp_path,
-                                                       monkeypatch):
-    import bagclip.losses as L
-
+                                                       ctrl_c_at_loss):
     cfg = _cfg(tiny_cfg, seed=3)  # 8 samples, 2 steps an epoch, 4 in all
     full = _run(cfg, normals, tiny_backbone, cache, tmp_path / "full")
-    real, calls = L.bagclip_loss, {"n": 0}
-
-    def crash_on_third(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(L, "bagclip_loss", crash_on_third)
+    ctrl_c_at_loss(3)
     with pytest.raises(KeyboardInterrupt):
         _run(cfg, normals, tiny_backbone, cache, tmp_path / "cut", save_every=1)
-    monkeypatch.setattr(L, "bagclip_loss", real)
+    ctrl_c_at_loss(None)
     resumed = _run(cfg, normals, tiny_backbone, cache, tmp_path / "cut", resume=True)
     assert resumed.history == full.history
     for k, v in full.model.state_dict().items():
