@@ -119,3 +119,68 @@ def trained_heads(lab: Lab, cfg=None, progress: bool = False):
     cfg = cfg or lab.cfg
     out = Path(cache_root()) / "course" / run_key(cfg, lab.aux, lab.targets)
     return train_or_resume(cfg, lab.aux, lab.backbone, out, lab.cache, progress=progress)
+
+
+def adapted_heads(lab: Lab, images, class_name: str, init, cfg=None, copies: int = 2,
+                  exclude_kinds=(), progress: bool = False):
+    """Heads adapted to `class_name` from its normal `images` (bagclip.adapt), starting from the
+    heads in `init` (a run folder), adapted once and then reused (lesson 11 and its solutions).
+
+    The run lives in <BAGCLIP_CACHE>/course/adapt-<key>/, keyed by the config, the backbone
+    identity, the init heads' and the images' SHA-256, copies and excluded kinds; a finished
+    run is loaded (adapt checks its record, train finds nothing left to do). Returns
+    bagclip.train.TrainResult.
+    """
+    import hashlib
+    import json
+
+    from .adapt import adapt
+    from .cache import _file_digest
+    from .checkpoint import HEADS
+    from .files import cache_root
+    from .inference import _collect
+
+    cfg = cfg or lab.cfg
+    init = Path(init)
+    key = json.dumps({"cfg": cfg.to_dict(), "backbone": lab.backbone.identity(),
+                      "init": _file_digest(init / HEADS if init.is_dir() else init),
+                      "images": sorted(_file_digest(p) for p in _collect(images)),
+                      "class": class_name, "copies": copies, "exclude": sorted(exclude_kinds)},
+                     sort_keys=True)
+    out = Path(cache_root()) / "course" / ("adapt-" + hashlib.sha256(key.encode()).hexdigest()[:16])
+    resume = (out / "state.pt").is_file()
+    return adapt(images, class_name, out, cfg=cfg, init=init, backbone=lab.backbone, copies=copies,
+                 exclude_kinds=exclude_kinds, resume=resume, cache=lab.cache, progress=progress)
+
+
+@dataclass
+class OneClass:
+    """One class's images for lesson 11, in disjoint groups: `adapt` (normal files the heads are
+    adapted on), `calib` (normal files the thresholds come from) and `test` (Samples: fresh
+    normal and defective images, masks for the defects)."""
+    class_name: str
+    adapt: list
+    calib: list
+    test: list
+    root: Path
+
+    @property
+    def labels(self):
+        import numpy as np
+
+        return np.array([int(s.label) for s in self.test])
+
+
+def one_class(lab: Lab, class_name: str = "brushed_metal", n_adapt: int = 12, n_calib: int = 20,
+              n_good: int = 40, n_bad: int = 40, seed: int = 11) -> OneClass:
+    """A synthetic class generated once at lab.cfg.image_size (seed 11: images no other lesson
+    uses): its train split's normal images cut into `adapt` and `calib`, its test split as
+    `test`. Any mode uses these synthetic images; a user's own folders take their place."""
+    from .data import load_dataset
+    from .data.synth import ensure_synth
+
+    root = ensure_synth(seed=seed, size=lab.cfg.image_size, n_train=n_adapt + n_calib,
+                        n_test_good=n_good, n_test_bad=n_bad, categories=[class_name])
+    normals = sorted((root / class_name / "train" / "good").glob("*.png"))
+    test = load_dataset("synth", root, "test", classes=[class_name])
+    return OneClass(class_name, normals[:n_adapt], normals[n_adapt:], test, root)

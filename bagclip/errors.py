@@ -50,6 +50,19 @@ class DeviceError(BagclipError):
     """A device name that is malformed or absent on this machine."""
 
 
+class CalibrationError(BagclipError):
+    """A calibration that cannot be made (too few images, a bad rate, a broken scorer)."""
+
+
+class CalibrationFileError(CalibrationError):
+    """A calibration file that cannot be used: missing, unreadable, edited, or made for another
+    class or scorer; making it again fixes it."""
+
+
+class AdaptError(BagclipError):
+    """Heads to adapt from that do not fit the settings asked for."""
+
+
 class CheckpointMissingError(CheckpointError, FileNotFoundError):
     """No heads checkpoint where one was expected."""
 

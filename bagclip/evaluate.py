@@ -98,7 +98,7 @@ class ClassMetrics:
 
 def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8,
              resolution=None, dataset_name: str | None = None, pixel: bool | None = None,
-             fpr_limit: float = 0.3, progress: bool = True) -> dict:
+             fpr_limit: float = 0.3, progress: bool = True, on_class=None) -> dict:
     """Evaluate `fn` on `samples` (bagclip.data.Sample) and return the metrics dict.
 
     resolution: None (= image_size), an int S' (maps bilinearly resized to S' x S', masks loaded
@@ -107,6 +107,8 @@ def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8
     Pixel metrics follow the module's rule (normal images, and anomalous ones with a mask).
     Returns compute_metrics' keys (unweighted means over classes) plus dataset, resolution,
     n_images, per_class (`bagclip.report.write_results` writes it to files).
+    on_class: optional callable(class name, image scores (n,), labels (n,)) after each class
+    (e.g. a decision threshold's precision and recall, `bagclip.calibrate.operating_point`).
     """
     from .data import load_image
 
@@ -136,6 +138,8 @@ def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8
                 m.add(batch, maps, sc)
                 bar.update(len(batch))
             per_class[cls] = m.result()
+            if on_class is not None:
+                on_class(cls, np.concatenate(m.scores), np.asarray(m.labels))
     return {"dataset": dataset_name, "resolution": res, "n_images": len(samples),
             **mean_over_classes(per_class), "per_class": per_class}
 

@@ -291,6 +291,23 @@ class BinnedPixelMetrics:
                 self._n_regions += k
         return self
 
+    def counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """The state: normal-pixel and defect-pixel counts per bin, region weights per bin
+        (each (bins,)), number of regions. States of disjoint image sets add up."""
+        return self._neg.copy(), self._pos.copy(), self._w.copy(), self._n_regions
+
+    @classmethod
+    def from_counts(cls, neg, pos, w, n_regions: int, lo: float = 0.0, hi: float = 1.0,
+                    fpr_limit: float = 0.3) -> "BinnedPixelMetrics":
+        """An accumulator holding a state from `counts()` (or a sum of states, e.g. of a
+        bootstrap resample of images: bagclip.compare)."""
+        acc = cls(len(neg), lo, hi, fpr_limit)
+        acc._neg = np.rint(np.asarray(neg, np.float64)).astype(np.int64)
+        acc._pos = np.rint(np.asarray(pos, np.float64)).astype(np.int64)
+        acc._w = np.asarray(w, np.float64).copy()
+        acc._n_regions = int(n_regions)
+        return acc
+
     def compute(self) -> dict:
         keep = np.flatnonzero(self._neg + self._pos)[::-1]  # non-empty bins, descending
         neg, pos, w = self._neg[keep], self._pos[keep], self._w[keep]

@@ -89,9 +89,25 @@ def _step(model, opt, tokens, text, masks, labels, cfg: Config, step: int) -> tu
     return value, parts
 
 
+def _start(cfg: Config, backbone: Backbone, out: Path | None, resume: bool, init_state):
+    """(model, optimiser, step, loss history) to train from: cfg.seed's initialisation or
+    init_state, or the checkpoint in `out` when resuming."""
+    model = build_heads(cfg, backbone).to(backbone.device)
+    if init_state is not None and not resume:
+        model.load_state_dict(init_state)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    if not resume:
+        return model, opt, 0, []
+    if out is None or not (out / STATE).is_file():
+        raise NothingToResumeError(f"nothing to resume in {out}: no {STATE} (start a new run instead)", out)
+    step, history = resume_state(out / STATE, cfg, model, opt, backbone.device)
+    return model, opt, step, history
+
+
 def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.PathLike | None = None,
           cache: FeatureCache | None = None, resume: bool = False, save_every: int | None = None,
-          max_steps: int | None = None, progress: bool = True, on_step=None) -> TrainResult:
+          max_steps: int | None = None, progress: bool = True, on_step=None,
+          init_state: dict | None = None) -> TrainResult:
     """Train the heads on `samples` (bagclip.data.Sample with masks) and return them.
 
     on_step: optional callable(step, loss parts dict) after every optimisation step (the
@@ -99,6 +115,8 @@ def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.
 
     resume: continue from out_dir's last checkpoint (an error if there is none).
     max_steps: stop after this many steps in total (simulates an interruption in tests).
+    init_state: a state_dict to start from instead of cfg.seed's initialisation (trained heads,
+    for `bagclip.adapt`); on resume the weights come from the checkpoint instead.
     """
     from tqdm.auto import tqdm
 
@@ -110,14 +128,7 @@ def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.
     texts = class_texts(backbone, [s.class_name for s in samples], cfg)
     labels = torch.tensor([int(s.label) for s in samples], dtype=torch.float32)
     device = backbone.device
-    model = build_heads(cfg, backbone).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
-    history: list[float] = []
-    step = 0
-    if resume:
-        if out is None or not (out / STATE).is_file():
-            raise NothingToResumeError(f"nothing to resume in {out}: no {STATE} (start a new run instead)", out)
-        step, history = resume_state(out / STATE, cfg, model, opt, device)
+    model, opt, step, history = _start(cfg, backbone, out, resume, init_state)
     n = len(samples)
     steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
     total = cfg.epochs * steps_per_epoch

@@ -36,3 +36,25 @@ def image_files(tmp_path):
         Image.fromarray(rng.integers(0, 255, (60 + i, 80, 3), dtype=np.uint8)).save(p)
         paths.append(p)
     return paths
+
+
+@pytest.fixture()
+def ctrl_c_at_loss(monkeypatch):
+    """ctrl_c_at_loss(n): from now on the n-th call of bagclip_loss raises KeyboardInterrupt (the
+    user pressing Ctrl-C mid-training); ctrl_c_at_loss(None) puts the real loss back."""
+    import bagclip.losses as L
+
+    real = L.bagclip_loss
+
+    def arm(n: int | None) -> None:
+        calls = {"n": 0}
+
+        def loss(*a, **k):
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise KeyboardInterrupt
+            return real(*a, **k)
+
+        monkeypatch.setattr(L, "bagclip_loss", real if n is None else loss)
+
+    return arm

@@ -353,24 +353,14 @@ def test_read_only_cache_serves_its_entries_and_names_the_folder_when_short(worl
     _check_refusal(rc, err, ["feature cache folder", "not writable", "--cache-dir"])
 
 
-def test_ctrl_c_says_how_to_resume_and_resume_finishes(world, tmp_path, capsys, monkeypatch):
-    import bagclip.losses as L
-
-    real, calls = L.bagclip_loss, {"n": 0}
-
-    def ctrl_c_at_step_3(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
+def test_ctrl_c_says_how_to_resume_and_resume_finishes(world, tmp_path, capsys, ctrl_c_at_loss):
     argv = ["train", *SMALL, "--dataset", f"synth={world['synth']}", "--out", str(tmp_path / "r"),
             "--set", "batch_size=2", "--save-every", "1", "--cache-dir", str(tmp_path / "c")]
-    monkeypatch.setattr(L, "bagclip_loss", ctrl_c_at_step_3)
+    ctrl_c_at_loss(3)
     rc, _, err = _cli(argv, capsys)
     assert rc == 130 and "Traceback" not in err
     assert "interrupted" in err and "--resume" in err and str(tmp_path / "r") in err
-    monkeypatch.setattr(L, "bagclip_loss", real)
+    ctrl_c_at_loss(None)
     rc, out, err = _cli([*argv, "--resume"], capsys)
     assert rc == 0, err
 

@@ -28,10 +28,10 @@ LAYERS = [
     "data",  # loaders, protocol, synthetic benchmark
     "precision", "backbone", "cache",  # image -> tokens
     "safr", "sag", "jff", "losses", "model", "zeroshot", "checkpoint",  # heads and their files
-    "train", "inference", "pretrain",  # training; maps
-    "evaluate",  # metrics of a detector
+    "train", "inference", "adapt", "pretrain",  # training; maps; heads adapted to one class
+    "evaluate", "calibrate",  # metrics of a detector; its thresholds from normal images
     "runs",  # one run per (Config, seed), keyed, resumable
-    "report", "analysis", "cost",  # tables, lesson analysis, Tables 4-5
+    "report", "analysis", "compare", "cost",  # tables, lesson analysis, paired bootstrap, Tables 4-5
     "viz",  # drawing only
     "sweeps", "artefacts", "experiments", "course",  # grids, reproduce, lessons
     "cli",

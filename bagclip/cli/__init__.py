@@ -1,5 +1,5 @@
-"""Command line: bagclip {synth, cache, train, eval, predict, sweep, ablate, bench, reproduce,
-pretrain-mini}.
+"""Command line: bagclip {synth, cache, train, eval, predict, calibrate, adapt, sweep, ablate,
+bench, reproduce, pretrain-mini}.
 
 Every command takes --quick (the embedded CPU default: the shipped bagclip-mini backbone, the
 synthetic benchmark) or the paper's settings, plus --config FILE (its settings over the preset)
@@ -10,7 +10,9 @@ Bad input ends with one line on stderr naming the file or setting and what to do
 argparse's own errors exit 2; Ctrl-C exits 130 and says how to resume), never a traceback.
 
     parser.py    the arguments of every command (no torch imported to parse them)
+    options.py   what the shared options mean (Config, --checkpoint's heads, output folders)
     commands.py  one function per command, calling the library
+    decisions.py calibrate, adapt, and predict's / eval's use of a calibration
     errors.py    the library's typed errors phrased for the command line
 """
 from __future__ import annotations

@@ -6,76 +6,12 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
+
+from .options import _config, _out_dir, _trained
 
 QUICK_BANNER = ("NOTE: quick mode = synthetic benchmark + bagclip-mini (synthetic pretraining, shipped "
                 "with the kit). These are NOT the paper's numbers.")
-
-
-def _config(a):
-    """The Config of a command: --quick's preset or the paper's, --config FILE over it, then
-    --set / --seed / --class-name-map; every value checked by Config."""
-    from ..config import Config
-
-    cfg = Config.quick() if getattr(a, "quick", False) else Config()
-    if getattr(a, "config", None):
-        cfg = Config.load(a.config, base=cfg)
-    return cfg.with_overrides(getattr(a, "set", None) or [], **_extra_changes(a, cfg))
-
-
-def _extra_changes(a, cfg) -> dict:
-    changes = {}
-    if getattr(a, "seed", None) is not None:
-        changes["seed"] = a.seed
-    if getattr(a, "class_name_map", None):
-        changes["class_names"] = {**cfg.class_names, **_name_map(a.class_name_map)}
-    return changes
-
-
-def _name_map(path) -> dict:
-    p = Path(path)
-    what = 'a JSON file {"folder name": "prompt name", ...}'
-    if not p.is_file():
-        raise FileNotFoundError(f"--class-name-map {p}: file not found; give {what}")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ValueError(f"--class-name-map {p}: not valid JSON ({err}); give {what}") from None
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise ValueError(f"--class-name-map {p}: expected {what}, got {type(data).__name__}")
-    return data
-
-
-def _trained(a):
-    """(model, cfg, backbone) from --checkpoint, with the evaluation settings of --set /
-    --class-name-map applied; --quick, --config and training settings are refused."""
-    from ..checkpoint import load_heads
-
-    given = [f for f, v in (("--quick", a.quick), ("--config", a.config)) if v]
-    if given:
-        raise ValueError(f"{' and '.join(given)} cannot be used with --checkpoint: the heads carry the "
-                         f"settings they were trained with. Drop {' and '.join(given)}; evaluation "
-                         f"settings change with --set smoothing_sigma=... / image_score=... and "
-                         f"--class-name-map")
-    model, trained, bb = load_heads(a.checkpoint, device=a.device)
-    cfg = trained.with_overrides(a.set or [], **_extra_changes(a, trained))
-    return model, trained.check_eval_changes(cfg), bb
-
-
-def _out_dir(path, flag: str) -> Path:
-    """`path` as a folder that exists and takes files, checked before any work, or ValueError."""
-    p = Path(path).expanduser()
-    if p.exists() and not p.is_dir():
-        raise ValueError(f"{flag} {p} is a file; give a folder")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=p):
-            pass
-    except OSError as err:
-        raise ValueError(f"{flag} {p} is not a writable folder ({err.strerror or err}); choose "
-                         f"another folder") from None
-    return p
 
 
 def _datasets(specs: list[str], split: str, image_level: bool = False):
@@ -128,12 +64,15 @@ def cmd_eval(a) -> None:
     from ..evaluate import evaluate
     from ..inference import scorer
     from ..report import write_results
+    from .decisions import eval_normal_only
 
     model, cfg, bb = _trained(a)
     _out_dir(a.out, "--out")
     for name, samples in _datasets(a.dataset, a.split, a.image_level).items():
+        seen: dict = {}
         r = evaluate(scorer(model, bb, cfg), samples, cfg.image_size, dataset_name=name,
-                     resolution=a.resolution)
+                     resolution=a.resolution, on_class=lambda c, s, y: seen.__setitem__(c, (s, y)))
+        eval_normal_only(a, cfg, name, r, seen)  # F1-max labelled, beside the normal-only threshold
         write_results(r, Path(a.out) / name)
         print(json.dumps({k: v for k, v in r.items() if k != "per_class"}, indent=2, default=float))
 
@@ -151,32 +90,22 @@ def _map_names(paths: list[str]) -> dict[str, str]:
 
 def cmd_predict(a) -> None:
     from ..inference import predict
+    from .decisions import map_png, predict_line, predict_setup
 
-    if a.checkpoint is not None:
-        model, cfg, bb = _trained(a)
-    else:
-        model, cfg, bb = None, _config(a), None
+    # heads + their calibration, or the training-free scorer; names the scorer that answers
+    model, cfg, bb, cal = predict_setup(a)
     maps_dir = _out_dir(a.save_maps, "--save-maps") if a.save_maps else None
     skipped: list = []
     preds = predict(a.images, cfg=cfg, model=model, backbone=bb, class_name=a.class_name,
                     device=a.device, skipped=skipped)
-    if a.checkpoint is None:
-        print("WARNING: no --checkpoint: untrained heads, scores are meaningless", file=sys.stderr)
     names = _map_names([p.path for p in preds]) if maps_dir else {}
     for p in preds:
-        flag = "" if a.threshold is None else ("  ANOMALOUS" if p.is_anomalous(a.threshold) else "  normal")
+        flag = predict_line(p, a, cal)
         print(f"{p.path}\tscore={p.image_score:.4f}\tp_img={p.p_img:.4f}\tmax_map={p.anomaly_map.max():.4f}{flag}")
         if maps_dir:
-            import io
-
-            import numpy as np
-            from PIL import Image
-
             from ..files import atomic_write_bytes
 
-            buf = io.BytesIO()
-            Image.fromarray((np.clip(p.anomaly_map, 0, 1) * 255).astype("uint8")).save(buf, format="PNG")
-            atomic_write_bytes(maps_dir / names[p.path], buf.getvalue())
+            atomic_write_bytes(maps_dir / names[p.path], map_png(p, cal))
     for path, why in skipped:
         print(f"skipped {path}: {why}", file=sys.stderr)
     if len(skipped) == 1 and not preds:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import (CacheUnwritableError, CheckpointError, DeviceError, EvalSettingsError,
-                      NothingToResumeError, ResumeError, RunExistsError, TornCheckpointError,
-                      WeightsUnavailableError)
+from ..errors import (AdaptError, CacheUnwritableError, CalibrationFileError, CheckpointError,
+                      DeviceError, EvalSettingsError, NothingToResumeError, ResumeError,
+                      RunExistsError, TornCheckpointError, WeightsUnavailableError)
 
 # The first matching class gives the hint (subclasses before their bases).
 HINTS = (
@@ -24,6 +24,8 @@ HINTS = (
                         "and --class-name-map"),
     (CacheUnwritableError, "point --cache-dir (or $BAGCLIP_CACHE) at a writable folder"),
     (WeightsUnavailableError, "or run offline on the shipped weights: --quick"),
+    (CalibrationFileError, "rerun `bagclip calibrate` for this class"),
+    (AdaptError, "with --init, change only training settings with --set (seed, epochs, lr, batch_size)"),
 )
 
 _RESUME = {

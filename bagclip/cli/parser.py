@@ -28,6 +28,16 @@ def _resolution(text: str):
         raise argparse.ArgumentTypeError(f"{text!r}: give a positive whole number of pixels or 'native'") from None
 
 
+def _rate(text: str) -> float:
+    try:
+        r = float(text)
+    except ValueError:
+        r = math.nan
+    if not 0 < r < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a rate in (0, 1), e.g. 0.05 for 5 %")
+    return r
+
+
 def _positive(text: str) -> int:
     if text.strip().isdigit() and int(text) > 0:
         return int(text)
@@ -99,7 +109,35 @@ def _add_model_commands(sub, c) -> None:
     p.add_argument("--class-name", default="object")
     p.add_argument("--threshold", type=_threshold, help="flag scores >= this (in [0, 1])")
     p.add_argument("--save-maps")
+    p.add_argument("--calibration", help="a calibration file or folder (default: beside --checkpoint)")
     p.set_defaults(fn=c.cmd_predict)
+
+
+def _add_decision_commands(sub, d) -> None:
+    """calibrate, adapt (cli/decisions.py)."""
+    p = _common(sub.add_parser("calibrate", help="thresholds and map scale from normal images of one class"),
+                data=False)
+    p.add_argument("images", nargs="+", help="normal images of the class (files or folders)")
+    p.add_argument("--class-name", required=True)
+    p.add_argument("--checkpoint", help="trained heads (the calibration is written beside them)")
+    p.add_argument("--out", help="without --checkpoint: folder for the training-free scorer's calibration")
+    p.add_argument("--fpr", type=_rate, default=0.05, help="image false-positive rate (default 0.05)")
+    p.add_argument("--pixel-fpr", type=_rate, default=0.01,
+                   help="share of normal pixels above the pixel threshold; maps are divided by it (default 0.01)")
+    p.set_defaults(fn=d.cmd_calibrate)
+    p = _common(sub.add_parser("adapt", help="train heads on normal images of a class with drawn defects"),
+                data=False)
+    p.add_argument("images", nargs="+", help="normal images of the class (files or folders)")
+    p.add_argument("--class-name", required=True)
+    p.add_argument("--out", required=True, help="run folder (the same checkpoint files as train)")
+    p.add_argument("--init", help="start from these trained heads (a run folder); default: from scratch")
+    p.add_argument("--copies", type=_positive, default=2, help="defective copies per normal image (default 2)")
+    p.add_argument("--exclude-kinds", nargs="+", default=[], metavar="KIND",
+                   help="defect kinds never drawn (e.g. the kinds of the set you will test on)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--save-every", type=_positive, default=None)
+    p.add_argument("--cache-dir", default=None)
+    p.set_defaults(fn=d.cmd_adapt)
 
 
 def _add_experiment_commands(sub, c) -> None:
@@ -164,12 +202,13 @@ def _add_pretrain(sub, c) -> None:
 
 
 def build_parser(description: str = "") -> argparse.ArgumentParser:
-    from . import commands
+    from . import commands, decisions
 
     ap = argparse.ArgumentParser(prog="bagclip", description=description,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     _add_model_commands(sub, commands)
+    _add_decision_commands(sub, decisions)
     _add_experiment_commands(sub, commands)
     _add_pretrain(sub, commands)
     return ap

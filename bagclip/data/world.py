@@ -238,9 +238,9 @@ def vocabulary_words() -> tuple[str, ...]:
     return tuple(sorted(words))
 
 
-def _draw_defect(rng, scene: Scene, kind: str, tries: int = 8):
-    """(mask, new values) with at least MIN_PIXELS pixels; a defect that does not fit the scene
-    (e.g. a hole wider than a thin ring) is redrawn, and after `tries` a stain is drawn."""
+def try_defect(rng, scene: Scene, kind: str, tries: int = 8):
+    """(mask, new values) of a `kind` defect with at least MIN_PIXELS pixels, or None after
+    `tries` draws that did not fit the scene (e.g. a hole wider than a thin ring)."""
     for _ in range(tries):
         try:
             m, new = DEFECTS[kind](rng, scene)
@@ -248,7 +248,12 @@ def _draw_defect(rng, scene: Scene, kind: str, tries: int = 8):
             continue
         if m.sum() >= MIN_PIXELS:
             return m, new
-    return draw_defect(rng, scene, "stain")
+    return None
+
+
+def _draw_defect(rng, scene: Scene, kind: str, tries: int = 8):
+    """(mask, new values) as try_defect; after `tries` a stain is drawn instead."""
+    return try_defect(rng, scene, kind, tries) or draw_defect(rng, scene, "stain")
 
 
 # ----------------------------------------------------------------------------- pairs

@@ -75,11 +75,16 @@ def figure_array(fig) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba()).copy()
 
 
+def png_bytes(fig, **kw) -> bytes:
+    """The figure as PNG bytes (savefig's keywords, e.g. dpi)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **kw)
+    return buf.getvalue()
+
+
 def save_figure(fig, path, **kw) -> Path:
     """PNG at dpi 110, written atomically (an interrupted save leaves no half file)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, **kw)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_bytes(path, png_bytes(fig, **{"dpi": 110, **kw}))
 
 
 def bare_axes(ax) -> None:

@@ -1,0 +1,130 @@
+"""bagclip.adapt: drawn defects with exact masks, only allowed kinds, deterministic weights,
+bit-identical resume, starting from trained heads, train's checkpoint format."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bagclip import adapt as A
+from bagclip.data.synth import TARGET_CLASSES, make_image
+from bagclip.checkpoint import load_heads
+
+
+@pytest.fixture(scope="module")
+def normals(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("normals")
+    for i in range(4):  # a class the heads never trained on, odd size on purpose
+        Image.fromarray(make_image("carpet", "good", 120, seed=5, index=i).image).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cache(tiny_backbone, tmp_path_factory):
+    from bagclip.cache import FeatureCache
+
+    return FeatureCache(tiny_backbone, tmp_path_factory.mktemp("cache"))
+
+
+def _cfg(tiny_cfg, **kw):
+    return tiny_cfg.replace(**{"epochs": 2, "batch_size": 4, "seed": 1, **kw})
+
+
+def _run(cfg, normals, bb, cache, out, **kw):
+    return A.adapt(normals, "carpet", out, cfg=cfg, backbone=bb, copies=1, cache=cache, progress=False, **kw)
+
+
+def test_kinds_that_need_an_object_are_left_out_and_names_are_checked():
+    from bagclip.data.world import DEFECTS
+
+    assert set(A.ANY_IMAGE_KINDS) == set(DEFECTS) - {"missing"} and len(A.ANY_IMAGE_KINDS) == 11
+    with pytest.raises(ValueError, match="choose from"):
+        A.allowed_kinds(exclude_kinds=["rust"])
+    with pytest.raises(ValueError, match="every defect kind"):
+        A.allowed_kinds(kinds=["fold"], exclude_kinds=["fold"])
+
+
+def test_excluded_kinds_are_never_drawn_not_even_as_a_fallback(normals, tmp_path, monkeypatch):
+    from bagclip.data import synth, world
+
+    test_kinds = sorted({k for c in TARGET_CLASSES for k in synth.CATEGORIES[c]} - {"missing"})
+    called = []
+    for k, fn in list(world.DEFECTS.items()):  # spy on every drawing function
+        monkeypatch.setitem(world.DEFECTS, k, lambda rng, sc, _k=k, _f=fn: called.append(_k) or _f(rng, sc))
+    samples, rec = A.draw_training_set(normals, "carpet", tmp_path, 112, seed=0, copies=12,
+                                       exclude_kinds=test_kinds)
+    allowed = set(A.ANY_IMAGE_KINDS) - set(test_kinds)
+    assert set(called) <= allowed and set(rec["allowed_kinds"]) == allowed
+    drawn = {d["kind"] for d in rec["drawn"]}
+    assert drawn <= allowed and len(drawn) >= 4  # 48 draws over 6 kinds: most of them appear
+    assert [s.defect_type for s in samples if s.label] == [d["kind"] for d in rec["drawn"]]
+    # masks are exact: the defective copy differs from the resized normal image exactly there
+    clean = np.asarray(Image.open(normals / "0.png").convert("RGB").resize((112, 112), Image.BICUBIC))
+    for s in [s for s in samples if s.label][:12]:
+        img, m = np.asarray(Image.open(s.image_path)), np.asarray(Image.open(s.mask_path)) > 0
+        assert m.any() and np.array_equal((img != clean).any(-1), m)
+
+
+def test_same_seed_same_weights_other_seed_other_data(tiny_cfg, tiny_backbone, normals, cache, tmp_path):
+    a = _run(_cfg(tiny_cfg), normals, tiny_backbone, cache, tmp_path / "a")
+    b = _run(_cfg(tiny_cfg), normals, tiny_backbone, cache, tmp_path / "b")
+    assert a.history == b.history
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k]), k
+    ra, rb = (json.loads((tmp_path / d / A.RECORD).read_text()) for d in "ab")
+    assert ra == rb
+    _, rc = A.draw_training_set(normals, "carpet", tmp_path / "c", 112, seed=2, copies=1)
+    assert [d["sha256"] for d in rc["drawn"]] != [d["sha256"] for d in ra["drawn"]]
+    # train's checkpoint: load_heads reads it
+    model, cfg, _ = load_heads(tmp_path / "a", backbone=tiny_backbone)
+    assert cfg == _cfg(tiny_cfg)
+    with pytest.raises(ValueError, match="already holds a training run"):
+        _run(_cfg(tiny_cfg), normals, tiny_backbone, cache, tmp_path / "a")
+
+
+def test_resume_after_an_interruption_is_bit_identical(tiny_cfg, tiny_backbone, normals, cache, tmp_path,
+                                                       ctrl_c_at_loss):
+    cfg = _cfg(tiny_cfg, seed=3)  # 8 samples, 2 steps an epoch, 4 in all
+    full = _run(cfg, normals, tiny_backbone, cache, tmp_path / "full")
+    ctrl_c_at_loss(3)
+    with pytest.raises(KeyboardInterrupt):
+        _run(cfg, normals, tiny_backbone, cache, tmp_path / "cut", save_every=1)
+    ctrl_c_at_loss(None)
+    resumed = _run(cfg, normals, tiny_backbone, cache, tmp_path / "cut", resume=True)
+    assert resumed.history == full.history
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    with pytest.raises(ValueError, match="another adaptation"):
+        _run(cfg, normals, tiny_backbone, cache, tmp_path / "cut", resume=True, exclude_kinds=["fold"])
+
+
+def test_starts_from_trained_heads(tiny_cfg, tiny_backbone, normals, cache, tmp_path):
+    first = _run(_cfg(tiny_cfg), normals, tiny_backbone, cache, tmp_path / "first")
+    zero = A.adapt(normals, "carpet", tmp_path / "second", init=tmp_path / "first", backbone=tiny_backbone,
+                   copies=1, cache=cache, progress=False, max_steps=0)  # no step: the start itself
+    for k, v in first.model.state_dict().items():
+        assert torch.equal(v, zero.model.state_dict()[k]), k
+    rec = json.loads((tmp_path / "second" / A.RECORD).read_text())
+    assert rec["init_heads_sha256"] and rec["config"]["seed"] == 1
+    with pytest.raises(ValueError, match="do not fit"):
+        A.adapt(normals, "carpet", tmp_path / "third", init=tmp_path / "first", backbone=tiny_backbone,
+                cfg=_cfg(tiny_cfg, gcn_hidden=32), copies=1, cache=cache, progress=False)
+
+
+def test_course_adapted_heads_adapts_once_then_reuses(tiny_cfg, tiny_backbone, normals, cache, tmp_path,
+                                                     monkeypatch):
+    from bagclip import course
+
+    monkeypatch.setenv("BAGCLIP_CACHE", str(tmp_path / "kit-cache"))
+    cfg = _cfg(tiny_cfg, epochs=1)
+    _run(cfg, normals, tiny_backbone, cache, tmp_path / "init")
+    lab = course.Lab("quick", cfg, "cpu", tiny_backbone, cache=cache)
+    first = course.adapted_heads(lab, normals, "carpet", tmp_path / "init", copies=1, exclude_kinds=["crack"])
+    assert first.out_dir.parent == tmp_path / "kit-cache" / "course"
+    again = course.adapted_heads(lab, normals, "carpet", tmp_path / "init", copies=1, exclude_kinds=["crack"])
+    assert again.out_dir == first.out_dir and again.history == first.history  # nothing retrained
+    for k, v in first.model.state_dict().items():
+        assert torch.equal(v, again.model.state_dict()[k]), k
+    other = course.adapted_heads(lab, normals, "carpet", tmp_path / "init", copies=1, exclude_kinds=["fold"])
+    assert other.out_dir != first.out_dir  # other kinds drawn: another run
