@@ -453,11 +453,24 @@ def main(argv: list[str] | None = None) -> None:
         print(_interrupted(a, argv), file=sys.stderr)
         raise SystemExit(130) from None
     except (FileNotFoundError, ValueError) as err:  # DataError and ConfigError are ValueErrors
-        raise SystemExit(f"bagclip {a.cmd}: {err}") from None
+        raise SystemExit(f"bagclip {a.cmd}: {_phrase(err)}") from None
     except OSError as err:  # a full disk, a read-only folder...
         what = f"{err.strerror}: {err.filename}" if err.filename and err.strerror else str(err)
         raise SystemExit(f"bagclip {a.cmd}: {what}. "
                          f"{_RESUME.get(a.cmd, 'Free space or fix the path or permissions, then rerun')}") from None
+
+
+# --- issue 19 (port to cli/errors.py): library errors name the setting they advise
+# (`err.setting`); the CLI names the flag that sets it.
+_FLAGS = {"image_level": "eval --image-level", "resolution": "eval --resolution",
+          "seed": "--seed", "pretrained": "--set pretrained=FILE"}
+
+
+def _phrase(err: BaseException) -> str:
+    text = " ".join(str(err).split())  # one line, whatever the library wrote
+    flag = _FLAGS.get(getattr(err, "setting", None) or "")
+    return f"{text} (bagclip {flag})" if flag else text
+# --- end issue 19
 
 
 _RESUME = {
