@@ -10,12 +10,33 @@ import tempfile
 from pathlib import Path
 
 
+_UMASK: int | None = None
+
+
+def umask() -> int:
+    """This process's umask (read once: /proc/self/status where it says, else set and restored)."""
+    global _UMASK
+    if _UMASK is None:
+        try:
+            with open("/proc/self/status") as f:
+                _UMASK = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+        except (OSError, StopIteration, ValueError, IndexError):
+            _UMASK = os.umask(0o022)
+            os.umask(_UMASK)
+    return _UMASK
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write to a temp file in the same folder, fsync, then rename: never a half-written file."""
+    """Write to a temp file in the same folder, fsync, then rename: never a half-written file.
+
+    The file gets the permissions a plain open() would give (0o666 less the umask, e.g. 0644 or
+    0664), not mkstemp's 0600: the feature cache and run folders are shared by a group.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
