@@ -231,15 +231,16 @@ class WeightsError(ValueError):
     setting = "pretrained"
 
 
-_SHA: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
+_SHA: dict[tuple, str] = {}  # (path, inode, size, mtime, ctime) -> sha256, per process
 
 
 def weights_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a weights file (memoised per process by path, size and mtime)."""
+    """SHA-256 of a weights file, memoised per process by path, inode, size, mtime and ctime
+    (ctime changes on every write and cannot be set back, unlike mtime)."""
     import hashlib
 
     st = os.stat(path)
-    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _SHA:
         h = hashlib.sha256()
         with open(path, "rb") as f:

@@ -50,8 +50,10 @@ def _file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _tensor_digest(patches: torch.Tensor, cls: torch.Tensor) -> str:
-    h = hashlib.sha256()
+def _tensor_digest(patches: torch.Tensor, cls: torch.Tensor, key: str = "") -> str:
+    """SHA-256 of the identity key and the tensors' bytes: one metadata field checks both (one
+    field also keeps the file's bytes deterministic: safetensors orders several keys at random)."""
+    h = hashlib.sha256(key.encode())
     for t in (patches, cls):
         h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
@@ -117,11 +119,8 @@ class FeatureCache:
         try:
             data = load_bytes(blob)
             p, c = data["patches"], data["cls"]
-            meta = _metadata(blob)
-            if meta.get("sha256") != _tensor_digest(p, c):
-                raise ValueError("checksum mismatch")
-            if meta.get("identity") != self.key:
-                raise ValueError("written for another backbone identity")
+            if _metadata(blob).get("sha256") != _tensor_digest(p, c, self.key):
+                raise ValueError("checksum mismatch: damaged, or written for another backbone")
             return Tokens(p, c)
         except (SafetensorError, ValueError, KeyError, OSError) as err:
             warnings.warn(f"feature cache entry {path} is corrupt ({err}); recomputing it")
@@ -136,7 +135,7 @@ class FeatureCache:
         dtype = getattr(torch, self.backbone.cfg.feature_dtype)
         p = patches.to(dtype).contiguous().cpu()
         c = cls.to(dtype).contiguous().cpu()
-        blob = save({"patches": p, "cls": c}, metadata={"sha256": _tensor_digest(p, c), "identity": self.key})
+        blob = save({"patches": p, "cls": c}, metadata={"sha256": _tensor_digest(p, c, self.key)})
         try:
             atomic_write_bytes(path, blob)
         except OSError as err:
