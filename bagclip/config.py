@@ -44,6 +44,8 @@ MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 EVAL_FIELDS = ("smoothing_sigma", "image_score", "class_names")
 
 
+MAX_SEED = 2**32 - 1  # issue 19: every seed the kit derives stays within int64
+
 class ConfigError(ValueError):
     """A bad setting: the message names it and says what is allowed. `field` is its name."""
 
@@ -223,6 +225,9 @@ class Config:
         for name in ("smoothing_sigma", "loss_lambda", "focal_gamma", "seed", "backbone_seed"):
             if getattr(self, name) < 0:
                 bad(f"{name}={getattr(self, name)} must be >= 0")
+        for name in ("seed", "backbone_seed"):  # issue 19: torch seeds are 64-bit, and train
+            if getattr(self, name) > MAX_SEED:  # derives epoch seeds as seed * 100_003 + epoch
+                bad(f"{name}={getattr(self, name)} is too large; give a whole number up to {MAX_SEED}")
         if not all(0 <= b < 1 for b in self.betas):
             bad(f"betas={list(self.betas)}: Adam needs both in [0, 1), e.g. [0.5, 0.999]")
 

@@ -69,8 +69,14 @@ def build_heads(cfg: Config, backbone: Backbone) -> torch.nn.Module:
 
 
 def heads_blob(model: torch.nn.Module, cfg: Config) -> bytes:
-    """The bytes of a heads.safetensors file: trainable weights + the Config as metadata."""
+    """The bytes of a heads.safetensors file: trainable weights + the Config as metadata.
+    Non-finite weights are refused here, so none leaves the process (checkpoint or export)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # issue 19
+        raise ValueError(f"the heads' weights are NaN or infinite ({', '.join(bad[:3])}"
+                         f"{' ...' if len(bad) > 3 else ''}): the training diverged and nothing was "
+                         f"saved. Lower lr or loss_lambda and train into a new folder")
     return save(tensors, metadata={"bagclip_config": json.dumps(cfg.to_dict())})
 
 
@@ -166,8 +172,20 @@ def _masks(samples, idx: Sequence[int], size: int) -> torch.Tensor:
 
 
 def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.PathLike | None = None,
-          cache: FeatureCache | None = None, resume: bool = False, save_every: int | None = None,
-          max_steps: int | None = None, progress: bool = True, on_step=None) -> TrainResult:
+          *args, **kw) -> TrainResult:
+    """Train the heads on `samples` (see `_train`), holding the run folder's lock (issue 19): a
+    second process training into the same folder is refused with one line, never interleaved."""
+    from .files import FolderLock
+
+    if out_dir is None or (Path(out_dir).exists() and not Path(out_dir).is_dir()):
+        return _train(cfg, samples, backbone, out_dir, *args, **kw)  # _train names the file
+    with FolderLock(out_dir, what="run folder"):
+        return _train(cfg, samples, backbone, out_dir, *args, **kw)
+
+
+def _train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.PathLike | None = None,
+           cache: FeatureCache | None = None, resume: bool = False, save_every: int | None = None,
+           max_steps: int | None = None, progress: bool = True, on_step=None) -> TrainResult:
     """Train the heads on `samples` (bagclip.data.Sample with masks) and return them.
 
     on_step: optional callable(step, loss parts dict) after every optimisation step (the
@@ -192,7 +210,10 @@ def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.
             raise ValueError(f"{out} already holds a training run ({', '.join(existing)}); "
                              f"continue it with --resume (same settings), or train into a new "
                              f"folder (or delete this one)")
-        out.mkdir(parents=True, exist_ok=True)
+        from .files import claim_output  # issue 19: never write into a folder of the user's
+
+        claim_output(out, "run folder", legacy=lambda p: any((p / f).exists() for f in RUN_FILES),
+                     setting="out")
         if not resume:
             cfg.save(out / "config.json")  # for people; resume checks the Config in state.pt
     cache = cache or FeatureCache(backbone)

@@ -151,6 +151,32 @@ def _remove_stale_temps(out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _plan_files(categories, n_train, n_test_good, n_test_bad) -> set[str]:
+    """The relative paths a generation with these parameters writes."""
+    rels = set()
+    for cat, split, defect, i in _plan(categories, n_train, n_test_good, n_test_bad):
+        rels.add(f"{cat}/{split}/{defect}/{i:03d}.png")
+        if defect != "good":
+            rels.add(f"{cat}/ground_truth/{defect}/{i:03d}_mask.png")
+    return rels
+
+
+def _check_only_ours(out: Path, new_files: set[str]) -> None:
+    """Before replacing the synthetic tree `out`: DataError naming any file in it that neither
+    its manifest lists nor a generation writes (issue 19: a user's file is never deleted)."""
+    ours = set(new_files) | {MARKER, MANIFEST}
+    try:
+        ours |= set(json.loads((out / MANIFEST).read_text()).get("files", {}))
+    except (OSError, ValueError, AttributeError):
+        pass  # no or unreadable manifest: only the files a generation writes are ours
+    foreign = sorted(q.relative_to(out).as_posix() for q in out.rglob("*")
+                     if not q.is_dir() and q.relative_to(out).as_posix() not in ours)
+    if foreign:
+        raise DataError(f"synth: {out} holds file(s) bagclip did not write ({', '.join(foreign[:5])}"
+                        f"{' ...' if len(foreign) > 5 else ''}); move them out or choose another folder: "
+                        f"regenerating replaces the whole tree")
+
+
 def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = QUICK["n_train"],
              n_test_good: int = QUICK["n_test_good"], n_test_bad: int = QUICK["n_test_bad"],
              categories=None, hook: Callable | None = None) -> Path:
@@ -174,6 +200,8 @@ def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = Q
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise DataError(f"synth: {out} is a non-empty folder that is not a synthetic tree; "
                         f"choose an empty or new folder")
+    if out.is_dir() and (out / MARKER).exists():
+        _check_only_ours(out, _plan_files(categories, n_train, n_test_good, n_test_bad))
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(out)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
@@ -203,6 +231,7 @@ def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = Q
             if hook is None and _complete(out, params):  # another process finished first
                 shutil.rmtree(tmp)
                 return out
+            _check_only_ours(out, set(files))  # again: a file may have been added meanwhile
             shutil.rmtree(out)
         os.replace(tmp, out)
     except BaseException:
