@@ -160,6 +160,11 @@ class Backbone(nn.Module):
         if images.ndim != 4 or images.shape[1:] != (3, s, s):
             raise ValueError(f"expected images of shape (B, 3, {s}, {s}), got {tuple(images.shape)}; "
                              f"load them with bagclip.data.load_image(path, {s})")
+        from .budget import check_forward  # issue 19: refuse before allocating
+
+        heads = int(getattr(self.blocks[0].attn, "num_heads", 1))
+        check_forward(self.cfg, self.width, heads, self.patch_size, micro_batch or images.shape[0],
+                      self.device)
         if micro_batch is None:
             return self._encode(images)
         parts = []

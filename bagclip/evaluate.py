@@ -77,6 +77,10 @@ def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8
     bar = tqdm(total=len(samples), desc=f"eval {dataset_name or ''}".strip(), disable=not progress)
     for cls, group in groups.items():
         cap = sum(1 for s in group if s.mask_path or not s.label) * res * res if (pixel and res != "native") else None
+        if cap:
+            from .budget import check_resolution  # issue 19: before the buffer is allocated
+
+            check_resolution(cap // (res * res), res)
         acc = PixelMetricAccumulator(fpr_limit, capacity=cap) if pixel else None
         scores, labels = [], []
         for i in range(0, len(group), batch_size):
