@@ -125,7 +125,9 @@ def _seed(text: str) -> int:
 def _datasets(specs: list[str], split: str, image_level: bool = False):
     """'name=root' specs -> {label: samples}."""
     from .data import load_dataset
+    from .fingerprint import check_unique_names
 
+    check_unique_names(specs)  # issue 19: a second folder=B silently replaced folder=A
     out = {}
     for spec in specs:
         if "=" not in spec:
