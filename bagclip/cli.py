@@ -122,6 +122,18 @@ def _seed(text: str) -> int:
     raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= 0")
 
 
+def _sweeps(text: str) -> dict:
+    """--sweeps: a JSON object {setting: [values]} (issue 19: '[1, 2]' was a traceback)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not (isinstance(data, dict) and data and all(isinstance(v, list) and v for v in data.values())):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a JSON object of settings and their values, "
+                                         f"e.g. '{{\"k\": [5, 15], \"gcn_layers\": [3, 5]}}'")
+    return data
+
+
 def _datasets(specs: list[str], split: str, image_level: bool = False):
     """'name=root' specs -> {label: samples}."""
     from .data import load_dataset
@@ -404,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the main protocol")
     p.add_argument("--grid-seeds", type=int, nargs="+", default=[0, 1], help="seeds of ablation and sweeps")
     p.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
-    p.add_argument("--sweeps", type=json.loads, default=None, metavar="JSON",
+    p.add_argument("--sweeps", type=_sweeps, default=None, metavar="JSON",
                    help='the K/P grids, e.g. \'{"k": [5, 15], "gcn_layers": [3, 5]}\' (default: '
                         'reduced grids in quick mode, the paper\'s in full mode)')
     p.add_argument("--synth-root", default=None, help="quick mode: a tree made by `bagclip synth` "
@@ -465,7 +477,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print(_interrupted(a, argv), file=sys.stderr)
         raise SystemExit(130) from None
-    except (FileNotFoundError, ValueError) as err:  # DataError and ConfigError are ValueErrors
+    except (FileNotFoundError, ValueError, FloatingPointError) as err:  # DataError, ConfigError:
+        # ValueErrors; FloatingPointError: pretraining's non-finite loss (issue 19)
         raise SystemExit(f"bagclip {a.cmd}: {_phrase(err)}") from None
     except OSError as err:  # a full disk, a read-only folder...
         what = f"{err.strerror}: {err.filename}" if err.filename and err.strerror else str(err)
