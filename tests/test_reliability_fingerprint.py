@@ -93,7 +93,7 @@ def test_repeated_seeds_or_values(values, bad):
 ZS = [
     ("same set", lambda d: d, True, "share class"),
     ("same files, other class", lambda d: [Sample(x.image_path, x.mask_path, "zz", x.defect_type, x.label) for x in d],
-     True, "shares 3 image(s)"),
+     True, r"shares 3 image\(s\)"),
     ("other class and files", lambda d: [Sample(d[0].image_path.with_name("9.png"), None, "zz", "good", 0)], False, ""),
 ]
 

@@ -15,7 +15,7 @@ def _exit(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     code = e.value.code
-    return code if isinstance(code, int) else 1, (code if isinstance(code, str) else "") + capsys.readouterr().err
+    return code if isinstance(code, int) else 1, capsys.readouterr().err + "\n" + (code if isinstance(code, str) else "")
 
 
 # (id, argv, words of the message, words it must not hold)
