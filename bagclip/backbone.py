@@ -12,7 +12,11 @@ interpolates its position embeddings once to the configured grid, freezes it, an
   before the optional trainable adapter); open_clip's `encode_image` (unnormalised).
 
 Both are rounded to `cfg.feature_dtype` (float16 by default) and returned as float32, so the
-tokens of a fresh `encode` equal those the feature cache stores, bit for bit.
+tokens of a fresh `encode` equal those the feature cache stores, bit for bit. `encode` runs the
+images in micro-batches of exactly ENCODE_BATCH (the last one zero-padded): matrix-product
+kernels pick their blocking by the batch's row count, so the same image encoded in a batch of
+8 and of 3 differs in the last float16 step; at one fixed batch shape an image's tokens do not
+depend on its batch neighbours or position (tests/test_reliability_cache.py).
 With `detail_attention="vv"`, taps at or after `bsa_start` come from the V-V attention stream
 instead (see `vv_attention` and docs/decisions.md).
 """
@@ -30,6 +34,9 @@ from .config import TINY_BACKBONE, Config, register_model_configs
 from .precision import autocast
 from .prompts import prompt_sentences
 from .weights import SHIPPED, shipped_path
+
+
+ENCODE_BATCH = 8  # images per backbone forward, fixed (see the module docstring); a cache key field
 
 
 class Tokens(NamedTuple):
@@ -130,6 +137,7 @@ class Backbone(nn.Module):
         self.grid = cfg.image_size // self.patch_size  # G
         self.taps = tuple(cfg.taps)
         self._text_cache: dict[tuple[str, bool], torch.Tensor] = {}
+        self.weights_sha256: str | None = None  # set by load_backbone for a weights file
         self.requires_grad_(False)
         self.eval()
 
@@ -141,12 +149,35 @@ class Backbone(nn.Module):
         return self.visual.conv1.weight.device
 
     @torch.no_grad()
-    def encode(self, images: torch.Tensor) -> Tokens:
-        """images (B, 3, S, S) normalised for CLIP -> Tokens(patches (B, L, N, W), cls (B, E))."""
+    def encode(self, images: torch.Tensor, micro_batch: int | None = ENCODE_BATCH) -> Tokens:
+        """images (B, 3, S, S) normalised for CLIP -> Tokens(patches (B, L, N, W), cls (B, E)).
+
+        micro_batch: run in forwards of exactly this many images (the last zero-padded), so that
+        an image's tokens never depend on the batch it came in; None runs the batch as given
+        (the cost benchmark's raw forward).
+        """
         s = self.cfg.image_size
         if images.ndim != 4 or images.shape[1:] != (3, s, s):
             raise ValueError(f"expected images of shape (B, 3, {s}, {s}), got {tuple(images.shape)}; "
                              f"load them with bagclip.data.load_image(path, {s})")
+        from .budget import check_forward  # issue 19: refuse before allocating
+
+        heads = int(getattr(self.blocks[0].attn, "num_heads", 1))
+        check_forward(self.cfg, self.width, heads, self.patch_size, micro_batch or images.shape[0],
+                      self.device)
+        if micro_batch is None:
+            return self._encode(images)
+        parts = []
+        for i in range(0, images.shape[0], micro_batch):
+            chunk = images[i:i + micro_batch]
+            n = chunk.shape[0]
+            if n < micro_batch:  # pad: the forward's shape, hence its kernels, stay the same
+                chunk = torch.cat([chunk, chunk.new_zeros((micro_batch - n, *chunk.shape[1:]))])
+            t = self._encode(chunk)
+            parts.append(Tokens(t.patches[:n], t.cls[:n]))
+        return Tokens(torch.cat([t.patches for t in parts]), torch.cat([t.cls for t in parts]))
+
+    def _encode(self, images: torch.Tensor) -> Tokens:
         vv_start = self.cfg.bsa_first if self.cfg.detail_attention == "vv" else None
         with autocast(self.cfg.backbone_precision, self.device):
             patches, cls = forward_taps(self.visual, images.to(self.device), self.taps, vv_start)
@@ -182,7 +213,11 @@ class Backbone(nn.Module):
 
     def identity(self) -> dict:
         """Everything that changes the encoded tokens: the feature-cache key."""
-        return {**self.cfg.backbone_identity(), "version": 2}
+        # version 3: fixed micro-batches (issue 19); earlier entries depended on their batch
+        ident = {**self.cfg.backbone_identity(), "version": 3, "micro_batch": ENCODE_BATCH}
+        if self.weights_sha256:  # the bytes actually loaded, not only the file's name and date
+            ident["pretrained_sha256"] = self.weights_sha256
+        return ident
 
 
 def _fetch_failed(cfg: Config, err: Exception) -> RuntimeError:
@@ -195,6 +230,39 @@ def _fetch_failed(cfg: Config, err: Exception) -> RuntimeError:
         f"e.g. Config(pretrained='/path/to/ViT-L-14-336px.pt' or a .safetensors file); "
         f"(2) run offline with the shipped bagclip-mini: Config.quick() "
         f"(backbone='bagclip-mini', pretrained='bagclip-mini').")
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be loaded; `setting` names the Config field to change."""
+
+    setting = "pretrained"
+
+
+_SHA: dict[tuple, str] = {}  # (path, inode, size, mtime, ctime) -> sha256, per process
+
+
+def weights_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a weights file, memoised per process by path, inode, size, mtime and ctime
+    (ctime changes on every write and cannot be set back, unlike mtime)."""
+    import hashlib
+
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _SHA:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        _SHA[key] = h.hexdigest()
+    return _SHA[key]
+
+
+def _load_failed(cfg: Config, pretrained, err: Exception) -> Exception:
+    """A tag's download or build failed: the fetch advice for network errors, else `err`."""
+    hub = type(err).__module__.split(".")[0] in ("huggingface_hub", "requests", "urllib3", "httpx")
+    if pretrained and (hub or isinstance(err, (RuntimeError, OSError, ConnectionError))):
+        return _fetch_failed(cfg, err)
+    return err
 
 
 def check_device(device: str | torch.device | None) -> torch.device | None:
@@ -234,19 +302,25 @@ def load_backbone(cfg: Config, device: str | torch.device | None = None) -> Back
     if pretrained and not os.path.isfile(pretrained) and (os.sep in pretrained or pretrained.endswith(
             (".pt", ".pth", ".bin", ".safetensors"))):
         raise FileNotFoundError(f"checkpoint file not found: {pretrained}")
+    local = bool(pretrained) and os.path.isfile(pretrained)
+    digest = weights_digest(pretrained) if local else None  # hashed before loading: what is used
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.backbone_seed)
             model = open_clip.create_model(cfg.backbone, pretrained=pretrained or None,
                                            force_quick_gelu=cfg.use_quick_gelu)
-    except (RuntimeError, FileNotFoundError, OSError, ConnectionError) as err:
-        if pretrained:
-            raise _fetch_failed(cfg, err) from err
-        raise
-    except Exception as err:  # hub clients raise their own types when offline
-        if pretrained and type(err).__module__.split(".")[0] in ("huggingface_hub", "requests", "urllib3", "httpx"):
-            raise _fetch_failed(cfg, err) from err
-        raise
+    except Exception as err:
+        if not local:
+            failed = _load_failed(cfg, pretrained, err)
+            if failed is err:
+                raise
+            raise failed from err
+        # A local file that does not load: say so without torch's text, which for a pickle
+        # suggests weights_only=False (running whatever code the file holds). Never that.
+        raise WeightsError(f"pretrained={cfg.pretrained}: {pretrained} is not a weights file for "
+                           f"{cfg.backbone} ({type(err).__name__}); give an open_clip checkpoint "
+                           f"(.safetensors, or a torch file of plain tensors) of that architecture"
+                           ) from None
     visual = model.visual
     if not hasattr(visual, "transformer") or not hasattr(visual, "positional_embedding"):
         raise ValueError(f"{cfg.backbone} is not an open_clip VisionTransformer (a ViT is needed)")
@@ -258,6 +332,7 @@ def load_backbone(cfg: Config, device: str | torch.device | None = None) -> Back
     visual.grid_size = (grid, grid)
     visual.image_size = (cfg.image_size, cfg.image_size)
     bb = Backbone(model, open_clip.get_tokenizer(cfg.backbone), cfg)
+    bb.weights_sha256 = digest
     if device is not None:
         bb.to(device)
     return bb

@@ -4,8 +4,13 @@ Each image's `Tokens` (patches (L, N, W), cls (E,)) is stored as one safetensors
 `cfg.feature_dtype` (float16 by default; `Backbone.encode` rounds to it, so storing loses
 nothing), in a folder named by a SHA-256 of the backbone identity (`Config.backbone_identity`:
 every field that changes the tokens), under a name that is a SHA-256 of the image file's bytes.
-Writes are atomic (temp file + rename); every entry carries a checksum of its tensor bytes, so
-a truncated or corrupted file is detected, removed and recomputed, never silently used.
+Writes are atomic (temp file + rename) and group-readable (0o666 less the umask); every entry
+carries a checksum of its tensor bytes and the key of the identity it was encoded with, so a
+truncated, corrupted or foreign file is detected, removed and recomputed, never silently used;
+an entry this user may not read is reported as such (never called corrupt, never deleted).
+A local weights file counts by its SHA-256 (`Backbone.weights_sha256`), not only its name and date.
+Tokens do not depend on the batch an image was encoded in (`Backbone.encode`'s fixed
+micro-batches), so caching one image first, then the set, stores the same bytes.
 
 Disk cost per image: 2 * L * N * W bytes, e.g. 11.2 MB for ViT-L-14-336 at 518 (L=4, N=1369,
 W=1024), 0.29 MB for bagclip-mini at 224 (L=4, N=196, W=192).
@@ -25,10 +30,11 @@ from typing import Sequence
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save
 
 from .backbone import Backbone, Tokens
-from .files import atomic_write_bytes, cache_root, safetensors_metadata
+from .files import atomic_write_bytes, cache_root
 
 
 def default_cache_dir() -> Path:
@@ -44,11 +50,20 @@ def _file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _tensor_digest(patches: torch.Tensor, cls: torch.Tensor) -> str:
-    h = hashlib.sha256()
+def _tensor_digest(patches: torch.Tensor, cls: torch.Tensor, key: str = "") -> str:
+    """SHA-256 of the identity key and the tensors' bytes: one metadata field checks both (one
+    field also keeps the file's bytes deterministic: safetensors orders several keys at random)."""
+    h = hashlib.sha256(key.encode())
     for t in (patches, cls):
         h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def _metadata(blob: bytes) -> dict:
+    """The `__metadata__` of safetensors bytes (the header is checked by `load_bytes` first)."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    return (header.get("__metadata__") or {}) if isinstance(header, dict) else {}
 
 
 class FeatureCache:
@@ -62,10 +77,17 @@ class FeatureCache:
         self.dir = self.root / self.key
         self.hits = self.misses = self.repaired = 0
         try:
-            if (self.dir / "identity.json").read_bytes() == ident.encode():
-                return  # already set up: no write needed (the folder may be read-only)
-        except OSError:
-            pass
+            have = (self.dir / "identity.json").read_bytes()
+        except FileNotFoundError:
+            have = None
+        except PermissionError as err:
+            raise self._unreadable(self.dir / "identity.json", err) from None
+        if have == ident.encode():
+            return  # already set up: no write needed (the folder may be read-only)
+        if have is not None and have.strip():
+            raise ValueError(f"feature cache folder {self.dir} holds the tokens of another backbone "
+                             f"(its identity.json differs from this one's); delete that folder or "
+                             f"choose another cache folder")
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.dir / "identity.json", ident.encode())
@@ -79,18 +101,28 @@ class FeatureCache:
                                     f"and lacks entries for these images; use a writable cache "
                                     f"folder (or $BAGCLIP_CACHE)", self.root)
 
+    def _unreadable(self, path: Path, err: OSError) -> PermissionError:
+        return PermissionError(f"feature cache entry {path} is not readable by this user "
+                               f"({err.strerror}): ask its owner to make the cache group-readable "
+                               f"(chmod -R g+rX {self.root}), or point --cache-dir (or "
+                               f"$BAGCLIP_CACHE) at a folder of your own")
+
     def path_for(self, image_path: str | os.PathLike) -> Path:
         return self.dir / f"{_file_digest(image_path)}.safetensors"
 
     def _read(self, path: Path) -> Tokens | None:
         """Load one entry, or None (and delete the file) if it is missing or corrupt."""
-        if not path.exists():
-            return None
         try:
-            data = load_file(path)
+            blob = path.read_bytes()  # read once, in Python: a permission error is named as such
+        except FileNotFoundError:
+            return None
+        except PermissionError as err:
+            raise self._unreadable(path, err) from None
+        try:
+            data = load_bytes(blob)
             p, c = data["patches"], data["cls"]
-            if safetensors_metadata(path).get("sha256") != _tensor_digest(p, c):
-                raise ValueError("checksum mismatch")
+            if _metadata(blob).get("sha256") != _tensor_digest(p, c, self.key):
+                raise ValueError("checksum mismatch: damaged, or written for another backbone")
             return Tokens(p, c)
         except (SafetensorError, ValueError, KeyError, OSError) as err:
             warnings.warn(f"feature cache entry {path} is corrupt ({err}); recomputing it")
@@ -105,7 +137,7 @@ class FeatureCache:
         dtype = getattr(torch, self.backbone.cfg.feature_dtype)
         p = patches.to(dtype).contiguous().cpu()
         c = cls.to(dtype).contiguous().cpu()
-        blob = save({"patches": p, "cls": c}, metadata={"sha256": _tensor_digest(p, c)})
+        blob = save({"patches": p, "cls": c}, metadata={"sha256": _tensor_digest(p, c, self.key)})
         try:
             atomic_write_bytes(path, blob)
         except OSError as err:
@@ -167,6 +199,9 @@ class FeatureCache:
         self.hits += len(entries) - len(todo)
         self.misses += len(todo)
         size = self.backbone.cfg.image_size
+        from .backbone import ENCODE_BATCH  # whole micro-batches: no padding but the last one's
+
+        batch_size = -(-max(1, batch_size) // ENCODE_BATCH) * ENCODE_BATCH
         bar = tqdm(total=len(todo), desc="encoding images", unit="img", disable=not progress or not todo)
         for s in range(0, len(todo), batch_size):
             idx = todo[s:s + batch_size]

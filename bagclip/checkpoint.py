@@ -35,8 +35,14 @@ STATE_FORMAT = 2  # 1: state.pt without weights (before issue 10); not resumable
 
 
 def heads_blob(model: torch.nn.Module, cfg: Config) -> bytes:
-    """The bytes of a heads.safetensors file: trainable weights + the Config as metadata."""
+    """The bytes of a heads.safetensors file: trainable weights + the Config as metadata.
+    Non-finite weights are refused here, so none leaves the process (checkpoint or export)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # issue 19
+        raise DivergedError(f"the heads' weights are NaN or infinite ({', '.join(bad[:3])}"
+                            f"{' ...' if len(bad) > 3 else ''}): the training diverged and nothing was "
+                            f"saved. Lower lr or loss_lambda and train into a new folder")
     return save(tensors, metadata={"bagclip_config": json.dumps(cfg.to_dict())})
 
 

@@ -252,7 +252,7 @@ def inference_cost(cfg: Config, backbone=None, heads: nn.Module | None = None,
     def run() -> list[float]:
         """ms of [encode, heads, smoothing + score, all] for one batch."""
         stamps = [time.perf_counter()]
-        tokens = backbone.encode(x)
+        tokens = backbone.encode(x, micro_batch=None)  # the raw forward at this batch (issue 19)
         _sync(device)
         stamps.append(time.perf_counter())
         out = run_heads(heads, tokens, text, cfg)

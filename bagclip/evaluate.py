@@ -66,6 +66,10 @@ class ClassMetrics:
 
     def __init__(self, cls: str, group: Sequence, res, pixel: bool, fpr_limit: float):
         cap = sum(map(_pixel_known, group)) * res * res if (pixel and res != "native") else None
+        if cap:
+            from .budget import check_resolution  # issue 19: before the buffer is allocated
+
+            check_resolution(cap // (res * res), res)
         self.cls, self.res = cls, res
         self.acc = PixelMetricAccumulator(fpr_limit, capacity=cap) if pixel else None
         self.scores, self.labels = [], []

@@ -109,6 +109,9 @@ def smooth_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     """
     if sigma <= 0:
         return maps
+    from .budget import check_smoothing  # issue 19: a huge sigma is refused, not allocated
+
+    check_smoothing(*maps.shape, sigma, maps.device)
     radius = int(4.0 * sigma + 0.5)
     x = torch.arange(-radius, radius + 1, device=maps.device, dtype=torch.float64)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)

@@ -25,6 +25,7 @@ from .cache import FeatureCache
 from .checkpoint import RUN_FILES, STATE, resume_state, write_checkpoint
 from .config import Config
 from .errors import DivergedError, NothingToResumeError, RunExistsError
+from .files import FolderLock, claim_output
 from .model import build_heads
 from .prompts import class_texts
 
@@ -54,7 +55,8 @@ def _run_folder(out_dir, cfg: Config, resume: bool) -> Path | None:
         raise RunExistsError(f"{out} already holds a training run ({', '.join(existing)}); "
                              f"resume it (same settings), or train into a new folder (or delete "
                              f"this one)", out)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output(out, "run folder", legacy=lambda p: any((p / f).exists() for f in RUN_FILES),
+                 setting="out")  # issue 19: never write into a folder of the user's
     if not resume:
         cfg.save(out / "config.json")  # for people; resume checks the Config in state.pt
     return out
@@ -105,9 +107,19 @@ def _start(cfg: Config, backbone: Backbone, out: Path | None, resume: bool, init
 
 
 def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.PathLike | None = None,
-          cache: FeatureCache | None = None, resume: bool = False, save_every: int | None = None,
-          max_steps: int | None = None, progress: bool = True, on_step=None,
-          init_state: dict | None = None) -> TrainResult:
+          *args, **kw) -> TrainResult:
+    """Train the heads on `samples` (see `_train`), holding the run folder's lock (issue 19): a
+    second process training into the same folder is refused with one line, never interleaved."""
+    if out_dir is None or (Path(out_dir).exists() and not Path(out_dir).is_dir()):
+        return _train(cfg, samples, backbone, out_dir, *args, **kw)  # _train names the file
+    with FolderLock(out_dir, what="run folder"):
+        return _train(cfg, samples, backbone, out_dir, *args, **kw)
+
+
+def _train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.PathLike | None = None,
+           cache: FeatureCache | None = None, resume: bool = False, save_every: int | None = None,
+           max_steps: int | None = None, progress: bool = True, on_step=None,
+           init_state: dict | None = None) -> TrainResult:
     """Train the heads on `samples` (bagclip.data.Sample with masks) and return them.
 
     on_step: optional callable(step, loss parts dict) after every optimisation step (the

@@ -23,9 +23,10 @@ ROOT = PKG.parent
 # The README's layout, bottom first: a module imports only from units above it in this list
 # (a unit is a top-level module or subpackage of bagclip; inside a unit, the cycle test rules).
 LAYERS = [
-    "files", "errors", "weights", "paper", "metrics", "aupro_cflow", "prompts",  # no torch
+    "files", "errors", "budget", "weights", "paper", "metrics", "aupro_cflow", "prompts",  # no torch
     "config",  # one Config, no torch
     "data",  # loaders, protocol, synthetic benchmark
+    "fingerprint",  # what a run's inputs were; refusals of repeated names and seeds
     "precision", "backbone", "cache",  # image -> tokens
     "safr", "sag", "jff", "losses", "model", "zeroshot", "checkpoint",  # heads and their files
     "train", "inference", "adapt", "pretrain",  # training; maps; heads adapted to one class

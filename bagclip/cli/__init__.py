@@ -57,5 +57,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print(interrupted(a, argv), file=sys.stderr)
         raise SystemExit(130) from None
-    except (FileNotFoundError, ValueError, OSError) as err:  # the library's typed errors are ValueErrors
-        raise SystemExit(phrase(a.cmd, err)) from None
+    except (FileNotFoundError, ValueError, OSError, FloatingPointError) as err:  # the library's
+        # typed errors are ValueErrors; FloatingPointError: pretraining's non-finite loss
+        raise SystemExit(phrase(a.cmd, err, getattr(a, "out", None))) from None

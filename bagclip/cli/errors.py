@@ -7,6 +7,7 @@ here each kind gets the flag or command that fixes it. Exit 1 for bad input, 130
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..errors import (AdaptError, CacheUnwritableError, CalibrationFileError, CheckpointError,
                       DeviceError, EvalSettingsError, NothingToResumeError, ResumeError,
@@ -28,6 +29,11 @@ HINTS = (
     (AdaptError, "with --init, change only training settings with --set (seed, epochs, lr, batch_size)"),
 )
 
+# Errors that name the setting they advise (`err.setting`: DataError, OutputError, BudgetError,
+# WeightsError) get the flag that sets it, when no class above gave a hint (issue 19).
+FLAGS = {"image_level": "eval --image-level", "resolution": "eval --resolution",
+         "pretrained": "--set pretrained=FILE", "out": "--out"}
+
 _RESUME = {
     "train": "Free space or fix the permissions, then add --resume to the same command: the last "
              "complete checkpoint is kept",
@@ -37,18 +43,25 @@ _RESUME = {
 
 
 def hint(err: BaseException) -> str:
-    """What to do on the command line for this error ("" when the message says it all)."""
-    return next((h for cls, h in HINTS if isinstance(err, cls)), "")
+    """What to do on the command line for this error ("" when the message says it all): the
+    first matching class of HINTS, else the flag of the setting the error names."""
+    h = next((h for cls, h in HINTS if isinstance(err, cls)), "")
+    flag = FLAGS.get(getattr(err, "setting", None) or "")
+    return h or (f"bagclip {flag}" if flag else "")
 
 
-def phrase(cmd: str, err: BaseException) -> str:
-    """The one line for a refused command: `bagclip <cmd>: <message> (<hint>)`."""
+def phrase(cmd: str, err: BaseException, out=None) -> str:
+    """The one line for a refused command: `bagclip <cmd>: <message> (<hint>)`. A write that
+    failed (OSError) advises --resume only when `out` (train's run folder) has a state to resume."""
     if isinstance(err, OSError) and not isinstance(err, (FileNotFoundError, ValueError)):
         what = f"{err.strerror}: {err.filename}" if err.filename and err.strerror else str(err)
-        return (f"bagclip {cmd}: {what}. "
-                f"{_RESUME.get(cmd, 'Free space or fix the path or permissions, then rerun')}")
+        advice = _RESUME.get(cmd, "Free space or fix the path or permissions, then rerun")
+        if cmd == "train" and not (out is not None and Path(out, "state.pt").is_file()):
+            advice = "Free space or fix the permissions, then rerun the same command"
+        return f"bagclip {cmd}: {what}. {advice}"
     h = hint(err)
-    return f"bagclip {cmd}: {err}" + (f" ({h})" if h else "")
+    text = " ".join(str(err).split())  # one line, whatever the library wrote
+    return f"bagclip {cmd}: {text}" + (f" ({h})" if h else "")
 
 
 def interrupted(a, argv) -> str:

@@ -50,6 +50,18 @@ def _seed(text: str) -> int:
     raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= 0")
 
 
+def _sweeps(text: str) -> dict:
+    """--sweeps: a JSON object {setting: [values]} (issue 19: '[1, 2]' was a traceback)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not (isinstance(data, dict) and data and all(isinstance(v, list) and v for v in data.values())):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a JSON object of settings and their values, "
+                                         f"e.g. '{{\"k\": [5, 15], \"gcn_layers\": [3, 5]}}'")
+    return data
+
+
 def _common(p, data: bool = True):
     """--quick / --config / --set / --seed / --device / --class-name-map (and the data flags)."""
     p.add_argument("--quick", action="store_true", help="embedded CPU default (bagclip-mini, synthetic data)")
@@ -151,7 +163,7 @@ def _add_experiment_commands(sub, c) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the main protocol")
     p.add_argument("--grid-seeds", type=int, nargs="+", default=[0, 1], help="seeds of ablation and sweeps")
     p.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
-    p.add_argument("--sweeps", type=json.loads, default=None, metavar="JSON",
+    p.add_argument("--sweeps", type=_sweeps, default=None, metavar="JSON",
                    help='the K/P grids, e.g. \'{"k": [5, 15], "gcn_layers": [3, 5]}\' (default: '
                         'reduced grids in quick mode, the paper\'s in full mode)')
     p.add_argument("--synth-root", default=None, help="quick mode: a tree made by `bagclip synth` "

@@ -18,8 +18,8 @@ from .arch import MODEL_CONFIG_DIR, Arch, backbone_arch, register_model_configs
 from .core import EVAL_FIELDS, Config
 from .presets import MINI_BACKBONE, PRESETS, TINY_BACKBONE
 from .validate import (DETAIL_ATTENTIONS, FEATURE_DTYPES, GRAPH_INPUTS, HEADS_INITS, IMAGE_SCORES,
-                       PRECISIONS, SEG_LOSSES)
+                       MAX_SEED, PRECISIONS, SEG_LOSSES)
 
 __all__ = ["Config", "ConfigError", "EVAL_FIELDS", "Arch", "backbone_arch", "register_model_configs",
            "MODEL_CONFIG_DIR", "MINI_BACKBONE", "TINY_BACKBONE", "PRESETS", "DETAIL_ATTENTIONS",
-           "FEATURE_DTYPES", "GRAPH_INPUTS", "HEADS_INITS", "IMAGE_SCORES", "PRECISIONS", "SEG_LOSSES"]
+           "FEATURE_DTYPES", "GRAPH_INPUTS", "HEADS_INITS", "IMAGE_SCORES", "MAX_SEED", "PRECISIONS", "SEG_LOSSES"]

@@ -14,6 +14,7 @@ SEG_LOSSES = ("sum_taps", "mean_taps", "mean_map")
 GRAPH_INPUTS = ("detail", "taps")
 FEATURE_DTYPES = ("float16", "float32")
 HEADS_INITS = ("random", "clip")
+MAX_SEED = 2**32 - 1  # issue 19: every seed the kit derives stays within int64
 PRECISIONS = ("float32", "bfloat16")  # backbone_precision / heads_precision (see bagclip.precision)
 CHOICES = {"detail_attention": DETAIL_ATTENTIONS, "image_score": IMAGE_SCORES, "seg_loss": SEG_LOSSES,
            "graph_input": GRAPH_INPUTS, "feature_dtype": FEATURE_DTYPES, "backbone_precision": PRECISIONS,
@@ -44,6 +45,9 @@ def _check_values(cfg) -> None:
     for name in ("smoothing_sigma", "loss_lambda", "focal_gamma", "seed", "backbone_seed"):
         if getattr(cfg, name) < 0:
             _bad(f"{name}={getattr(cfg, name)} must be >= 0")
+    for name in ("seed", "backbone_seed"):  # issue 19: torch seeds are 64-bit, and train
+        if getattr(cfg, name) > MAX_SEED:  # derives epoch seeds as seed * 100_003 + epoch
+            _bad(f"{name}={getattr(cfg, name)} is too large; give a whole number up to {MAX_SEED}")
     if not all(0 <= b < 1 for b in cfg.betas):
         _bad(f"betas={list(cfg.betas)}: Adam needs both in [0, 1), e.g. [0.5, 0.999]")
 

@@ -1,18 +1,24 @@
 """Reading images and masks: `Sample`, `DataError`, `load_image`, `load_mask`, `denormalize`.
 
-Images always come back as RGB, whatever the file holds (grayscale, RGBA, palette, 16-bit).
-Masks are binarised with `> 0` (VisA stores 0/1, MVTec 0/255) and resized nearest-neighbour.
+Images always come back as RGB, whatever the file holds (grayscale, RGBA, palette, 16-bit),
+and as a person sees them: a camera's EXIF orientation is applied to images and masks alike
+(masks are drawn on the displayed image). Masks are binarised by `binarize_mask` (the rule is
+in its docstring and docs/decisions.md) and resized nearest-neighbour.
 Shapes: images (3, S, S) float32, masks (S, S) bool, in (H, W) order when not square.
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
+log = logging.getLogger(__name__)
+EXIF_ORIENTATION = 0x0112  # the tag exif_transpose reads; 5..8 swap width and height
+LOSSY_EXTS = (".jpg", ".jpeg", ".webp")  # formats whose compression leaves halos around a mask
 # OpenAI CLIP normalisation constants (open_clip's OPENAI_DATASET_MEAN / _STD).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -20,7 +26,15 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class DataError(ValueError):
-    """A dataset problem the user can fix: the message names the file or folder and what to do."""
+    """A dataset problem the user can fix: the message names the file or folder and what to do.
+
+    `setting`: the loader option or Config field the message advises (e.g. "image_level"), so
+    that a front end can name its own flag for it; library messages never name CLI flags.
+    """
+
+    def __init__(self, message: str, setting: str | None = None):
+        super().__init__(message)
+        self.setting = setting
 
 
 @dataclass(frozen=True)
@@ -51,11 +65,12 @@ def _open(path) -> Image.Image:
     try:
         with Image.open(path) as im:
             im.load()
-            return im.copy() if im.mode != "P" else im.convert("RGBA")
+            im = im if im.mode != "P" else im.convert("RGBA")
+            # as displayed: a phone's portrait photo is stored landscape + an orientation tag
+            return ImageOps.exif_transpose(im)  # a copy, also when there is no tag
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError...)
         raise DataError(f"cannot read image {path}: {type(e).__name__}: {e}. The file is corrupt or "
-                        f"not an image; replace or delete it, or load the dataset with "
-                        f"skip_bad=True") from e
+                        f"not an image; replace or delete it") from e
 
 
 def check_readable(path, full: bool = False) -> str | None:
@@ -119,29 +134,81 @@ def clip_normalize(x):
     return (x - torch.tensor(CLIP_MEAN).view(3, 1, 1)) / torch.tensor(CLIP_STD).view(3, 1, 1)
 
 
+_warned: set[str] = set()  # masks already warned about (training reloads them every step)
+
+
+def _levels(a: np.ndarray) -> np.ndarray:
+    """The distinct values of a mask array (bincount for integers: masks are reloaded often)."""
+    if a.dtype.kind in "ub" or (a.dtype.kind == "i" and a.min(initial=0) >= 0
+                                and a.max(initial=0) <= 65535):
+        return np.flatnonzero(np.bincount(a.ravel().astype(np.int64), minlength=1))
+    return np.unique(a)
+
+
+def mask_threshold(a: np.ndarray) -> float:
+    """The level above which a mask array's pixels are defect (see `binarize_mask`)."""
+    levels = _levels(a)
+    if len(levels) <= 2 and levels[0] == 0:
+        return 0.0  # lossless binary mask: 0 and one other level (0/1, 0/255, 0/k)
+    top = float(a.max(initial=0))
+    if a.dtype.kind == "f":
+        full = 1.0 if top <= 1.0 else 255.0  # [0, 1] floats, or 8-bit values stored as floats
+    else:
+        full = 255.0 if a.dtype.itemsize == 1 or top <= 255 else 65535.0  # 'I' mode holds 16-bit
+    half = full / 2.0  # > 127.5 for 8-bit, > 32767.5 for 16-bit, > 0.5 for [0, 1] floats
+    return half if top > half else 0.0  # a low label map (0, 1, 2...): any non-zero
+
+
+def binarize_mask(a: np.ndarray, path=None) -> np.ndarray:
+    """(H, W) bool from a mask array (H, W) or (H, W, C): the one binarisation rule.
+
+    Colour masks count by their brightest channel. A mask with 0 and one other level (VisA's
+    0/1, MVTec's 0/255) is defect where non-zero. A mask with more levels (a JPEG's compression
+    halo, anti-aliased edges) is defect above half its type's range (> 127 for 8-bit), unless
+    no pixel reaches that (a label map 0, 1, 2...: then non-zero); a warning names such files,
+    and lossy formats (JPEG, WebP) are warned about whatever their levels.
+    """
+    a = np.asarray(a)
+    if a.ndim == 3:
+        a = a[..., :3].max(-1) if a.shape[-1] >= 3 else a[..., 0]
+    t = mask_threshold(a)
+    key = str(path)
+    if path is not None and key not in _warned:
+        lossy, n = Path(path).suffix.lower() in LOSSY_EXTS, len(_levels(a))
+        if lossy or n > 2:
+            _warned.add(key)
+            log.warning("mask %s %s; binarised at > %g (docs/decisions.md). Save masks losslessly "
+                        "(PNG with 0 and 255) to be sure of every pixel", path,
+                        "is in a lossy format" if lossy else f"holds {n} grey levels", t)
+    return a > t
+
+
 def mask_array(path) -> np.ndarray:
-    """(H, W) bool of a mask file at its native size: any non-zero colour channel is defect."""
+    """(H, W) bool of a mask file at its native size (as displayed), by `binarize_mask`."""
     im = _open(path)
     if im.mode == "RGBA":
         im = im.convert("RGB")  # a palette mask came back RGBA: compare colours, not indices
-    a = np.asarray(im)
-    if a.ndim == 3:
-        a = a[..., :3].max(-1) if a.shape[-1] >= 3 else a[..., 0]
-    return a > 0
+    return binarize_mask(np.asarray(im), path)
 
 
 def image_hw(path) -> tuple[int, int]:
-    """(H, W) of an image file from its header."""
+    """(H, W) of an image file as displayed (EXIF orientation applied), from its header."""
     try:
         with Image.open(path) as im:
             w, h = im.size  # PIL reports (W, H)
+            tiff = im.format == "TIFF"
+            turned = im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)  # quarter turns
+        if tiff:  # Pillow's TIFF reader applies the tag itself in some versions: decode to know
+            w, h = _open(path).size
+        elif turned:
+            w, h = h, w
     except Exception as e:
         raise DataError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
     return h, w
 
 
 def load_mask(path, size: int | tuple[int, int] | None = 518, like=None):
-    """Mask file -> (size, size) bool tensor (nearest resize, `> 0`).
+    """Mask file -> (size, size) bool tensor (nearest resize, binarised by `binarize_mask`).
 
     path None (a normal image) -> all False. size None keeps the mask's native (H, W), or for
     path None the (H, W) of the image file `like` (so a normal image's mask matches it).
@@ -168,6 +235,18 @@ def denormalize(x) -> np.ndarray:
         raise ValueError(f"denormalize expects (3, H, W), got {a.shape}")
     a = a * np.asarray(CLIP_STD, np.float32)[:, None, None] + np.asarray(CLIP_MEAN, np.float32)[:, None, None]
     return np.clip(np.rint(a.transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """The UTF-8 text of an index file (a BOM is accepted), or a DataError naming the file and
+    the first bad byte: a Latin-1 or UTF-16 file is re-saved, never guessed at."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{what}: {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at "
+                        f"offset {e.start}); re-save it as UTF-8") from None
+    except OSError as e:
+        raise DataError(f"{what}: cannot read {path} ({e.strerror or e}); check its permissions") from None
 
 
 def warn_skip(path, reason: str) -> None:

@@ -91,28 +91,30 @@ class Problems:
         return False
 
     def raise_if_any(self) -> None:
-        msgs = []
+        msgs, setting = [], None
+        # skip_bad is a library option no command offers: the advice is what a person can do
         if self.unreadable:
             msgs.append(f"unreadable or corrupt file(s): {_listing(self.unreadable)}. Replace or "
-                        f"delete them, or pass skip_bad=True to skip them with a warning")
+                        f"delete them")
         if self.no_mask:
+            setting = "image_level"  # the front end names its own switch for it
             msgs.append(f"anomalous image(s) without a mask (paired by file stem, e.g. 000.png <-> "
                         f"000_mask.png): {_listing(self.no_mask)}. Pixel metrics need a mask for "
-                        f"every anomalous image; pass image_level=True to load them for "
-                        f"image-level evaluation only")
+                        f"every anomalous image; add the masks, or evaluate image-level only "
+                        f"(setting image_level)")
         if self.orphan_masks:
             msgs.append(f"mask(s) that match no image by stem: {_listing(self.orphan_masks)}. "
                         f"Rename them to <image stem>_mask.png or remove them")
         if self.wrong_size:
             msgs.append(f"mask(s) of another size than their image (W x H): {_listing(self.wrong_size)}. "
                         f"Masks must match their image pixel for pixel; re-export them at the "
-                        f"image's size (or pass skip_bad=True to skip those images)")
+                        f"image's size")
         if self.ambiguous:
             msgs.append(f"flat mask(s) that fit several images of the same stem: "
                         f"{_listing(self.ambiguous)}. Put each mask in the sub-folder of its image, "
                         f"e.g. masks/<defect>/<stem>_mask.png")
         if msgs:
-            raise DataError(f"{self.dataset}: " + "; ".join(msgs))
+            raise DataError(f"{self.dataset}: " + "; ".join(msgs), setting=setting)
 
 
 def mask_key(mask: Path) -> str:
@@ -220,16 +222,65 @@ def load_mvtec_like(root, split: str = "test", classes=None, image_level: bool =
     return samples
 
 
+VISA_LABELS = {"normal": 0, "good": 0, "0": 0, "anomaly": 1, "abnormal": 1, "anomalous": 1,
+               "bad": 1, "defect": 1, "1": 1}  # the official csv writes normal / anomaly
+
+
+def _visa_rows(table: Path) -> list[dict]:
+    """The rows of a VisA split csv, validated (line numbers as a text editor shows them): every
+    row has the five columns filled as the header says, a known label, and no image twice in
+    a split. Each row gains `_label` (0/1)."""
+    import csv as csvlib
+    import io as iolib
+
+    from .io import read_text_file
+
+    need = ("object", "split", "label", "image", "mask")
+    reader = csvlib.DictReader(iolib.StringIO(read_text_file(table, "visa"), newline=""))
+    rows, lines = [], []
+    try:
+        for r in reader:
+            rows.append(r)
+            lines.append(reader.line_num)  # the line a text editor shows (blank lines skipped)
+    except csvlib.Error as e:
+        raise DataError(f"visa: {table} line {reader.line_num}: not valid csv ({e}); fix the line") from None
+    header = reader.fieldnames or []
+    if not rows or not set(need) <= set(header):
+        raise DataError(f"visa: {table} needs the columns {sorted(need)}; found "
+                        f"{sorted(header) if header else 'no rows'}")
+    seen: dict[tuple[str, str], int] = {}
+    for n, r in zip(lines, rows):
+        where = f"visa: {table} line {n}"
+        if None in r or any(r.get(k) is None for k in need):
+            got = len([v for k, v in r.items() if k is not None and v is not None]) + len(r.get(None) or [])
+            raise DataError(f"{where} has {got} field(s) where the header has {len(header)} "
+                            f"({','.join(header)}); fix or delete that row")
+        for k in need:
+            r[k] = r[k].strip()
+        if not (r["object"] and r["split"] and r["image"]):
+            empty = [k for k in ("object", "split", "image") if not r[k]]
+            raise DataError(f"{where}: {', '.join(empty)} empty; fill it or delete the row")
+        label = VISA_LABELS.get(r["label"].lower())
+        if label is None:
+            raise DataError(f"{where}: label {r['label']!r} is unknown; use normal or anomaly")
+        r["_label"] = label
+        key = (r["split"], r["image"])
+        if key in seen:
+            raise DataError(f"{where}: {r['image']} is already listed for split {r['split']!r} on "
+                            f"line {seen[key]}; list each image once")
+        seen[key] = n
+    return rows
+
+
 def load_visa(root, split: str = "test", classes=None, image_level: bool = False,
               skip_bad: bool = False, *, csv: str = "split_csv/1cls.csv", verify: bool = False
               ) -> list[Sample]:
     """VisA from its split csv (columns object,split,label,image,mask; paths relative to root).
 
-    Masks are 0/1 PNGs (binarised with > 0 by load_mask). Anomalous defect_type is "anomaly"
+    Masks are 0/1 PNGs (binarised by load_mask: io.binarize_mask). Rows are validated first
+    (`_visa_rows`). Anomalous defect_type is "anomaly"
     (the csv does not name defects).
     """
-    import csv as csvlib
-
     expected = f"{root}/{csv} with columns object,split,label,image,mask (the official VisA archive)"
     root = check_root(root, "visa", expected)
     table = root / csv
@@ -237,12 +288,7 @@ def load_visa(root, split: str = "test", classes=None, image_level: bool = False
         present = sorted(p.name for p in root.iterdir())
         raise DataError(f"visa: {table} not found; expected {expected}. Found: "
                         f"{_listing(present) if present else 'an empty folder'}")
-    with open(table, newline="") as f:
-        rows = list(csvlib.DictReader(f))
-    need = {"object", "split", "label", "image", "mask"}
-    if not rows or not need <= set(rows[0]):
-        raise DataError(f"visa: {table} needs the columns {sorted(need)}; found "
-                        f"{sorted(rows[0]) if rows else 'no rows'}")
+    rows = _visa_rows(table)
     splits = sorted({r["split"] for r in rows})
     if split not in splits:
         raise DataError(f"visa: split={split!r} not in {table}; it has {splits}")
@@ -253,14 +299,14 @@ def load_visa(root, split: str = "test", classes=None, image_level: bool = False
     for r in rows:
         if r["object"] not in keep:
             continue
+        label = r["_label"]
         img = root / r["image"]
-        label = 0 if r["label"].strip().lower() in ("normal", "0", "good") else 1
         if not img.is_file():
             missing.append(str(img))
             continue
         if not probs.readable(img):
             continue
-        mask = root / r["mask"] if label and r["mask"].strip() else None
+        mask = root / r["mask"] if label and r["mask"] else None
         if mask is not None and not mask.is_file():
             missing.append(str(mask))
             continue

@@ -151,6 +151,43 @@ def _remove_stale_temps(out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _plan_files(categories, n_train, n_test_good, n_test_bad) -> set[str]:
+    """The relative paths a generation with these parameters writes."""
+    rels = set()
+    for cat, split, defect, i in _plan(categories, n_train, n_test_good, n_test_bad):
+        rels.add(f"{cat}/{split}/{defect}/{i:03d}.png")
+        if defect != "good":
+            rels.add(f"{cat}/ground_truth/{defect}/{i:03d}_mask.png")
+    return rels
+
+
+def _check_only_ours(out: Path, new_files: set[str]) -> None:
+    """Before replacing the synthetic tree `out`: DataError naming any file in it that neither
+    its manifest lists nor a generation writes (issue 19: a user's file is never deleted)."""
+    ours = set(new_files) | {MARKER, MANIFEST}
+    try:
+        ours |= set(json.loads((out / MANIFEST).read_text()).get("files", {}))
+    except (OSError, ValueError, AttributeError):
+        pass  # no or unreadable manifest: only the files a generation writes are ours
+    foreign = sorted(q.relative_to(out).as_posix() for q in out.rglob("*")
+                     if not q.is_dir() and q.relative_to(out).as_posix() not in ours)
+    if foreign:
+        raise DataError(f"synth: {out} holds file(s) bagclip did not write ({', '.join(foreign[:5])}"
+                        f"{' ...' if len(foreign) > 5 else ''}); move them out or choose another folder: "
+                        f"regenerating replaces the whole tree")
+
+
+def _check_args(categories, size: int, n_train: int, n_test_good: int, n_test_bad: int) -> list:
+    """The categories as a list, or DataError for unknown ones or too few / too small images."""
+    categories = list(categories) if categories is not None else list(CATEGORIES)
+    unknown = [c for c in categories if c not in CATEGORIES]
+    if unknown:
+        raise DataError(f"synth: unknown categories {unknown}; choose from {sorted(CATEGORIES)}")
+    if min(n_train, n_test_good, n_test_bad) < 1 or size < 32:
+        raise DataError("synth: need size >= 32 and at least one image per split and kind")
+    return categories
+
+
 def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = QUICK["n_train"],
              n_test_good: int = QUICK["n_test_good"], n_test_bad: int = QUICK["n_test_bad"],
              categories=None, hook: Callable | None = None) -> Path:
@@ -161,12 +198,7 @@ def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = Q
     is never touched. hook(category, split, defect, index, SynthImage) is called for every
     image (and forces regeneration); tests use it to see the clean images.
     """
-    categories = list(categories) if categories is not None else list(CATEGORIES)
-    unknown = [c for c in categories if c not in CATEGORIES]
-    if unknown:
-        raise DataError(f"synth: unknown categories {unknown}; choose from {sorted(CATEGORIES)}")
-    if min(n_train, n_test_good, n_test_bad) < 1 or size < 32:
-        raise DataError("synth: need size >= 32 and at least one image per split and kind")
+    categories = _check_args(categories, size, n_train, n_test_good, n_test_bad)
     out = Path(out_dir).expanduser()
     params = _params(seed, size, n_train, n_test_good, n_test_bad, categories)
     if hook is None and _complete(out, params):
@@ -174,6 +206,8 @@ def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = Q
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise DataError(f"synth: {out} is a non-empty folder that is not a synthetic tree; "
                         f"choose an empty or new folder")
+    if out.is_dir() and (out / MARKER).exists():
+        _check_only_ours(out, _plan_files(categories, n_train, n_test_good, n_test_bad))
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(out)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
@@ -203,6 +237,7 @@ def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = Q
             if hook is None and _complete(out, params):  # another process finished first
                 shutil.rmtree(tmp)
                 return out
+            _check_only_ours(out, set(files))  # again: a file may have been added meanwhile
             shutil.rmtree(out)
         os.replace(tmp, out)
     except BaseException:
