@@ -45,6 +45,7 @@ FORMAT = 1
 
 
 from .data.world import DEFECTS as _WORLD_DEFECTS  # numpy / PIL / scipy only, no torch
+from .files import claim_output
 from .errors import AdaptError, ConfigError, ResumeError, RunExistsError
 
 ANY_IMAGE_KINDS = tuple(k for k in _WORLD_DEFECTS if k != "missing")  # missing: needs an outline
@@ -185,6 +186,9 @@ def adapt(images, class_name: str, out_dir: str | os.PathLike, cfg=None,
     if existing and not resume:  # as train refuses, but before anything is drawn into the folder
         raise RunExistsError(f"{out} already holds a training run ({', '.join(existing)}); resume it "
                              f"(same images and settings), or adapt into a new folder", path=out)
+    # the folder becomes the kit's before anything is drawn into it (train then recognises it;
+    # a folder of the user's own files is refused here, before a file of theirs is touched)
+    claim_output(out, "adapt run folder", legacy=lambda p: (p / RECORD).exists(), setting="out")
     samples, record = draw_training_set(images, class_name, out / DATA_DIR, cfg.image_size, cfg.seed,
                                         copies, kinds, exclude_kinds)
     record["init_heads_sha256"] = init_sha
