@@ -214,7 +214,8 @@ def _add_pretrain(sub, c) -> None:
 
 
 def build_parser(description: str = "") -> argparse.ArgumentParser:
-    from . import commands, decisions
+    import bagclip.cli.commands as commands  # the submodules by name: the package imports this one
+    import bagclip.cli.decisions as decisions
 
     ap = argparse.ArgumentParser(prog="bagclip", description=description,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
