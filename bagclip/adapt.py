@@ -46,7 +46,7 @@ FORMAT = 1
 
 from .data.world import DEFECTS as _WORLD_DEFECTS  # numpy / PIL / scipy only, no torch
 from .files import claim_output
-from .errors import AdaptError, ConfigError, ResumeError, RunExistsError
+from .errors import AdaptError, ConfigError, DefectDrawError, ResumeError, RunExistsError
 
 ANY_IMAGE_KINDS = tuple(k for k in _WORLD_DEFECTS if k != "missing")  # missing: needs an outline
 
@@ -69,11 +69,12 @@ def _rng(seed: int, sha256: str, copy: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(sha256[:16], 16), int(copy), zlib.crc32(b"bagclip-adapt")])
 
 
-def _draw(rng, clean: np.ndarray, kinds: tuple[str, ...], tries: int = 8):
+def _draw(rng, clean: np.ndarray, kinds: tuple[str, ...], tries: int = 8, name=None):
     """(kind, mask (S, S) bool, defective (S, S, 3) uint8) of one defect of an allowed kind.
 
     A drawing that does not fit (too few pixels) is redrawn; after `tries` another allowed
-    kind is picked (world._draw_defect would fall back to "stain", which may be excluded)."""
+    kind is picked (world._draw_defect would fall back to "stain", which may be excluded);
+    after 4 picks, DefectDrawError naming the image (`name`)."""
     from .data.synth_defects import apply_defect
     from .data.synth_draw import Scene
     from .data.world import try_defect
@@ -84,7 +85,10 @@ def _draw(rng, clean: np.ndarray, kinds: tuple[str, ...], tries: int = 8):
         drawn = try_defect(rng, scene, kind, tries)
         if drawn is not None:
             return kind, drawn[0], apply_defect(clean, *drawn)
-    raise RuntimeError(f"adapt: could not draw a visible defect of kinds {kinds} on this image")
+    side = clean.shape[0]
+    raise DefectDrawError(f"could not draw a visible defect of kinds {', '.join(kinds)} on "
+                          f"{name or 'an image'} at {side}x{side} pixels (every drawing was too small "
+                          f"or did not fit)", path=name, kinds=kinds, size=side)
 
 
 def draw_training_set(images, class_name: str, out_dir: str | os.PathLike, size: int, seed: int = 0,
@@ -121,7 +125,7 @@ def draw_training_set(images, class_name: str, out_dir: str | os.PathLike, size:
         if rgb.shape[:2] != (size, size):  # the resize load_image does, so normals match
             rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BICUBIC))
         for j in range(copies):
-            kind, m, img = _draw(_rng(seed, sha, j), rgb, allowed)
+            kind, m, img = _draw(_rng(seed, sha, j), rgb, allowed, name=p)
             stem = f"{sha[:16]}_{j}"
             atomic_write_bytes(out / "images" / f"{stem}.png", _png(img))
             atomic_write_bytes(out / "masks" / f"{stem}.png", _png(m.astype(np.uint8) * 255))

@@ -59,8 +59,26 @@ class CalibrationFileError(CalibrationError):
     class or scorer; making it again fixes it."""
 
 
+class StaleCalibrationError(CalibrationFileError):
+    """A calibration made on other backbone weights than the ones loaded (the shipped weights
+    were replaced since): `weights_sha256` is what it records, `loaded_sha256` what is used."""
+
+    def __init__(self, msg: str, path=None, weights_sha256=None, loaded_sha256=None):
+        super().__init__(msg, path=path)
+        self.weights_sha256, self.loaded_sha256 = weights_sha256, loaded_sha256
+
+
 class AdaptError(BagclipError):
     """Heads to adapt from that do not fit the settings asked for."""
+
+
+class DefectDrawError(BagclipError):
+    """No visible defect of the allowed kinds fits an image at the size it is drawn at; `path`
+    names the image, `kinds` the kinds tried, `size` the side in pixels."""
+
+    def __init__(self, msg: str, path=None, kinds=(), size=None):
+        super().__init__(msg, path=path)
+        self.kinds, self.size = tuple(kinds), size
 
 
 class CheckpointMissingError(CheckpointError, FileNotFoundError):

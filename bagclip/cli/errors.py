@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import (AdaptError, CacheUnwritableError, CalibrationFileError, CheckpointError,
-                      DeviceError, EvalSettingsError, NothingToResumeError, ResumeError,
+                      DefectDrawError, DeviceError, EvalSettingsError, NothingToResumeError, ResumeError,
                       RunExistsError, TornCheckpointError, WeightsUnavailableError)
 
 # The first matching class gives the hint (subclasses before their bases).
@@ -26,6 +26,8 @@ HINTS = (
     (CacheUnwritableError, "point --cache-dir (or $BAGCLIP_CACHE) at a writable folder"),
     (WeightsUnavailableError, "or run offline on the shipped weights: --quick"),
     (CalibrationFileError, "rerun `bagclip calibrate` for this class"),
+    (DefectDrawError, "draw on larger images: --set image_size=... (images are resized to it), or "
+                      "allow more kinds: fewer --exclude-kinds"),
     (AdaptError, "with --init, change only training settings with --set (seed, epochs, lr, batch_size)"),
 )
 
