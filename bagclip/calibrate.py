@@ -41,7 +41,8 @@ import numpy as np
 __all__ = ["CalibrationError", "CalibrationFileError", "Calibration", "order_statistic", "min_images", "threshold_at_fpr",
            "thresholds", "calibrate", "scorer_identity", "calibration_path", "find_calibration",
            "save_calibration", "load_calibration", "operating_point", "binomial_interval",
-           "observed_fpr", "calibration_spread", "RULE"]
+           "observed_fpr", "calibration_spread", "RULE", "calibrate_pooled", "shipped_calibration",
+           "SHIPPED_CALIBRATION", "REGENERATE", "GENERIC"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,14 @@ FORMAT = 1
 RULE = "t = s_(k), k = ceil((1 - fpr) (n + 1)); anomalous iff score > t (split conformal)"
 
 
-from .errors import CalibrationError, CalibrationFileError
+from .errors import CalibrationError, CalibrationFileError, StaleCalibrationError
+
+# The kit's generic calibration of the training-free scorer in quick mode (bagclip-mini at
+# Config.quick()'s settings), made on the normal images of the synthetic auxiliary classes by
+# REGENERATE; predict uses it when no calibration of the user's class is given.
+SHIPPED_CALIBRATION = Path(__file__).parent / "weights" / "quick-calibration.json"
+REGENERATE = "python tools/calibrate_quick.py"
+GENERIC = "generic: synthetic auxiliary parts"
 
 
 def _ceil(x: float) -> int:
@@ -112,6 +120,9 @@ class Calibration:
     rule: str = RULE
     format: int = FORMAT
     order: int = 0  # k of s_(k)
+    weights_sha256: str | None = None  # SHA-256 of the backbone weights file the scores came from
+    note: str = ""  # how it was made, for a calibration that is not one class's (shipped_calibration)
+    check: dict | None = None  # observed_fpr() of the threshold on other normal images, and which
 
     @property
     def n_images(self) -> int:
@@ -230,31 +241,52 @@ def calibrate(images, class_name: str, fpr: float = 0.05, pixel_fpr: float = 0.0
     cfg's backbone (default Config.quick()). Maps are taken at the model's input size.
     Refuses (CalibrationError) before any scoring when there are too few images for fpr.
     """
-    import torch
+    return calibrate_pooled({class_name: images}, class_name, fpr, pixel_fpr, checkpoint, cfg, backbone,
+                            device, batch_size, prefix_names=False)
 
+
+def calibrate_pooled(groups: dict, name: str, fpr: float = 0.05, pixel_fpr: float = 0.01,
+                     checkpoint: str | os.PathLike | None = None, cfg=None, backbone=None, device=None,
+                     batch_size: int = 16, note: str = "", prefix_names: bool = True) -> Calibration:
+    """One calibration of the normal images of several classes, pooled: groups is {class name:
+    images}; each class's images are scored with its own class name, and the rule is applied to
+    all scores together. `name` becomes the calibration's class_name (e.g. "generic"); image
+    names are "<class>/<file>" (prefix_names). calibrate() is the one-class case."""
     from .cache import _file_digest
-    from .data import load_image
     from .inference import _collect, scorer
 
     _check_rate(pixel_fpr, "pixel_fpr")
-    paths = _collect(images)
-    order_statistic(len(paths), fpr)  # refuse early: before loading any model
+    paths = {c: _collect(imgs) for c, imgs in groups.items()}
+    n = sum(len(v) for v in paths.values())
+    order_statistic(n, fpr)  # refuse early: before loading any model
     model, cfg, backbone = _scorer_parts(checkpoint, cfg, backbone, device)
     fn = scorer(model, backbone, cfg)
+    scores, maps = map(np.concatenate, zip(*(_score(fn, ps, c, cfg, backbone, batch_size)
+                                              for c, ps in paths.items())))
+    t_img, t_pix = thresholds(scores, maps, fpr, pixel_fpr)
+    hashes = [{"name": f"{c}/{Path(p).name}" if prefix_names else Path(p).name, "sha256": _file_digest(p)}
+              for c, ps in paths.items() for p in ps]
+    if len({h["sha256"] for h in hashes}) < len(hashes):
+        log.warning("calibration: some images are byte-identical copies; each copy counts once more")
+    return Calibration(str(name), float(fpr), float(pixel_fpr), t_img, t_pix,
+                       sorted(float(x) for x in scores), hashes, scorer_identity(cfg, checkpoint),
+                       order=order_statistic(n, fpr), weights_sha256=getattr(backbone, "weights_sha256", None),
+                       note=note)
+
+
+def _score(fn, paths, class_name: str, cfg, backbone, batch_size: int):
+    """(scores (n,) float64, maps (n, S, S) float32) of images `paths` scored as `class_name`."""
+    import torch
+
+    from .data import load_image
+
     scores, maps = [], []
     for i in range(0, len(paths), batch_size):
         x = torch.stack([load_image(p, cfg.image_size) for p in paths[i:i + batch_size]])
         m, s = fn(x.to(backbone.device), class_name)
         maps.append(m.float().numpy())
         scores.append(s.double().numpy())
-    scores, maps = np.concatenate(scores), np.concatenate(maps)
-    t_img, t_pix = thresholds(scores, maps, fpr, pixel_fpr)
-    hashes = [{"name": Path(p).name, "sha256": _file_digest(p)} for p in paths]
-    if len({h["sha256"] for h in hashes}) < len(hashes):
-        log.warning("calibration: some images are byte-identical copies; each copy counts once more")
-    return Calibration(str(class_name), float(fpr), float(pixel_fpr), t_img, t_pix,
-                       sorted(float(x) for x in scores), hashes, scorer_identity(cfg, checkpoint),
-                       order=order_statistic(len(paths), fpr))
+    return np.concatenate(scores), np.concatenate(maps)
 
 
 def _scorer_parts(checkpoint, cfg, backbone, device):
@@ -327,3 +359,26 @@ def load_calibration(path: str | os.PathLike, scorer: dict | None = None,
         raise CalibrationFileError(f"calibration {p} was made with another scorer or settings "
                                    f"({', '.join(diff)} differ)", path=p)
     return cal
+
+
+def shipped_calibration(cfg, weights_sha256: str | None, path: str | os.PathLike | None = None) -> Calibration:
+    """The shipped generic calibration (SHIPPED_CALIBRATION) for the training-free scorer on
+    cfg, whose backbone weights file hashes to `weights_sha256` (Backbone.weights_sha256).
+
+    StaleCalibrationError when it records other weights (the shipped weights were replaced:
+    run REGENERATE); CalibrationFileError when it is missing or damaged, or cfg's settings are
+    not the ones it was made with (another image size, backbone, prompts...)."""
+    p = Path(path or SHIPPED_CALIBRATION)
+    cal = load_calibration(p)
+    if cal.weights_sha256 is None or cal.weights_sha256 != weights_sha256:
+        raise StaleCalibrationError(
+            f"the shipped generic calibration {p} was made on backbone weights sha256 "
+            f"{str(cal.weights_sha256)[:12]}..., not on the ones loaded ({str(weights_sha256)[:12]}...)",
+            path=p, weights_sha256=cal.weights_sha256, loaded_sha256=weights_sha256)
+    ident = scorer_identity(cfg, None)
+    if cal.scorer != ident:
+        diff = sorted(k for k in set(ident) | set(cal.scorer) if ident.get(k) != cal.scorer.get(k))
+        raise CalibrationFileError(f"the shipped generic calibration {p} is for quick mode's default "
+                                   f"settings ({', '.join(diff)} differ)", path=p)
+    return cal
+

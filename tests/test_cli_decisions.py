@@ -73,3 +73,69 @@ def test_adapt_calibrate_predict_and_eval(synth, tmp_path, capsys):
     screw = [l for l in out.splitlines() if l.strip().startswith("screw:")][0]
     assert "at the normal-only threshold (FPR 25% on 4 normals): precision" in screw
     assert "carpet: no calibration" in out
+
+
+def test_adapt_that_cannot_draw_a_defect_says_so_in_one_line(synth, tmp_path, monkeypatch):
+    from bagclip.data import world
+
+    monkeypatch.setattr(world, "try_defect", lambda *a, **k: None)  # no drawing ever fits
+    good = synth / "screw" / "train" / "good"
+    with pytest.raises(SystemExit) as err:
+        main(["adapt", str(good), *SMALL, "--class-name", "screw", "--copies", "1", "--out", str(tmp_path / "run"),
+              "--cache-dir", str(tmp_path / "c")])
+    msg = err.value.code
+    assert isinstance(msg, str) and "\n" not in msg and "Traceback" not in msg  # a str code: exit status 1
+    assert msg.startswith("bagclip adapt: could not draw a visible defect of kinds crack, ")
+    assert f"{good / '000.png'} at 112x112 pixels" in msg  # names the image and its size
+    assert "--set image_size=" in msg and "fewer --exclude-kinds" in msg  # what to do
+
+
+# ---------------------------------------------------------------- the shipped generic calibration
+def test_shipped_calibration_records_the_shipped_weights_and_its_images():
+    """Re-checked after every change of the shipped weights: python tools/calibrate_quick.py."""
+    import hashlib
+
+    from bagclip import calibrate as C
+    from bagclip.data import synth as S
+    from bagclip.weights import _DIR, record
+
+    cal = C.load_calibration(C.SHIPPED_CALIBRATION)  # consistent: the rule applied to its scores
+    weights = hashlib.sha256((_DIR / "bagclip-mini.safetensors").read_bytes()).hexdigest()
+    assert cal.weights_sha256 == weights == record("bagclip-mini")["sha256"], \
+        "shipped weights changed: regenerate the calibration with `python tools/calibrate_quick.py`"
+    assert cal.class_name == C.GENERIC and cal.fpr == 0.05 and cal.n_images >= 19
+    assert {i["name"].split("/")[0] for i in cal.images} == set(S.AUX_CLASSES)  # never a target class
+    assert len({i["sha256"] for i in cal.images}) == cal.n_images
+    assert cal.scorer == C.scorer_identity(__import__("bagclip").Config.quick(), None)
+
+
+def test_predict_quick_decides_with_the_generic_threshold_and_names_the_scorer(synth, capsys):
+    img = next((synth / "screw" / "test" / "good").glob("*.png"))
+    main(["predict", str(img), "--quick", "--class-name", "screw"])
+    cap = capsys.readouterr()
+    assert "scorer: training-free ZeroShot (frozen bagclip-mini" in cap.out
+    assert "GENERIC threshold" in cap.out and "not of your class 'screw'" in cap.out
+    assert "bagclip calibrate NORMALS --class-name screw --quick --out DIR" in cap.out
+    line = [l for l in cap.out.splitlines() if "score=" in l][0]
+    assert line.endswith(("  normal (generic threshold, training-free scorer)",
+                          "  ANOMALOUS (generic threshold, training-free scorer)"))
+    assert "undecided" not in cap.out and "warning" not in cap.err
+
+
+def test_predict_quick_refuses_a_calibration_of_other_weights(synth, tmp_path, capsys, monkeypatch):
+    import json
+
+    from bagclip import calibrate as C
+
+    data = json.loads(C.SHIPPED_CALIBRATION.read_text())
+    data["weights_sha256"] = "0" * 64  # made on weights since replaced
+    stale = tmp_path / "quick-calibration.json"
+    stale.write_text(json.dumps(data))
+    monkeypatch.setattr(C, "SHIPPED_CALIBRATION", stale)
+    img = next((synth / "screw" / "test" / "good").glob("*.png"))
+    main(["predict", str(img), "--quick", "--class-name", "screw"])
+    cap = capsys.readouterr()
+    warning = [l for l in cap.err.splitlines() if l.startswith("warning:")]
+    assert len(warning) == 1 and "sha256 000000000000..." in warning[0]
+    assert warning[0].endswith("regenerate it with `python tools/calibrate_quick.py`")
+    assert [l for l in cap.out.splitlines() if "score=" in l][0].endswith("undecided (no calibration)")

@@ -63,15 +63,17 @@ def cmd_adapt(a) -> None:
                 exclude_kinds=a.exclude_kinds, resume=a.resume, save_every=a.save_every,
                 cache=FeatureCache(bb, a.cache_dir))
     print(f"adapted heads saved to {res.out_dir}/heads.safetensors (final loss {res.history[-1]:.4f}); "
-          f"what was drawn: {res.out_dir}/adapt.json. Next: bagclip calibrate NORMALS --checkpoint "
-          f"{res.out_dir} --class-name {a.class_name!r}")
+          f"what was drawn: {res.out_dir}/adapt.json. Next, on normal images NOT adapted on: bagclip "
+          f"calibrate OTHER_NORMALS --checkpoint {res.out_dir} --class-name {a.class_name!r}")
 
 
 def predict_setup(a):
     """(model, cfg, backbone, calibration or None) for `predict`, and prints which scorer answers.
 
     With --checkpoint: the heads, and the calibration beside them for --class-name if any.
-    Without: the training-free scorer (ZeroShot) on the chosen backbone, and --calibration."""
+    Without: the training-free scorer (ZeroShot) on the chosen backbone, and --calibration, else
+    the shipped generic calibration (quick mode's settings; refused, with a warning, when it was
+    made on other backbone weights)."""
     from ..calibrate import find_calibration, load_calibration, scorer_identity
     from ..checkpoint import HEADS
 
@@ -97,7 +99,9 @@ def predict_setup(a):
         cal = load_calibration(path, scorer=scorer_identity(cfg, a.checkpoint), class_name=a.class_name)
         print(f"calibration: {path} ({cal.n_images} normal images, image FPR {cal.fpr:.1%}; "
               f"{cal.meaning()})")
-    elif a.threshold is None:
+    elif a.threshold is None and a.checkpoint is None:
+        cal = _generic(a, cfg, bb)
+    if cal is None and a.threshold is None:
         how = f"--checkpoint {a.checkpoint}" if a.checkpoint else "--quick --out DIR, then predict --calibration DIR"
         print(f"decision: none without a calibration (scores rank images, they have no threshold of their "
               f"own). For a decision at a known false-positive rate, give normal images of the class: "
@@ -105,13 +109,42 @@ def predict_setup(a):
     return model, cfg, bb, cal
 
 
+def _generic(a, cfg, bb):
+    """The shipped generic calibration of the training-free scorer (quick mode's settings), or
+    None with a one-line warning when it was made on other weights than the ones loaded."""
+    from ..calibrate import REGENERATE, shipped_calibration
+    from ..errors import CalibrationFileError, StaleCalibrationError
+
+    try:
+        cal = shipped_calibration(cfg, bb.weights_sha256)
+    except StaleCalibrationError as err:
+        print(f"warning: {' '.join(str(err).split())}: not used, no decision; regenerate it with "
+              f"`{REGENERATE}`", file=sys.stderr)
+        return None
+    except CalibrationFileError:  # other settings than quick mode's defaults: no generic threshold
+        return None
+    ck = cal.check or {}
+    held_out = (f"; on the kit's held-out synthetic classes it flagged {ck['false_positives']} of "
+                f"{ck['n_normal']} normal parts (FPR {ck['fpr']:.0%}, 95 % interval {ck['low']:.0%}-"
+                f"{ck['high']:.0%})" if ck else "")
+    print(f"calibration: GENERIC threshold (image FPR {cal.fpr:.0%} on {cal.n_images} normal images of the "
+          f"kit's synthetic auxiliary parts, not of your class {a.class_name!r}){held_out}: a rough answer. "
+          f"For a real decision, calibrate on your own normal images: bagclip calibrate NORMALS "
+          f"--class-name {a.class_name} --quick --out DIR, then predict --calibration DIR")
+    return cal
+
+
 def predict_line(p, a, cal) -> str:
     """The decision and calibrated fields of one prediction's output line."""
+    from ..calibrate import GENERIC
+
     if a.threshold is not None:  # an explicit threshold on the raw score wins
         return "  ANOMALOUS" if p.is_anomalous(a.threshold) else "  normal"
     if cal is not None:
         m = cal.normalise(p.anomaly_map)
         flag = "ANOMALOUS" if cal.is_anomalous(p.image_score) else "normal"
+        if cal.class_name == GENERIC:
+            flag += " (generic threshold, training-free scorer)"
         return (f"\tnormal_tail={cal.tail(p.image_score):.4f}\tmax_map_calibrated={float(m.max()):.2f}"
                 f"  {flag}")
     # no rule here: raw scores carry no threshold (bagclip-mini's p_img is ~1 for normal images
