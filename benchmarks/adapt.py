@@ -14,8 +14,12 @@ and seed, on normal images of the class only, with the kit's drawn defects. Two 
 Both heads are scored on the same test images; the interval resamples images (stratified by
 label) and seeds, 2000 resamples. Every number is ours, never the paper's.
 
-    python benchmarks/adapt.py [--seeds 0 1 2] [--real] [--work runs/bench-adapt]
+    python benchmarks/adapt.py --real --write-docs   # both sets, the table into docs/adapt.md
+    python benchmarks/adapt.py --size reduced --real --write-docs   # fewer seeds and images
     python benchmarks/adapt.py --smoke      # two classes, one seed, few images: the plumbing
+
+Per-phase wall and CPU seconds go to stderr ("[time] ..."); docs/adapt.md says how long each
+size takes.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,57 +87,124 @@ def sets(a, size: int, tmp: Path) -> dict:
     return out
 
 
+DOC = Path(__file__).resolve().parent.parent / "docs" / "adapt.md"
+BEGIN, END = "<!-- adapt-table:begin -->", "<!-- adapt-table:end -->"
+
+
+class _Clock:
+    """Wall and CPU seconds of each phase, printed to stderr (the numbers behind the run-time
+    estimate in docs/adapt.md: CPU seconds do not depend on what else shares the machine)."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def lap(self, what: str) -> None:
+        w, c = time.perf_counter(), time.process_time()
+        print(f"[time] {what}: {w - self.wall:.0f} s wall, {c - self.cpu:.0f} s CPU", file=sys.stderr, flush=True)
+        self.wall, self.cpu = w, c
+
+
+def class_row(a, cfg, bb, cache, zs: dict, name: str, cls: str, normals, samples, exclude, clock) -> str:
+    """One table row: zero-shot heads vs heads adapted to `cls`, image and pixel AUROC with the
+    paired bootstrap interval over images and seeds."""
+    per = {"zero-shot": [], "adapted": []}
+    for s in a.seeds:
+        out = Path(a.work) / f"adapted-{name.split()[0]}-{cls}-seed{s}"
+        _run(out, lambda resume: adapt(normals, cls, out, cfg=cfg.replace(seed=s), init=zs[s],
+                                       backbone=bb, copies=a.copies, exclude_kinds=exclude,
+                                       resume=resume, cache=cache, progress=False))
+        per["zero-shot"].append(scores_and_maps(zs[s], bb, cache, samples, cls))
+        per["adapted"].append(scores_and_maps(out, bb, cache, samples, cls))
+        clock.lap(f"{name} / {cls} / seed {s}: adapt + predict")
+    labels = np.array([int(x.label) for x in samples])
+    masks = np.stack([load_mask(x.mask_path, cfg.image_size).numpy() for x in samples])
+    res = {k: Results.from_maps(np.stack([m for _, m in v]), masks, labels,
+                                scores=np.stack([sc for sc, _ in v])) for k, v in per.items()}
+    cells = []
+    for metric in ("image_auroc", "pixel_auroc"):
+        c = compare(res["zero-shot"], res["adapted"], metric, n_boot=a.n_boot, seed=0)
+        cells += [f"{100 * c.a:.1f}", f"{100 * c.b:.1f}",
+                  f"{100 * c.diff:+.1f} [{100 * c.low:.1f}, {100 * c.high:.1f}] "
+                  f"{'effect' if c.verdict == 'an effect' else 'no evidence'}"]
+    return f"| {cls} | {', '.join(exclude) or 'none (foreign generator)'} | " + " | ".join(cells) + " |"
+
+
+def tables(a, cfg, bb, cache, clock) -> list[str]:
+    """The markdown: a header paragraph, then one table per test set."""
+    tmp = Path(tempfile.mkdtemp(prefix="bagclip-adapt-"))
+    zs = {}
+    for s in a.seeds:
+        zs[s] = zero_shot_heads(cfg, bb, cache, Path(a.work), s)
+        clock.lap(f"zero-shot heads, seed {s}")
+    lines = [f"Made by `{a.command}` ({'smoke test: plumbing only, numbers meaningless' if a.smoke else 'ours'}): "
+             f"zero-shot heads (trained on the synthetic auxiliary categories) vs heads adapted to the "
+             f"class from {a.n_normal} normal images ({a.copies} drawn copies each); {a.n_good} normal + "
+             f"{a.n_bad} defective test images per class; seeds {a.seeds}. AUROC in %, difference = "
+             f"adapted - zero-shot in points with its 95 % paired bootstrap interval ({a.n_boot} "
+             f"resamples of images and seeds). Ours, not the paper's.", ""]
+    for name, classes in sets(a, cfg.image_size, tmp).items():
+        lines += [f"### {name}", "",
+                  "| class | excluded kinds | image AUROC zero-shot | adapted | difference | pixel AUROC "
+                  "zero-shot | adapted | difference |", "|---|---|---|---|---|---|---|---|"]
+        lines += [class_row(a, cfg, bb, cache, zs, name, cls, *v, clock) for cls, v in classes.items()]
+        lines.append("")
+    return lines
+
+
+def write_docs(lines: list[str], doc: Path = DOC) -> Path:
+    """Put the table between BEGIN and END in docs/adapt.md (the rest of the page is kept)."""
+    text = doc.read_text(encoding="utf-8")
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise SystemExit(f"{doc}: expected one {BEGIN} ... {END} pair to write the table between")
+    head, rest = text.split(BEGIN)
+    tail = rest.split(END)[1]
+    doc.write_text(head + BEGIN + "\n" + "\n".join(lines).rstrip() + "\n" + END + tail, encoding="utf-8")
+    return doc
+
+
+SIZES = {  # --size: (seeds, normal images for adapting, normal and defective test images per class)
+    "full": ([0, 1, 2], 12, 20, 20),
+    "reduced": ([0, 1], 6, 10, 10),
+    "smoke": ([0], 4, 3, 3),
+}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--n-normal", type=int, default=12, help="normal images per class for adapting")
-    ap.add_argument("--n-good", type=int, default=20, help="normal test images per class")
-    ap.add_argument("--n-bad", type=int, default=20, help="defective test images per class")
+    ap.add_argument("--size", choices=SIZES, default="full",
+                    help="full (default), reduced (fewer seeds and images; see docs/adapt.md for run "
+                         "times), smoke (two classes, 1 epoch: the plumbing)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="override the size's seeds")
+    ap.add_argument("--n-normal", type=int, default=None, help="normal images per class for adapting")
+    ap.add_argument("--n-good", type=int, default=None, help="normal test images per class")
+    ap.add_argument("--n-bad", type=int, default=None, help="defective test images per class")
     ap.add_argument("--copies", type=int, default=2, help="drawn defective copies per normal image")
     ap.add_argument("--data-seed", type=int, default=1, help="seed of the test and adaptation images")
     ap.add_argument("--real", action="store_true", help="also the real photographs (scikit-image)")
-    ap.add_argument("--work", default="runs/bench-adapt", help="runs folder (finished runs are reused)")
+    ap.add_argument("--work", default=None, help="runs folder, finished runs are reused (default "
+                    "runs/bench-adapt, runs/bench-adapt-reduced, runs/bench-adapt-smoke)")
     ap.add_argument("--n-boot", type=int, default=2000)
-    ap.add_argument("--smoke", action="store_true", help="two classes, one seed, few images, 1 epoch")
+    ap.add_argument("--smoke", action="store_true", help="the same as --size smoke")
+    ap.add_argument("--write-docs", nargs="?", const=str(DOC), default=None, metavar="PAGE",
+                    help=f"also write the table between the markers of PAGE (default "
+                         f"{DOC.relative_to(DOC.parent.parent)})")
     a = ap.parse_args(argv)
+    a.command = "python benchmarks/adapt.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    a.smoke = a.smoke or a.size == "smoke"
+    seeds, n_normal, n_good, n_bad = SIZES["smoke" if a.smoke else a.size]
+    a.seeds = a.seeds or seeds
+    a.work = a.work or "runs/bench-adapt" + ("-smoke" if a.smoke else "-reduced" if a.size == "reduced" else "")
+    a.n_normal, a.n_good, a.n_bad = a.n_normal or n_normal, a.n_good or n_good, a.n_bad or n_bad
     if a.smoke:
-        a.seeds, a.n_normal, a.n_good, a.n_bad, a.n_boot = [0], 4, 3, 3, 200
+        a.n_boot = min(a.n_boot, 200)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    clock = _Clock()
     cfg = Config.quick(**({"epochs": 1} if a.smoke else {}))
     bb = load_backbone(cfg)
-    work = Path(a.work)
-    cache = FeatureCache(bb)
-    tmp = Path(tempfile.mkdtemp(prefix="bagclip-adapt-"))
-    zs = {s: zero_shot_heads(cfg, bb, cache, work, s) for s in a.seeds}
-    print("Zero-shot heads (trained on the auxiliary categories) vs heads adapted to the class from "
-          f"{a.n_normal} normal images ({a.copies} drawn copies each); seeds {a.seeds}; "
-          f"B - A in points, 95 % paired bootstrap interval. Ours, not the paper's.\n")
-    for name, classes in sets(a, cfg.image_size, tmp).items():
-        print(f"## {name}\n")
-        print("| class | excluded kinds | image AUROC zero-shot | adapted | difference | pixel AUROC "
-              "zero-shot | adapted | difference |")
-        print("|---|---|---|---|---|---|---|---|")
-        for cls, (normals, samples, exclude) in classes.items():
-            per = {"zero-shot": [], "adapted": []}
-            for s in a.seeds:
-                out = work / f"adapted-{name.split()[0]}-{cls}-seed{s}"
-                _run(out, lambda resume: adapt(normals, cls, out, cfg=cfg.replace(seed=s), init=zs[s],
-                                               backbone=bb, copies=a.copies, exclude_kinds=exclude,
-                                               resume=resume, cache=cache, progress=False))
-                per["zero-shot"].append(scores_and_maps(zs[s], bb, cache, samples, cls))
-                per["adapted"].append(scores_and_maps(out, bb, cache, samples, cls))
-            labels = np.array([int(x.label) for x in samples])
-            masks = np.stack([load_mask(x.mask_path, cfg.image_size).numpy() for x in samples])
-            res = {k: Results.from_maps(np.stack([m for _, m in v]), masks, labels,
-                                        scores=np.stack([sc for sc, _ in v])) for k, v in per.items()}
-            cells = []
-            for metric in ("image_auroc", "pixel_auroc"):
-                c = compare(res["zero-shot"], res["adapted"], metric, n_boot=a.n_boot, seed=0)
-                cells += [f"{100 * c.a:.1f}", f"{100 * c.b:.1f}",
-                          f"{100 * c.diff:+.1f} [{100 * c.low:.1f}, {100 * c.high:.1f}] "
-                          f"{'effect' if c.verdict == 'an effect' else 'no evidence'}"]
-            print(f"| {cls} | {', '.join(exclude) or 'none (foreign generator)'} | " + " | ".join(cells) + " |")
-        print()
+    lines = tables(a, cfg, bb, FeatureCache(bb), clock)
+    print("\n".join(lines))
+    if a.write_docs:
+        print(f"table written into {write_docs(lines, Path(a.write_docs))}", file=sys.stderr)
 
 
 if __name__ == "__main__":
