@@ -74,12 +74,29 @@ def _readme_context(ctx: Context, command: str, full: bool) -> dict:
                         str(cfg.pretrained) if cfg.pretrained else "seeded random weights"),
             "data": ("the synthetic benchmark (auxiliary classes -> target classes)" if not full else
                      f"$BAGCLIP_DATA: {', '.join(ctx.targets)}"),
-            "seeds": list(ctx.seeds), "grid_seeds": list(ctx.grid_seeds), "device": str(ctx.backbone.device)}
+            "seeds": list(ctx.seeds), "grid_seeds": list(ctx.grid_seeds), "device": str(ctx.backbone.device),
+            "machine": machine(str(ctx.backbone.device))}
+
+
+def machine(device: str = "cpu") -> str:
+    """What made the files: the device (CPU model or GPU), threads, and the versions of torch,
+    open_clip and numpy (figures/README.md; docs/metrics.md says what another machine gets)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import numpy
+
+    from .cost import hardware
+
+    try:
+        oc = version("open_clip_torch")
+    except PackageNotFoundError:
+        oc = "not installed"
+    return f"{hardware(device)}; open_clip {oc}; numpy {numpy.__version__}"
 
 
 def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/reproduce-quick",
               figures_dir: str | os.PathLike = "figures", seeds: Sequence[int] = (0, 1, 2),
-              grid_seeds: Sequence[int] = (0, 1), device: str | None = None, synth_root=None,
+              grid_seeds: Sequence[int] = (0, 1, 2), device: str | None = None, synth_root=None,
               progress: bool = True, parts: Sequence[str] = PARTS, full: bool = False,
               sweeps: Mapping[str, Sequence] | None = None, executor: str = "inprocess",
               slurm: Mapping | None = None, command: str = "bagclip reproduce --quick") -> dict:
