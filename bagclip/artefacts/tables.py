@@ -72,6 +72,11 @@ def add_comparisons(t: pd.DataFrame, results: dict, reference: str, keys, row: s
     from ..compare import chance_of, compare
 
     t = t.copy()
+    for k in keys:  # the new columns first: NaN / "" where a row has no comparison
+        for col in ([f"{k}_chance"] if k.endswith(("f1_max", "_ap")) else []) + [f"{k}_diff", f"{k}_diff_low",
+                                                                               f"{k}_diff_high"]:
+            t[col] = float("nan")
+        t[f"{k}_verdict"] = ""
     for i, (name, ds) in enumerate(zip(t[row], t.dataset)):
         if ds not in results.get(name, {}) or ds not in results[reference]:
             continue
@@ -81,7 +86,8 @@ def add_comparisons(t: pd.DataFrame, results: dict, reference: str, keys, row: s
                 t.loc[i, f"{k}_chance"] = 100 * ch
             if name != reference:
                 c = compare(ref, res, k, n_boot=n_boot)
-                t.loc[i, [f"{k}_diff", f"{k}_diff_low", f"{k}_diff_high"]] = [100 * c.diff, 100 * c.low, 100 * c.high]
+                for col, v in (("diff", c.diff), ("diff_low", c.low), ("diff_high", c.high)):
+                    t.loc[i, f"{k}_{col}"] = 100 * v
                 t.loc[i, f"{k}_verdict"] = c.verdict
     return t
 
@@ -142,8 +148,9 @@ def _method_table(ctx: Context, n: int) -> list[dict]:
     from ..paper import paper_table
 
     stem, level = {1: ("table1_image", "image"), 2: ("table2_pixel", "pixel")}[n]
+    protocol = ctx.protocol  # the runs first: results reads their records
     results = ctx.results({**{m: {} for m in TRAINING_FREE}, **METHODS}, ctx.seeds)
-    numeric, table, diff = method_tables(ctx.protocol, results)[n]
+    numeric, table, diff = method_tables(protocol, results)[n]
     about = (f"{ctx.label}. Mean ± sample std over seeds {list(ctx.seeds)} in percent; the "
              f"training-free scorer has no seed. Same feature cache and metrics for every row.")
     write_table(ctx.figs, stem, f"Table {n}: {level}-level zero-shot results", table, paper_table(n),
