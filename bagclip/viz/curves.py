@@ -157,7 +157,7 @@ def _interval_bars(intervals, keys, variants):
     errors, marks = {}, {}
     for k in keys:
         iv = intervals[intervals.metric == k].set_index("setting").reindex(variants)
-        errors[k] = np.vstack([100 * (iv.value - iv.low), 100 * (iv.high - iv.value)])
+        errors[k] = np.clip(np.vstack([100 * (iv.value - iv.low), 100 * (iv.high - iv.value)]), 0, None)
         marks[k] = ["ref." if v == "reference" else f"{100 * d:+.1f}{'*' if v == EFFECT else ''}"
                     for d, v in zip(iv["diff"], iv.verdict)]
     return errors, marks
@@ -197,7 +197,8 @@ def _curve(ax, mean, std, k, iv):
         return line.get_color()
     iv = iv.sort_values("x")
     y = 100 * iv.value.to_numpy()
-    bars = ax.errorbar(iv.x, y, yerr=[y - 100 * iv.low, 100 * iv.high - y], marker="", capsize=2, lw=1,
+    yerr = np.clip([y - 100 * iv.low.to_numpy(), 100 * iv.high.to_numpy() - y], 0, None)  # a percentile
+    bars = ax.errorbar(iv.x, y, yerr=yerr, marker="", capsize=2, lw=1,  # interval may sit beside its value
                        label=f"{k.split('_', 1)[1]} (ours)")
     color = bars[0].get_color()
     for x, v, verdict in zip(iv.x, y, iv.verdict):
