@@ -138,10 +138,11 @@ def test_reproduce_cli_writes_every_artefact(small, tmp_path, monkeypatch, capsy
 
 
 def unlisted(figs: Path) -> list[str]:
-    """Files in a figures folder that its README.md does not link."""
+    """Files in a figures folder that its README.md does not link (hidden files, e.g. the kit's
+    folder marker, aside)."""
     readme = (figs / "README.md").read_text()
     return sorted(p.name for p in figs.iterdir() if p.is_file() and p.name != "README.md"
-                  and f"]({p.name})" not in readme)
+                  and not p.name.startswith(".") and f"]({p.name})" not in readme)
 
 
 def _numbers_and_comparisons(ours: pd.DataFrame, keys, row: str, reference: str) -> None:
