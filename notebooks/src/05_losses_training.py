@@ -23,7 +23,6 @@ import torch
 from bagclip import analysis as an, course, viz
 from bagclip.backbone import Tokens
 from bagclip.data import load_mask
-from bagclip.evaluate import evaluate_cached
 from bagclip.losses import bagclip_loss, dice_loss, focal_loss
 from bagclip.metrics import METRIC_KEYS
 from bagclip.model import build_heads

@@ -18,7 +18,7 @@
 MODE = "quick"
 # %%
 from bagclip import course, viz
-from bagclip.compare import EFFECT, METRIC_NAMES, compare, describe
+from bagclip.compare import EFFECT, compare, describe
 from bagclip.paper import paper_table
 from bagclip.sweeps import ABLATIONS, intervals, table3
 
