@@ -183,7 +183,8 @@ def evaluate_recorded(model, cfg, backbone, cache, samples: Sequence, bins: int 
     """`evaluate_cached`'s metrics and, from the same predictions, the per-image record a
     paired comparison needs (bagclip.compare.Results.from_records): {"scores" (n,), "labels"
     (n,), "classes" (n,)} and, when every image's pixel ground truth is known, the per-image
-    histograms of `metrics.image_histograms` over the maps' own range. Memory: the maps of
+    histograms of `metrics.image_histograms` of the maps on their quantile scale
+    (`quantile_scale`: ranks kept, bins evenly filled). Memory: the maps of
     every sample as float32 (4 bytes per pixel) until the histograms are made."""
     from .data import load_mask
     from .metrics import image_histograms
@@ -200,5 +201,19 @@ def evaluate_recorded(model, cfg, backbone, cache, samples: Sequence, bins: int 
               "classes": np.array([str(s.class_name) for s in samples])}
     if all(_pixel_known(s) for s in samples) and any(s.mask_path for s in samples):
         masks = np.stack([load_mask(s.mask_path, S).numpy() for s in samples])
-        record.update(image_histograms(maps, masks, bins, fpr_limit=fpr_limit))
+        record.update(image_histograms(quantile_scale(maps, bins), masks, bins, 0.0, 1.0, fpr_limit))
     return metrics, record
+
+
+def quantile_scale(maps: np.ndarray, bins: int = 1024) -> np.ndarray:
+    """maps through their own empirical quantiles into [0, 1] (piecewise linear between
+    `bins` + 1 quantiles of a subsample): a monotone map, so every rank-based metric (AUROC, AP,
+    F1-max, AUPRO) is unchanged, and equal-width bins of the result each hold about 1 / bins of
+    the pixels, whatever the maps' shape (a long tail over [min, max] would put most pixels in
+    one bin and make the binned metrics coarse)."""
+    flat = maps.reshape(-1)
+    sample = np.sort(flat[:: max(1, flat.size // 500_000)])
+    edges = np.unique(np.quantile(sample, np.linspace(0, 1, bins + 1)))
+    if edges.size < 2:
+        return np.zeros_like(maps, np.float32)
+    return np.interp(maps, edges, np.linspace(0.0, 1.0, edges.size)).astype(np.float32)
