@@ -207,15 +207,16 @@ def f1_max_threshold(scores, labels) -> tuple[float, float]:
     return float(s[best]), float(f1[best])
 
 
-def outcomes(scores, labels, threshold: float) -> np.ndarray:
-    """"TP" / "FP" / "FN" / "TN" per item for the decision score >= threshold."""
+def outcomes(scores, labels, threshold) -> np.ndarray:
+    """"TP" / "FP" / "FN" / "TN" per item for the decision score >= threshold (a number, or one
+    per item: e.g. each image's class threshold, lesson 09)."""
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels).ravel() != 0
     pred = s >= threshold
     return np.where(pred, np.where(y, "TP", "FP"), np.where(y, "FN", "TN"))
 
 
-def failure_table(samples: Sequence, scores, threshold: float) -> pd.DataFrame:
+def failure_table(samples: Sequence, scores, threshold) -> pd.DataFrame:
     """One row per sample: index, class, defect, label, score, outcome, error; sorted by error.
 
     error = how far the score sits on the wrong side of the threshold (score - threshold for a

@@ -38,14 +38,17 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .metrics import IMAGE_KEYS, PIXEL_KEYS, BinnedPixelMetrics, as_numpy, binary_metrics
 
-__all__ = ["Results", "Comparison", "compare", "describe", "chance_levels", "METRIC_NAMES",
-           "EFFECT", "NO_EVIDENCE"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Results", "Comparison", "Estimate", "compare", "estimate", "compare_table", "describe",
+           "interval_table", "chance_levels", "chance_of", "METRIC_NAMES", "EFFECT", "NO_EVIDENCE"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,7 @@ class Results:
     hi: np.ndarray | None = None
     bins: int = 0
     fpr_limit: float = 0.3
+    memo: dict = field(default_factory=dict, repr=False, compare=False)  # bootstrap values, see _values
 
     @property
     def n_seeds(self) -> int:
@@ -113,6 +117,27 @@ class Results:
             raise ValueError(f"scores must be finite, (seeds, images); got shape {s.shape}")
         y, c = cls._meta(labels, class_names, s.shape[1])
         return cls(y, c, scores=s)
+
+    @classmethod
+    def from_records(cls, records: Sequence[dict]) -> "Results":
+        """One setting from its runs' records, one per seed (`bagclip.evaluate.evaluate_recorded`,
+        kept by `bagclip.runs` in each run's predictions.npz): the same images in the same order
+        in every record; pixel histograms when every record has them."""
+        recs = list(records)
+        if not recs:
+            raise ValueError("from_records: no records")
+        first = recs[0]
+        for r in recs[1:]:
+            if not (np.array_equal(r["labels"], first["labels"]) and np.array_equal(r["classes"], first["classes"])):
+                raise ValueError("from_records: the records were evaluated on different images")
+        out = cls.from_scores(np.stack([np.asarray(r["scores"], np.float64) for r in recs]),
+                              first["labels"], first["classes"])
+        if all("neg" in r for r in recs):
+            out.neg, out.pos, out.w = (np.stack([np.asarray(r[k], np.float64) for r in recs]) for k in ("neg", "pos", "w"))
+            out.regions = np.asarray(first["regions"], np.int64)
+            out.lo, out.hi = (np.array([float(r[k]) for r in recs]) for k in ("lo", "hi"))
+            out.bins = int(out.neg.shape[-1])
+        return out
 
     @classmethod
     def from_maps(cls, maps, masks, labels=None, class_names: Sequence[str] | None = None,
@@ -171,25 +196,39 @@ def _strata(res: Results) -> list[np.ndarray]:
     return [np.flatnonzero((res.classes == c) & (res.labels == y)) for c, y in keys]
 
 
-def _per_seed(res: Results, metric: str, idx: np.ndarray) -> np.ndarray:
-    """(S,) metric of each seed on the images idx (duplicates allowed), mean over classes."""
+def _family(metric: str) -> tuple[str, ...]:
+    """The metrics one computation gives together: the image ones, or the pixel ones."""
+    return IMAGE_KEYS if metric in IMAGE_KEYS else PIXEL_KEYS
+
+
+def _per_seed_all(res: Results, metric: str, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """{metric of metric's family: (S,)}: each seed's metrics on the images idx (duplicates
+    allowed), mean over classes; one binary_metrics / one binned sweep per seed and class gives
+    the whole family."""
     cls = res.classes[idx]
-    out = np.zeros(res.n_seeds)
+    fam = _family(metric)
+    out = {m: np.zeros(res.n_seeds) for m in fam}
     names = list(dict.fromkeys(cls.tolist()))
-    key = metric.split("_", 1)[1]
     for s in range(res.n_seeds):
-        vals = []
+        vals = {m: [] for m in fam}
         for c in names:
             j = idx[cls == c]
             if metric in IMAGE_KEYS:
-                vals.append(binary_metrics(res.scores[s, j], res.labels[j])[key])
+                got = binary_metrics(res.scores[s, j], res.labels[j])
             else:
-                acc = BinnedPixelMetrics.from_counts(
+                got = BinnedPixelMetrics.from_counts(
                     res.neg[s, j].sum(0), res.pos[s, j].sum(0), res.w[s, j].sum(0),
-                    int(res.regions[j].sum()), lo=res.lo[s], hi=res.hi[s], fpr_limit=res.fpr_limit)
-                vals.append(acc.compute()[key])
-        out[s] = np.mean(vals)
+                    int(res.regions[j].sum()), lo=res.lo[s], hi=res.hi[s], fpr_limit=res.fpr_limit).compute()
+            for m in fam:
+                vals[m].append(got[m.split("_", 1)[1]])
+        for m in fam:
+            out[m][s] = np.mean(vals[m])
     return out
+
+
+def _per_seed(res: Results, metric: str, idx: np.ndarray) -> np.ndarray:
+    """(S,) metric of each seed on the images idx (duplicates allowed), mean over classes."""
+    return _per_seed_all(res, metric, idx)[metric]
 
 
 def _check(a: Results, b: Results, metric: str) -> None:
@@ -207,6 +246,56 @@ def _check(a: Results, b: Results, metric: str) -> None:
             raise ValueError(f"setting {name}: AUPRO needs masks with defect regions")
 
 
+def _draws(res: Results, n_boot: int, seed: int) -> tuple[np.random.Generator, list[np.ndarray]]:
+    """The generator and step 1's image draws ((n_boot, n_k) per stratum), in the documented
+    order; the seed draws come next from the same generator."""
+    rng = np.random.default_rng(seed)
+    return rng, [st[rng.integers(0, st.size, size=(n_boot, st.size))] for st in _strata(res)]
+
+
+def _values(res: Results, metric: str, draws: list[np.ndarray], n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, S): each seed's metric on each resample of images. The same draws for every
+    setting on these images, so each setting's matrices are computed once per (metric family,
+    n_boot, seed) and kept on the Results (a table comparing six rows with one reference
+    resamples the reference once; AUROC, AP and F1-max come from one computation)."""
+    if (metric, n_boot, seed) not in res.memo:
+        rows = [_per_seed_all(res, metric, np.concatenate([d[k] for d in draws])) for k in range(n_boot)]
+        for m in _family(metric):
+            if m != "pixel_aupro" or res.regions is not None and res.regions.sum():
+                res.memo[(m, n_boot, seed)] = np.stack([r[m] for r in rows])
+    return res.memo[(metric, n_boot, seed)]
+
+
+def _binning_error(results: Sequence[Results], metric: str) -> float:
+    """Pixel metrics: the binned AUROC's error bound, full sample, worst seed (0 otherwise)."""
+    err = 0.0
+    if metric in PIXEL_KEYS:
+        for r in results:
+            for s in range(r.n_seeds):
+                e = BinnedPixelMetrics.from_counts(r.neg[s].sum(0), r.pos[s].sum(0), r.w[s].sum(0),
+                                                   int(r.regions.sum()), r.lo[s], r.hi[s]).compute()
+                err = max(err, e.get("auroc_err", 0.0))
+    return err
+
+
+def chance_of(res: Results, metric: str) -> float | None:
+    """The chance level of a metric on these images, mean over classes: image metrics from
+    the labels (`chance_levels`); pixel AP and F1-max from the defect-pixel fraction p (p and
+    2p / (1 + p)), pixel AUROC 0.5; AUPRO None (no such closed form)."""
+    key = metric.split("_", 1)[1]
+    names = list(dict.fromkeys(res.classes.tolist()))
+    if metric in IMAGE_KEYS:
+        return float(np.mean([chance_levels(res.labels[res.classes == c])[key] for c in names]))
+    if metric == "pixel_aupro" or res.neg is None:
+        return None
+    vals = []
+    for c in names:
+        pos, neg = res.pos[0, res.classes == c].sum(), res.neg[0, res.classes == c].sum()
+        p = float(pos / (pos + neg))
+        vals.append({"auroc": 0.5, "ap": p, "f1_max": 2 * p / (1 + p)}[key])
+    return float(np.mean(vals))
+
+
 def compare(a: Results, b: Results, metric: str, n_boot: int = 2000, level: float = 0.95,
             seed: int = 0) -> Comparison:
     """B - A of `metric` (a METRIC_NAMES key) with its paired percentile bootstrap interval."""
@@ -215,35 +304,88 @@ def compare(a: Results, b: Results, metric: str, n_boot: int = 2000, level: floa
         raise ValueError("level must be in (0, 1) and n_boot >= 1")
     all_idx = np.arange(a.labels.size)
     va, vb = _per_seed(a, metric, all_idx).mean(), _per_seed(b, metric, all_idx).mean()
-    rng = np.random.default_rng(seed)
-    draws = [st[rng.integers(0, st.size, size=(n_boot, st.size))] for st in _strata(a)]
+    rng, draws = _draws(a, n_boot, seed)
     paired = a.n_seeds == b.n_seeds
     sa = rng.integers(0, a.n_seeds, size=(n_boot, a.n_seeds))
     # unequal seed counts cannot be paired: B's seeds are then drawn on their own, after A's
     sb = sa if paired else rng.integers(0, b.n_seeds, size=(n_boot, b.n_seeds))
     if not paired:
         log.info("compare: %d vs %d seeds, seeds resampled independently", a.n_seeds, b.n_seeds)
-    boot = np.empty(n_boot)
-    for k in range(n_boot):
-        idx = np.concatenate([d[k] for d in draws])
-        boot[k] = _per_seed(b, metric, idx)[sb[k]].mean() - _per_seed(a, metric, idx)[sa[k]].mean()
+    Va, Vb = _values(a, metric, draws, n_boot, seed), _values(b, metric, draws, n_boot, seed)
+    k = np.arange(n_boot)[:, None]
+    boot = Vb[k, sb].mean(1) - Va[k, sa].mean(1)
     alpha = 1 - level
     low, high = (float(x) for x in np.quantile(boot, [alpha / 2, 1 - alpha / 2]))
-    err = 0.0
-    if metric in PIXEL_KEYS:  # the binned metric's own error bound, full sample, worst seed
-        for r in (a, b):
-            for s in range(r.n_seeds):
-                e = BinnedPixelMetrics.from_counts(r.neg[s].sum(0), r.pos[s].sum(0), r.w[s].sum(0),
-                                                   int(r.regions.sum()), r.lo[s], r.hi[s]).compute()
-                err = max(err, e.get("auroc_err", 0.0))
-    chance = None
-    if metric in IMAGE_KEYS:
-        key = metric.split("_", 1)[1]
-        chance = float(np.mean([chance_levels(a.labels[a.classes == c])[key]
-                                for c in dict.fromkeys(a.classes.tolist())]))
+    chance = chance_of(a, metric) if metric in IMAGE_KEYS else None
     verdict = EFFECT if (low > 0 or high < 0) else NO_EVIDENCE
     return Comparison(metric, float(va), float(vb), float(vb - va), low, high, verdict, level, n_boot,
-                      seed, int(a.labels.size), int(max(a.n_seeds, b.n_seeds)), err, chance, boot)
+                      seed, int(a.labels.size), int(max(a.n_seeds, b.n_seeds)),
+                      _binning_error((a, b), metric), chance, boot)
+
+
+@dataclass
+class Estimate:
+    """One setting's metric with its percentile bootstrap interval (the same draws as
+    `compare`: images per stratum, then seeds), and the metric's chance level."""
+    metric: str
+    value: float
+    low: float
+    high: float
+    level: float = 0.95
+    chance: float | None = None
+
+
+def estimate(res: Results, metric: str, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> Estimate:
+    """A setting's metric (the tables' number) with its interval over images and seeds. For a
+    curve's points or a bar's error bar; whether two settings differ is `compare`'s question
+    (two overlapping intervals are no test: the paired difference is)."""
+    _check(res, res, metric)
+    value = float(_per_seed(res, metric, np.arange(res.labels.size)).mean())
+    rng, draws = _draws(res, n_boot, seed)
+    sa = rng.integers(0, res.n_seeds, size=(n_boot, res.n_seeds))
+    boot = _values(res, metric, draws, n_boot, seed)[np.arange(n_boot)[:, None], sa].mean(1)
+    alpha = 1 - level
+    low, high = (float(x) for x in np.quantile(boot, [alpha / 2, 1 - alpha / 2]))
+    return Estimate(metric, value, low, high, level, chance_of(res, metric))
+
+
+def compare_table(reference: Results, settings: dict, metrics: Sequence[str], n_boot: int = 1000,
+                  level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Every setting against the reference, every metric: one row per (setting, metric) with
+    a (the reference), b, diff, low, high (fractions), verdict, chance, n_seeds. Settings whose
+    images differ from the reference's are refused (`compare`)."""
+    import pandas as pd
+
+    rows = []
+    for name, res in settings.items():
+        for m in metrics:
+            c = compare(reference, res, m, n_boot=n_boot, level=level, seed=seed)
+            rows.append({"setting": name, "metric": m, "a": c.a, "b": c.b, "diff": c.diff, "low": c.low,
+                         "high": c.high, "verdict": c.verdict, "chance": chance_of(reference, m),
+                         "n_seeds": res.n_seeds, "binning_error": c.binning_error})
+    return pd.DataFrame(rows)
+
+
+def interval_table(settings: dict, reference: str, metrics: Sequence[str], n_boot: int = 1000,
+                   level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """A curve's or a bar chart's numbers: one row per (setting, metric) with the setting's
+    value and its own interval (`estimate`: the error bar), and its difference from the
+    reference setting with the paired interval and verdict (`compare`; empty on the reference's
+    own rows), and the chance level. settings: {name: Results}, all on the same images."""
+    import pandas as pd
+
+    ref, rows = settings[reference], []
+    for name, res in settings.items():
+        for m in metrics:
+            e = estimate(res, m, n_boot, level, seed)
+            row = {"setting": name, "metric": m, "value": e.value, "low": e.low, "high": e.high,
+                   "chance": e.chance, "diff": math.nan, "diff_low": math.nan, "diff_high": math.nan,
+                   "verdict": "reference" if name == reference else "", "n_seeds": res.n_seeds}
+            if name != reference:
+                c = compare(ref, res, m, n_boot, level, seed)
+                row.update(diff=c.diff, diff_low=c.low, diff_high=c.high, verdict=c.verdict)
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def describe(c: Comparison, what: str, scale: float = 100.0, digits: int = 1) -> str:

@@ -121,6 +121,25 @@ def trained_heads(lab: Lab, cfg=None, progress: bool = False):
     return train_or_resume(cfg, lab.aux, lab.backbone, out, lab.cache, progress=progress)
 
 
+REPRODUCE_RUNS = ("runs/reproduce-quick/runs", "../runs/reproduce-quick/runs")  # from the repo root or notebooks/
+
+
+def grid(lab: Lab, settings: dict, seeds, progress: bool = False):
+    """(run_settings' long frame, {setting: {dataset: compare.Results}}) of a lesson's grid of
+    runs (setting x seed): runs in <BAGCLIP_CACHE>/course/<run_key> (where `trained_heads`
+    keeps its run too), a finished run of `bagclip reproduce --quick` (runs/reproduce-quick)
+    read where it is instead of trained again."""
+    from .files import cache_root
+    from .runs import run_settings
+    from .sweeps import grid_results
+
+    kw = dict(runs_root=Path(cache_root()) / "course",
+              reuse=[p for p in map(Path, REPRODUCE_RUNS) if p.is_dir()])
+    df = run_settings(lab.cfg, settings, lab.aux, lab.targets, seeds, backbone=lab.backbone, cache=lab.cache,
+                      progress=progress, **kw)
+    return df, grid_results(lab.cfg, settings, lab.aux, lab.targets, seeds, lab.backbone, lab.cache, **kw)
+
+
 def adapted_heads(lab: Lab, images, class_name: str, init, cfg=None, copies: int = 2,
                   exclude_kinds=(), progress: bool = False):
     """Heads adapted to `class_name` from its normal `images` (bagclip.adapt), starting from the

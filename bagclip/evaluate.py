@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .metrics import PixelMetricAccumulator, binary_metrics, mean_over_classes, merge_metrics
 
-__all__ = ["evaluate", "evaluate_cached", "parse_resolution"]
+__all__ = ["evaluate", "evaluate_cached", "evaluate_recorded", "parse_resolution"]
 
 Scorer = Callable[[torch.Tensor, str], tuple]
 
@@ -149,13 +149,14 @@ def evaluate(fn: Scorer, samples: Sequence, image_size: int, batch_size: int = 8
 
 
 def evaluate_cached(model, cfg, backbone, cache, samples: Sequence, progress: bool = False,
-                    fpr_limit: float = 0.3) -> dict:
+                    fpr_limit: float = 0.3, on_batch=None) -> dict:
     """Metrics of heads (or ZeroShot) on samples, reading backbone tokens from the feature cache
     and streaming `inference.predict_samples` (batches in the samples' order) into one
     `ClassMetrics` per class, each closed at its class's last sample: with classes listed
     together, as every loader lists them, one or two classes are open at a time. Maps at
     cfg.image_size; the module's rule for pixel ground truth. Returns compute_metrics' dict
-    (means over classes, per_class)."""
+    (means over classes, per_class). on_batch(indices, maps, scores): every batch, as predicted
+    (`evaluate_recorded` keeps them)."""
     from .inference import class_groups, predict_samples
 
     pixel = any(getattr(s, "mask_path", None) for s in samples)
@@ -163,6 +164,8 @@ def evaluate_cached(model, cfg, backbone, cache, samples: Sequence, progress: bo
     last = {idx[-1]: cls for cls, idx in groups.items()}
     open_, done = {}, {}
     for idx, maps, sc, _ in predict_samples(model, cfg, backbone, cache, samples, progress=progress):
+        if on_batch is not None:
+            on_batch(idx, maps, sc)
         for cls in dict.fromkeys(str(samples[i].class_name) for i in idx):
             rows = [j for j, i in enumerate(idx) if str(samples[i].class_name) == cls]
             if cls not in open_:
@@ -173,3 +176,44 @@ def evaluate_cached(model, cfg, backbone, cache, samples: Sequence, progress: bo
                 done[last[i]] = open_.pop(last[i]).result()
     per_class = {cls: done[cls] for cls in groups}  # first-seen class order
     return {**mean_over_classes(per_class), "per_class": per_class}
+
+
+def evaluate_recorded(model, cfg, backbone, cache, samples: Sequence, bins: int = 1024,
+                      fpr_limit: float = 0.3) -> tuple[dict, dict]:
+    """`evaluate_cached`'s metrics and, from the same predictions, the per-image record a
+    paired comparison needs (bagclip.compare.Results.from_records): {"scores" (n,), "labels"
+    (n,), "classes" (n,)} and, when every image's pixel ground truth is known, the per-image
+    histograms of `metrics.image_histograms` of the maps on their quantile scale
+    (`quantile_scale`: ranks kept, bins evenly filled). Memory: the maps of
+    every sample as float32 (4 bytes per pixel) until the histograms are made."""
+    from .data import load_mask
+    from .metrics import image_histograms
+
+    n, S = len(samples), cfg.image_size
+    maps, scores = np.zeros((n, S, S), np.float32), np.zeros(n)
+
+    def keep(idx, m, sc):
+        maps[idx] = m.numpy()
+        scores[idx] = sc.double().numpy()
+
+    metrics = evaluate_cached(model, cfg, backbone, cache, samples, fpr_limit=fpr_limit, on_batch=keep)
+    record = {"scores": scores, "labels": np.array([int(bool(s.label)) for s in samples]),
+              "classes": np.array([str(s.class_name) for s in samples])}
+    if all(_pixel_known(s) for s in samples) and any(s.mask_path for s in samples):
+        masks = np.stack([load_mask(s.mask_path, S).numpy() for s in samples])
+        record.update(image_histograms(quantile_scale(maps, bins), masks, bins, 0.0, 1.0, fpr_limit))
+    return metrics, record
+
+
+def quantile_scale(maps: np.ndarray, bins: int = 1024) -> np.ndarray:
+    """maps through their own empirical quantiles into [0, 1] (piecewise linear between
+    `bins` + 1 quantiles of a subsample): a monotone map, so every rank-based metric (AUROC, AP,
+    F1-max, AUPRO) is unchanged, and equal-width bins of the result each hold about 1 / bins of
+    the pixels, whatever the maps' shape (a long tail over [min, max] would put most pixels in
+    one bin and make the binned metrics coarse)."""
+    flat = maps.reshape(-1)
+    sample = np.sort(flat[:: max(1, flat.size // 500_000)])
+    edges = np.unique(np.quantile(sample, np.linspace(0, 1, bins + 1)))
+    if edges.size < 2:
+        return np.zeros_like(maps, np.float32)
+    return np.interp(maps, edges, np.linspace(0.0, 1.0, edges.size)).astype(np.float32)

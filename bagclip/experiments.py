@@ -9,7 +9,10 @@ The steps, each in its own module:
     tokens      bagclip.cache.FeatureCache       the frozen backbone, run once per image
     runs        bagclip.runs.run_settings        one run per (Config, seed), resumable, shared
                                                  by every grid that needs it; in-process or
-                                                 through submitit (local / SLURM)
+                                                 through submitit (local / SLURM); each keeps
+                                                 its per-image record (predictions.npz)
+    compare     bagclip.compare                  every table row and figure point against a
+                                                 reference, paired bootstrap interval
     baselines   bagclip.artefacts.context        WinCLIP-style (training-free) and
                                                  APRIL-GAN-style (heads without SAFR and SAG)
     cost        bagclip.cost.bench_main          Tables 4-5 measured here (kept once measured)
@@ -39,7 +42,10 @@ LABEL = "synthetic benchmark, {backbone}, NOT the paper's numbers"
 MINI_NOTE = " (synthetic pretraining)"  # added after bagclip-mini's name
 LABEL_FULL = "the paper's protocol (MVTec AD + VisA -> target sets), measured here"
 SWEEPS = {"k": [5, 10, 15, 20, 30], "gcn_layers": [2, 3, 4, 5, 6, 7]}  # the paper's grids (4.3.2)
-QUICK_SWEEPS = {"k": [5, 10, 15, 20, 30], "gcn_layers": [2, 3, 5, 7]}  # fits 15 min on 2 cores
+# Quick mode's grids. With 3 grid seeds, reproduce --quick makes 39 trainings (protocol 2 x 3,
+# ablation 4 new variants x 3, K 4 new values x 3, P 3 new x 3), each evaluated on the 400
+# target images; estimated from timed snippets (docs/data.md) at 10-12 min on a free 2-core CPU.
+QUICK_SWEEPS = {"k": [5, 10, 15, 20, 30], "gcn_layers": [2, 3, 5, 7]}
 
 
 def _context(cfg: Config, out_dir, figures_dir, seeds, grid_seeds, device, synth_root, full: bool,
@@ -74,12 +80,29 @@ def _readme_context(ctx: Context, command: str, full: bool) -> dict:
                         str(cfg.pretrained) if cfg.pretrained else "seeded random weights"),
             "data": ("the synthetic benchmark (auxiliary classes -> target classes)" if not full else
                      f"$BAGCLIP_DATA: {', '.join(ctx.targets)}"),
-            "seeds": list(ctx.seeds), "grid_seeds": list(ctx.grid_seeds), "device": str(ctx.backbone.device)}
+            "seeds": list(ctx.seeds), "grid_seeds": list(ctx.grid_seeds), "device": str(ctx.backbone.device),
+            "machine": machine(str(ctx.backbone.device))}
+
+
+def machine(device: str = "cpu") -> str:
+    """What made the files: the device (CPU model or GPU), threads, and the versions of torch,
+    open_clip and numpy (figures/README.md; docs/metrics.md says what another machine gets)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import numpy
+
+    from .cost import hardware
+
+    try:
+        oc = version("open_clip_torch")
+    except PackageNotFoundError:
+        oc = "not installed"
+    return f"{hardware(device)}; open_clip {oc}; numpy {numpy.__version__}"
 
 
 def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/reproduce-quick",
               figures_dir: str | os.PathLike = "figures", seeds: Sequence[int] = (0, 1, 2),
-              grid_seeds: Sequence[int] = (0, 1), device: str | None = None, synth_root=None,
+              grid_seeds: Sequence[int] = (0, 1, 2), device: str | None = None, synth_root=None,
               progress: bool = True, parts: Sequence[str] = PARTS, full: bool = False,
               sweeps: Mapping[str, Sequence] | None = None, executor: str = "inprocess",
               slurm: Mapping | None = None, command: str = "bagclip reproduce --quick") -> dict:

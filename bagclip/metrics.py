@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["compute_metrics", "aupro", "PixelMetricAccumulator", "BinnedPixelMetrics",
-           "binary_metrics", "merge_metrics", "mean_over_classes", "label_regions", "region_weights",
+           "binary_metrics", "image_histograms", "merge_metrics", "mean_over_classes", "label_regions", "region_weights",
            "IMAGE_KEYS", "PIXEL_KEYS", "METRIC_KEYS"]
 
 IMAGE_KEYS = ("image_auroc", "image_f1_max", "image_ap")
@@ -320,6 +320,25 @@ class BinnedPixelMetrics:
             dpro = w / max(self._n_regions, 1)
             out["aupro_err"] = float(np.dot(neg[below] / n_neg, dpro[below])) / (2 * self.fpr_limit)
         return out
+
+
+def image_histograms(maps, masks, bins: int = 1024, lo: float | None = None, hi: float | None = None,
+                     fpr_limit: float = 0.3) -> dict:
+    """Per-image BinnedPixelMetrics states of maps (n, H, W) against masks (n, H, W): neg, pos
+    (n, bins) int64, w (n, bins) float64, regions (n,), over [lo, hi] (default the maps' own
+    min and max; a constant map gets [lo, lo + 1]). The states of any multiset of images add
+    up to that multiset's metrics (bagclip.compare resamples them)."""
+    m = as_numpy(maps, np.float32)
+    lo = float(m.min()) if lo is None else float(lo)
+    hi = float(m.max()) if hi is None else float(hi)
+    hi = hi if hi > lo else lo + 1.0
+    n = m.shape[0]
+    neg, pos = np.zeros((n, bins), np.int64), np.zeros((n, bins), np.int64)
+    w, regions = np.zeros((n, bins)), np.zeros(n, np.int64)
+    for i in range(n):
+        neg[i], pos[i], w[i], regions[i] = BinnedPixelMetrics(bins, lo, hi, fpr_limit).update(
+            m[i], as_numpy(masks[i])).counts()
+    return {"neg": neg, "pos": pos, "w": w, "regions": regions, "lo": lo, "hi": hi, "bins": int(bins)}
 
 
 def aupro(anomaly_maps, masks, fpr_limit: float = 0.3) -> float:

@@ -9,26 +9,31 @@ shared by every grid that needs the same run. The lessons (`course.trained_heads
                                       here or through submitit (`submit_runs`, local or SLURM)
 
 A run folder holds the training files (bagclip/checkpoint.py) and, once finished,
-metrics.json (written last, atomically) with the Config and target sizes it was made with: a
-finished run is read back, an interrupted one resumes from its checkpoint.
+predictions.npz (per target set, every image's score and pixel histograms: what
+`bagclip.compare` resamples) and metrics.json (written last, atomically) with the Config and
+target sizes it was made with: a finished run is read back, an interrupted one resumes from
+its checkpoint. `run_records` reads the predictions of a grid's runs.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .checkpoint import STATE
 from .config import Config
 from .errors import BagclipError
-from .evaluate import evaluate_cached
-from .files import atomic_write_text
+from .evaluate import evaluate_recorded
+from .files import atomic_write_bytes, atomic_write_text
 from .metrics import METRIC_KEYS
 
 EXECUTORS = ("inprocess", "local", "slurm")
+PREDICTIONS = "predictions.npz"  # per-image records of a finished run, written before metrics.json
 
 
 def target_sizes(targets: Mapping[str, Sequence]) -> dict[str, int]:
@@ -69,22 +74,74 @@ def train_or_resume(cfg: Config, aux: Sequence, backbone, run_dir, cache, progre
     return train(cfg, aux, backbone, run_dir, cache=cache, resume=resume, progress=progress)
 
 
+def save_records(path, records: Mapping[str, dict]) -> Path:
+    """{target set: record} (bagclip.evaluate.evaluate_recorded) into one compressed .npz,
+    atomically; `load_records` reads it back."""
+    arrays = {}
+    for ds, rec in records.items():
+        for k, v in rec.items():
+            v = np.asarray(v)
+            if k in ("neg", "pos"):
+                v = v.astype(np.int32)  # counts of at most H * W pixels
+            arrays[f"{ds}::{k}"] = v.astype(str) if v.dtype.kind == "U" else v
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_records(path) -> dict[str, dict]:
+    """{target set: record} from `save_records`' file."""
+    out: dict[str, dict] = {}
+    with np.load(path, allow_pickle=False) as z:
+        for key in z.files:
+            ds, k = key.split("::", 1)
+            v = z[key]
+            out.setdefault(ds, {})[k] = v.item() if v.ndim == 0 else v
+    return out
+
+
+def _evaluate(model, cfg: Config, backbone, cache, targets: Mapping[str, Sequence]) -> tuple[dict, dict]:
+    """({dataset: metrics}, {dataset: record}) of a detector on every target set."""
+    per_ds, records = {}, {}
+    for ds, samples in targets.items():
+        m, records[ds] = evaluate_recorded(model, cfg, backbone, cache, samples)
+        per_ds[ds] = {k: float(v) for k, v in m.items() if k in METRIC_KEYS}
+    return per_ds, records
+
+
 def run_one(cfg: Config, aux: Sequence, targets: Mapping[str, Sequence], run_dir, backbone, cache) -> dict:
     """One run: heads trained with cfg (`train_or_resume`), evaluated on every target set;
-    run_dir/metrics.json (written last, atomically) marks it finished and a finished run is
-    read back, not redone. Returns {dataset: metrics}."""
+    run_dir/predictions.npz, then run_dir/metrics.json (written last, atomically: it marks the
+    run finished); a finished run is read back, not redone. Returns {dataset: metrics}."""
     sizes = target_sizes(targets)
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None and (saved := finished_run(run_dir, cfg, sizes)) is not None:
         return saved
     model = train_or_resume(cfg, aux, backbone, run_dir, cache).model
-    per_ds = {ds: {k: float(v) for k, v in evaluate_cached(model, cfg, backbone, cache, samples).items()
-                   if k in METRIC_KEYS}
-              for ds, samples in targets.items()}
+    per_ds, records = _evaluate(model, cfg, backbone, cache, targets)
     if run_dir is not None:  # the marker of a finished run, with what it was run on
+        save_records(run_dir / PREDICTIONS, records)
         atomic_write_text(run_dir / "metrics.json", json.dumps({"config": cfg.to_dict(), "targets": sizes,
                                                                 "metrics": per_ds}, indent=2))
     return per_ds
+
+
+def run_records(jobs: Sequence[tuple], aux: Sequence, targets: Mapping[str, Sequence], backbone,
+                cache) -> dict[str, dict[str, list[dict]]]:
+    """{setting: {dataset: [record per seed]}} of plan_runs' jobs, read from their folders'
+    predictions.npz; a finished run made before predictions were kept gets them now (its heads
+    read back, evaluated once more)."""
+    out: dict[str, dict[str, list[dict]]] = {}
+    for name, _seed, c, run_dir in jobs:
+        path = Path(run_dir) / PREDICTIONS
+        if not path.is_file():
+            model = train_or_resume(c, aux, backbone, run_dir, cache).model
+            save_records(path, _evaluate(model, c, backbone, cache, targets)[1])
+        for ds, rec in load_records(path).items():
+            out.setdefault(name, {}).setdefault(ds, []).append(rec)
+    return out
+
+
 def _job(cfg_dict: dict, aux: Sequence, targets: Mapping[str, Sequence], run_dir: str, cache_root: str,
          device: str | None) -> dict:
     """One run as a submitit job: its own backbone, the feature cache shared on disk."""
@@ -164,14 +221,20 @@ def _slug(name: str) -> str:
 
 
 def plan_runs(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targets: Mapping[str, Sequence],
-              seeds: Sequence[int], out_dir=None, runs_root=None) -> list[tuple]:
+              seeds: Sequence[int], out_dir=None, runs_root=None, reuse: Sequence = ()) -> list[tuple]:
     """[(setting name, seed, Config, run folder or None)], one per (setting, seed): folders
-    out_dir/<setting>/seed_<s>, or runs_root/<run_key> (shared by every grid making that run)."""
+    out_dir/<setting>/seed_<s>, or runs_root/<run_key> (shared by every grid making that run).
+    reuse: other runs roots (e.g. reproduce's) whose finished run of the same key, with its
+    predictions, is taken instead (read only: nothing is written there)."""
+    sizes = target_sizes(targets)
     jobs = []
     for name in settings:
         for seed in seeds:
             c = cfg.replace(**{**settings[name], "seed": seed})
-            run_dir = (Path(runs_root) / run_key(c, aux, targets) if runs_root is not None
+            key = run_key(c, aux, targets)
+            done = [Path(r) / key for r in reuse if (Path(r) / key / PREDICTIONS).is_file()
+                    and finished_run(Path(r) / key, c, sizes) is not None]
+            run_dir = (done[0] if done and runs_root is not None else Path(runs_root) / key if runs_root is not None
                        else Path(out_dir) / _slug(name) / f"seed_{seed}" if out_dir is not None else None)
             jobs.append((name, seed, c, run_dir))
     return jobs
@@ -180,13 +243,13 @@ def plan_runs(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targets:
 def run_settings(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targets: Mapping[str, Sequence],
                  seeds: Sequence[int] = (0,), backbone=None, cache=None, out_dir=None,
                  device: str | None = None, progress: bool = True, runs_root=None,
-                 executor: str = "inprocess", slurm: Mapping | None = None) -> pd.DataFrame:
+                 executor: str = "inprocess", slurm: Mapping | None = None, reuse: Sequence = ()) -> pd.DataFrame:
     """Train + evaluate once per (setting, seed).
 
     settings: name -> Config changes (heads only: the backbone and its cache are shared, so a
     change to a `Config.backbone_fields()` field is refused). targets: dataset name -> samples.
     Runs live in out_dir/<setting>/seed_<s>, or, with runs_root, in runs_root/<run_key> (shared
-    by every grid that makes the same run). executor: "inprocess" (here, one after the other),
+    by every grid that makes the same run; a finished one under a `reuse` root is read there). executor: "inprocess" (here, one after the other),
     "local" or "slurm" (submitit, one job per unfinished run; see `submit_runs`).
     Returns a long frame: setting, seed, dataset, METRIC_KEYS (fractions), one row per
     (setting, seed, dataset).
@@ -201,7 +264,7 @@ def run_settings(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targe
         raise ValueError(f"executor {executor!r} needs out_dir or runs_root: results come back as files")
     backbone = backbone or load_backbone(cfg, device=device)
     cache = cache or FeatureCache(backbone)
-    jobs = plan_runs(cfg, settings, aux, targets, seeds, out_dir, runs_root)
+    jobs = plan_runs(cfg, settings, aux, targets, seeds, out_dir, runs_root, reuse)
     if executor != "inprocess":
         sizes = target_sizes(targets)
         pending = {str(d): (c, d) for _, _, c, d in jobs if finished_run(d, c, sizes) is None}

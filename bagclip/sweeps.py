@@ -69,6 +69,32 @@ def table3(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def grid_results(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targets: Mapping[str, Sequence],
+                 seeds: Sequence[int], backbone, cache, out_dir=None, runs_root=None, reuse=()) -> dict:
+    """{setting: {dataset: compare.Results}} of a grid's finished runs (run_settings first, with
+    the same out_dir / runs_root): what `compare` and `interval_table` take."""
+    from .compare import Results
+    from .runs import plan_runs, run_records
+
+    jobs = plan_runs(cfg, settings, aux, targets, seeds, out_dir, runs_root, reuse)
+    recs = run_records(jobs, aux, targets, backbone, cache)
+    return {name: {ds: Results.from_records(r) for ds, r in recs[name].items()} for name in settings}
+
+
+def intervals(results: Mapping[str, dict], reference: str, metrics: Sequence[str] = METRIC_KEYS,
+              n_boot: int = 1000, x: Mapping[str, object] | None = None) -> pd.DataFrame:
+    """`compare.interval_table` per target dataset of grid_results' dict, with a "dataset"
+    column and, given x ({setting: swept value}), an "x" column (the form plot_sensitivity and
+    ablation_figure draw)."""
+    from .compare import interval_table
+
+    frames = []
+    for ds in next(iter(results.values())):
+        t = interval_table({n: r[ds] for n, r in results.items()}, reference, metrics, n_boot)
+        frames.append(t.assign(dataset=ds, **({"x": t.setting.map(dict(x))} if x is not None else {})))
+    return pd.concat(frames, ignore_index=True)
+
+
 # --- with files ---------------------------------------------------------------------------------
 def write_ablation(cfg: Config, aux: Sequence, targets: dict, out, label: str | None = None, **kw):
     """`ablate` with its runs in `out`; writes ablation.csv and table3.md (ours, then the
@@ -86,7 +112,13 @@ def write_ablation(cfg: Config, aux: Sequence, targets: dict, out, label: str | 
     atomic_write_text(out / "table3.md", text)
     from .viz import ablation_figure, save_figure
 
-    save_figure(ablation_figure(df, f"{label or 'ours'}; hatched: the paper's Table 3 (quoted)"),
+    res = grid_results(cfg, dict(kw.get("variants") or ABLATIONS), aux, targets, kw.get("seeds", (0,)),
+                       kw.get("backbone"), kw.get("cache"), out_dir=out) if kw.get("backbone") else None
+    iv = intervals(res, "full BAG-CLIP") if res and "full BAG-CLIP" in res else None
+    if iv is not None:
+        save_frame(iv, out / "ablation_intervals.csv")
+    save_figure(ablation_figure(df, f"{label or 'ours'}; hatched: the paper's Table 3 (quoted)",
+                                intervals=None if iv is None else iv[iv.dataset == iv.dataset.iloc[0]]),
                 out / "ablation.png")
     log.info(ours)
     return df

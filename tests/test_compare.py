@@ -138,3 +138,72 @@ def test_bad_input_is_one_clear_error():
         compare(a, a, "pixel_auroc")
     with pytest.raises(ValueError, match="only normal"):
         Results.from_scores(np.arange(4.0), y, ["x", "x", "z", "x"])
+
+
+def _records(seed: int, n_seeds: int = 2):
+    """Per-seed records as bagclip.evaluate.evaluate_recorded makes them, two classes, maps."""
+    from bagclip.metrics import image_histograms
+
+    rng = np.random.default_rng(seed)
+    y = np.array([0, 0, 0, 1, 1, 1] * 2)
+    cls = np.array(["a"] * 6 + ["b"] * 6)
+    masks = np.zeros((12, 8, 8), bool)
+    masks[y == 1, 2:5, 3:6] = True
+    out = []
+    for _ in range(n_seeds):
+        maps = rng.random((12, 8, 8)) + 0.5 * masks
+        out.append({"scores": maps.reshape(12, -1).max(1), "labels": y, "classes": cls,
+                    **image_histograms(maps, masks, bins=64)})
+    return out
+
+
+def test_records_saved_by_a_run_give_the_same_comparison(tmp_path):
+    from bagclip.runs import load_records, save_records
+
+    a, b = _records(0), _records(1)
+    save_records(tmp_path / "p.npz", {"ds": a[0]})
+    back = load_records(tmp_path / "p.npz")["ds"]
+    assert set(back) == set(a[0]) and all(np.array_equal(np.asarray(back[k]), np.asarray(a[0][k])) for k in a[0])
+    ra, rb = Results.from_records(a), Results.from_records(b)
+    for metric in ("image_auroc", "pixel_auroc", "pixel_aupro"):
+        c = compare(ra, rb, metric, n_boot=200)
+        fresh = compare(Results.from_records(a), Results.from_records(b), metric, n_boot=200)  # no memo
+        assert np.array_equal(c.boot, fresh.boot) and c.low <= c.diff <= c.high  # cached values are the same
+
+
+def test_estimate_interval_table_and_chance_levels():
+    from bagclip.compare import chance_of, estimate, interval_table
+
+    ra, rb = Results.from_records(_records(0)), Results.from_records(_records(1))
+    e = estimate(ra, "image_ap", n_boot=200)
+    assert e.low <= e.value <= e.high and e.chance == pytest.approx(0.5)
+    assert chance_of(ra, "image_f1_max") == pytest.approx(2 * 0.5 / 1.5)
+    p = 9 / 64 * 3 / 6  # defect pixels per class: 3 images of 9 pixels among 6 of 64
+    assert chance_of(ra, "pixel_ap") == pytest.approx(p) and chance_of(ra, "pixel_aupro") is None
+    t = interval_table({"A": ra, "B": rb}, "A", ["image_auroc", "pixel_auroc"], n_boot=200)
+    assert list(t.verdict[t.setting == "A"]) == ["reference"] * 2 and t[t.setting == "A"]["diff"].isna().all()
+    c = compare(ra, rb, "pixel_auroc", n_boot=200)
+    row = t[(t.setting == "B") & (t.metric == "pixel_auroc")].iloc[0]
+    assert (row["diff"], row.diff_low, row.diff_high, row.verdict) == (c.diff, c.low, c.high, c.verdict)
+
+
+def test_quantile_scale_keeps_the_metrics_and_tightens_the_binning():
+    """A long-tailed map: min-max bins lump most pixels together; the quantile scale (what a
+    run's record uses) keeps every rank and fills the bins evenly."""
+    from bagclip.evaluate import quantile_scale
+    from bagclip.metrics import PixelMetricAccumulator, image_histograms
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((40, 32, 32), bool)
+    masks[20:, 10:16, 10:16] = True
+    maps = (rng.exponential(0.01, (40, 32, 32)) + 0.004 * masks).astype(np.float32)
+    maps[0, 0, 0] = 0.9
+    exact = PixelMetricAccumulator().update(maps, masks).compute()
+    errs = []
+    for m, lo, hi in ((maps, None, None), (quantile_scale(maps), 0.0, 1.0)):
+        h = image_histograms(m, masks, 1024, lo, hi)
+        b = BinnedPixelMetrics.from_counts(h["neg"].sum(0), h["pos"].sum(0), h["w"].sum(0),
+                                           int(h["regions"].sum()), h["lo"], h["hi"]).compute()
+        errs.append(b["auroc_err"])
+    assert errs[1] < 1e-3 < errs[0]
+    assert abs(b["auroc"] - exact["auroc"]) <= errs[1] and abs(b["aupro"] - exact["aupro"]) < 1e-3

@@ -18,10 +18,13 @@ import torch
 
 from bagclip import Config
 from bagclip.cli import main
+from bagclip.compare import EFFECT, NO_EVIDENCE
+from bagclip.metrics import IMAGE_KEYS, METRIC_KEYS, PIXEL_KEYS
 
 SWEEPS = {"k": [3, 6], "gcn_layers": [2, 3]}
 ARTEFACTS = ["fig2_sag.png", "fig3_heatmaps.png", "fig4_ablation_maps.png", "fig5_sensitivity_k.png",
-             "fig6_sensitivity_p.png", "fig7_failures.png", "fig_tap_text_maps.png",
+             "fig6_sensitivity_p.png", "fig7_failures.png", "fig_tap_text_maps.png", "synth_gallery.png",
+             "fig5_sensitivity_k_intervals.csv", "fig6_sensitivity_p_intervals.csv",
              *[f"{t}.{e}" for t in ("table1_image", "table2_pixel", "table3_ablation", "table4_sag_cost",
                                     "table5_inference") for e in ("md", "csv")],
              "fig5_sensitivity_k.csv", "fig6_sensitivity_p.csv", "config.json", "README.md"]
@@ -83,24 +86,34 @@ def test_reproduce_cli_writes_every_artefact(small, tmp_path, monkeypatch, capsy
     for md in figs.glob("table*.md"):
         assert _md_table_ok(md.read_text()) >= 1, md.name
     # Tables 1-2: our three methods (baselines labelled as our re-implementations), then quoted
-    for name, keys in (("table1_image", ["AUROC", "F1-Max", "AP"]),
-                       ("table2_pixel", ["AUROC", "F1-Max", "AP", "AUPRO"])):
+    for name, keys in (("table1_image", IMAGE_KEYS), ("table2_pixel", PIXEL_KEYS)):
         df = pd.read_csv(figs / f"{name}.csv")
         ours = df[df.source == "measured here"]
         assert len(ours) == 3 and all("our re-implementation" in m for m in ours.method if "ours" not in m)
         assert ours.set_index("method").seeds.to_dict()["BAG-CLIP (ours)"] == 2
-        assert ours[keys].notna().all().all()
+        _numbers_and_comparisons(ours, keys, "method", "BAG-CLIP (ours)")
         quoted = df[df.source != "measured here"]
         assert len(quoted) and quoted.source.str.startswith("quoted").all()
         assert "BAG-CLIP" in set(quoted.method)
+        assert quoted.filter(like="_mean").isna().all().all()  # the paper's numbers in their own columns
+        assert quoted.filter(like="quoted_").notna().any().any()
         md = (figs / f"{name}.md").read_text()
-        assert md.index("## Measured here") < md.index("## Quoted from the paper")
+        assert md.index("## Measured here") < md.index("minus BAG-CLIP (ours)") < md.index("## Quoted from the paper")
+        assert "chance" in md and " ± " in md
     t3 = pd.read_csv(figs / "table3_ablation.csv")
     assert {"without SAG", "without SAFR", "full BAG-CLIP"} <= set(t3.variant)
     assert any("APRIL-GAN-style" in v for v in t3.variant) and any("WinCLIP-style" in v for v in t3.variant)
-    for name, param in (("fig5_sensitivity_k.csv", "k"), ("fig6_sensitivity_p.csv", "gcn_layers")):
-        d = pd.read_csv(figs / name)
+    _numbers_and_comparisons(t3[t3.source == "measured here"], [k for k in METRIC_KEYS if k != "pixel_aupro"],
+                             "variant", "full BAG-CLIP")
+    for name, param in (("fig5_sensitivity_k", "k"), ("fig6_sensitivity_p", "gcn_layers")):
+        d = pd.read_csv(figs / f"{name}.csv")
         assert sorted(set(d.value)) == SWEEPS[param] and sorted(set(d.seed)) == [0, 1]
+        iv = pd.read_csv(figs / f"{name}_intervals.csv")
+        assert sorted(set(iv.param_value)) == SWEEPS[param] and set(iv.metric) == set(METRIC_KEYS)
+        assert (iv.low <= iv.value + 1e-12).all() and (iv.value <= iv.high + 1e-12).all()
+        other = iv[iv.verdict != "reference"]
+        assert len(other) == len(iv) - len(METRIC_KEYS) and set(other.verdict) <= {EFFECT, NO_EVIDENCE}
+        assert (other.diff_low <= other["diff"] + 1e-12).all() and (other["diff"] <= other.diff_high + 1e-12).all()
     t5 = pd.read_csv(figs / "table5_inference.csv")
     assert (t5.source == "measured here").sum() == 1 and t5.fps.notna().all()
     cfg = Config.load(figs / "config.json")
@@ -109,6 +122,9 @@ def test_reproduce_cli_writes_every_artefact(small, tmp_path, monkeypatch, capsy
     for name in ARTEFACTS:
         if name != "README.md":
             assert f"]({name})" in readme, name
+    assert not unlisted(figs), "written but not in README.md"
+    for what in ("made on: CPU", "torch ", "open_clip ", "numpy ", "On another machine"):
+        assert what in readme, what
     assert "bagclip reproduce --quick" in readme and "embedded default" in readme
     # a second run reuses the cache and every finished run (the 5x of issue 11 is measured on
     # the real quick run, where training dominates; here fixed costs do)
@@ -119,6 +135,35 @@ def test_reproduce_cli_writes_every_artefact(small, tmp_path, monkeypatch, capsy
     assert "measured here" not in capsys.readouterr().out  # cost tables kept, not re-measured
     assert {p: p.stat().st_mtime for p in (tmp_path / "runs" / "runs").glob("*/metrics.json")} == before
     print(f"first {first:.1f} s, second {second:.1f} s")
+
+
+def unlisted(figs: Path) -> list[str]:
+    """Files in a figures folder that its README.md does not link (hidden files, e.g. the kit's
+    folder marker, aside)."""
+    readme = (figs / "README.md").read_text()
+    return sorted(p.name for p in figs.iterdir() if p.is_file() and p.name != "README.md"
+                  and not p.name.startswith(".") and f"]({p.name})" not in readme)
+
+
+def _numbers_and_comparisons(ours: pd.DataFrame, keys, row: str, reference: str) -> None:
+    """A table's measured rows as machines read them: numbers in <key>_mean / _std (percent),
+    the chance levels of F1-max and AP (p = 1/2 on the tiny tree: 2p/(1+p) and p), and on
+    every row but the reference's a difference inside its interval with a verdict."""
+    for k in keys:
+        assert pd.api.types.is_float_dtype(ours[f"{k}_mean"]) and ours[f"{k}_mean"].between(0, 100).all(), k
+        assert pd.api.types.is_float_dtype(ours[f"{k}_std"]), k
+        if k.endswith(("f1_max", "_ap")) and k.startswith("image"):
+            assert ours[f"{k}_chance"].to_numpy() == pytest.approx(200 / 3 if "f1" in k else 50.0), k
+        other = ours[ours[row] != reference]
+        lo, d, hi = other[f"{k}_diff_low"], other[f"{k}_diff"], other[f"{k}_diff_high"]
+        assert d.notna().all() and (lo <= d + 1e-9).all() and (d <= hi + 1e-9).all(), k
+        assert set(other[f"{k}_verdict"]) <= {EFFECT, NO_EVIDENCE}, k
+        assert ours[ours[row] == reference][f"{k}_diff"].isna().all(), k
+
+
+def test_committed_figures_readme_lists_every_file():
+    figs = Path(__file__).parents[1] / "figures"
+    assert not unlisted(figs), "in figures/ but not in figures/README.md"
 
 
 def _frames(figs: Path) -> dict:

@@ -165,10 +165,13 @@ def _cells(nb) -> list[tuple]:
     return [(c.cell_type, c.source, dict(c.metadata)) for c in nb.cells]
 
 
-@pytest.mark.parametrize("src", sorted((ROOT / "notebooks" / "src").glob("*.py")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("src", sorted((ROOT / "notebooks" / "src").glob("*.py"))
+                         + sorted((ROOT / "notebooks" / "solutions" / "src").glob("*.py")),
+                         ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
 def test_notebook_equals_its_source(src):
     """notebooks/X.ipynb is what `python tools/mknb.py notebooks/src/X.py` builds (cell ids
-    aside: nbformat draws them at random), committed without outputs."""
+    aside: nbformat draws them at random), committed without outputs; the same for the
+    solutions in notebooks/solutions/."""
     nbformat = pytest.importorskip("nbformat")
     sys.path.insert(0, str(ROOT / "tools"))
     try:
@@ -176,8 +179,9 @@ def test_notebook_equals_its_source(src):
     finally:
         sys.path.pop(0)
     built = mknb.build(src.read_text())
-    committed = nbformat.read(ROOT / "notebooks" / f"{src.stem}.ipynb", as_version=4)
-    assert _cells(committed) == _cells(built), f"rebuild: python tools/mknb.py {src} notebooks/{src.stem}.ipynb"
+    nb_path = src.parent.parent / f"{src.stem}.ipynb"
+    committed = nbformat.read(nb_path, as_version=4)
+    assert _cells(committed) == _cells(built), f"rebuild: python tools/mknb.py {src} {nb_path}"
     assert committed.metadata.get("kernelspec") == built.metadata["kernelspec"]
     for c in committed.cells:
         if c.cell_type == "code":

@@ -28,8 +28,23 @@ def quick_root(tmp_path_factory):
     """The default (quick) tree, generated once for this module."""
     t0 = time.perf_counter()
     root = generate(tmp_path_factory.mktemp("synth") / "quick")
-    assert time.perf_counter() - t0 < 30  # ~5 s on 2 cores; the generous bound avoids flakes
+    assert time.perf_counter() - t0 < 90  # 500 images, ~15 s of CPU; the generous bound avoids flakes
     return root
+
+
+def test_quick_tree_sizes_aux_and_target_classes_apart(quick_root):
+    """QUICK: 4 + 8 test images per auxiliary class, 40 + 40 per target class (issue 21);
+    the first images of the larger target folders are those a one-size tree draws."""
+    test = load_dataset("synth", quick_root, "test")
+    for cat in CATEGORIES:
+        y = [s.label for s in test if s.class_name == cat]
+        want = (synth.QUICK["target_good"], synth.QUICK["target_bad"]) if cat in TARGET_CLASSES else \
+            (synth.QUICK["n_test_good"], synth.QUICK["n_test_bad"])
+        assert (y.count(0), y.count(1)) == want, cat
+    assert synth.target_counts(2, 2) == (None, None) and synth.target_counts(4, 8) == (40, 40)
+    small = generate(quick_root.parent / "one-size", categories=["screw"], n_train=1, n_test_good=1, n_test_bad=4)
+    for f in (small / "screw" / "test").rglob("*.png"):
+        assert f.read_bytes() == (quick_root / f.relative_to(small)).read_bytes(), f
 
 
 def test_same_seed_same_bytes_different_seed_differs(tmp_path):

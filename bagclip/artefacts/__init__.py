@@ -36,6 +36,7 @@ def _registry() -> tuple[Artefact, ...]:
         Artefact("fig2", "figures", f.fig2_sag), Artefact("fig3", "figures", f.fig3_heatmaps),
         Artefact("fig4", "figures", f.fig4_ablation_maps), Artefact("fig7", "figures", f.fig7_failures),
         Artefact("fig_tap_text_maps", "figures", f.fig_tap_text_maps),
+        Artefact("synth_gallery", "figures", f.fig_synth_gallery),
     )
 
 

@@ -71,15 +71,48 @@ class Context:
                             cache=self.cache, runs_root=self.out / "runs", **self.run_kw)
 
     @cached_property
-    def zero_shot(self) -> pd.DataFrame:
-        """The training-free scorers on every target set, in run_settings' long form (seed -1)."""
-        from ..evaluate import evaluate_cached
+    def _zero_shot(self) -> tuple[pd.DataFrame, dict]:
+        """The training-free scorers on every target set: run_settings' long form (seed -1) and
+        their per-image records {name: {dataset: record}}."""
+        from ..evaluate import evaluate_recorded
 
-        rows = [{"setting": name, "seed": -1, "dataset": ds, **{k: float(m[k]) for k in METRIC_KEYS}}
-                for name, make in TRAINING_FREE.items() for zs in [make(self.backbone)]
-                for ds, samples in self.targets.items()
-                for m in [evaluate_cached(zs, self.cfg, self.backbone, self.cache, samples)]]
-        return pd.DataFrame(rows, columns=["setting", "seed", "dataset", *METRIC_KEYS])
+        rows, records = [], {}
+        for name, make in TRAINING_FREE.items():
+            zs = make(self.backbone)
+            for ds, samples in self.targets.items():
+                m, records.setdefault(name, {})[ds] = evaluate_recorded(zs, self.cfg, self.backbone, self.cache,
+                                                                         samples)
+                rows.append({"setting": name, "seed": -1, "dataset": ds, **{k: float(m[k]) for k in METRIC_KEYS}})
+        return pd.DataFrame(rows, columns=["setting", "seed", "dataset", *METRIC_KEYS]), records
+
+    @property
+    def zero_shot(self) -> pd.DataFrame:
+        return self._zero_shot[0]
+
+    def results(self, settings: Mapping[str, dict], seeds: Sequence[int]) -> dict:
+        """{setting: {dataset: compare.Results}} of finished runs (run_settings first) over
+        seeds, and of the training-free scorers named in settings (one "seed"); built once per
+        run (its Config changes and seeds, whatever the setting's name) and kept: each run's
+        bootstrap values are then computed once per metric, for every table and figure."""
+        from ..compare import Results
+        from ..runs import plan_runs, run_records
+
+        out, todo = {}, {}
+        for name, changes in settings.items():
+            key = ("free", name) if name in TRAINING_FREE else ("runs", tuple(sorted(changes.items())), tuple(seeds))
+            if key in self.memo:
+                out[name] = self.memo[key]
+            elif name in TRAINING_FREE:
+                out[name] = self.memo[key] = {ds: Results.from_records([r]) for ds, r in self._zero_shot[1][name].items()}
+            else:
+                todo[name] = (key, changes)
+        if todo:
+            jobs = plan_runs(self.cfg, {n: c for n, (_, c) in todo.items()}, self.aux, self.targets, seeds,
+                             runs_root=self.out / "runs")
+            recs = run_records(jobs, self.aux, self.targets, self.backbone, self.cache)
+            for name, (key, _) in todo.items():
+                out[name] = self.memo[key] = {ds: Results.from_records(r) for ds, r in recs[name].items()}
+        return {name: out[name] for name in settings}
 
     @cached_property
     def protocol(self) -> pd.DataFrame:

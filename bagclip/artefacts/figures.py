@@ -90,19 +90,41 @@ def fig4_ablation_maps(ctx: Context) -> list[dict]:
                     "Figure 4: heat maps with and without SAG and SAFR")
 
 
+def sweep_intervals(ctx: Context, param: str) -> tuple:
+    """(reference value, `sweeps.intervals` frame with "dataset" and "x") of a sweep: each
+    point's interval and its paired difference from the Config's own value (the first value
+    when the sweep leaves it out), over the grid seeds."""
+    from ..sweeps import intervals
+    from .tables import N_BOOT
+
+    values = list(ctx.sweeps[param])
+    ref = getattr(ctx.cfg, param) if getattr(ctx.cfg, param) in values else values[0]
+    names = {f"{param}={v}": v for v in values}
+    results = ctx.results({n: {param: v} for n, v in names.items()}, ctx.grid_seeds)
+    return ref, intervals(results, f"{param}={ref}", n_boot=N_BOOT, x=names)
+
+
 def _sensitivity(ctx: Context, param: str, n: int, stem: str) -> list[dict]:
     from ..report import save_frame
     from ..viz import plot_sensitivity
 
     d = ctx.sweep(param)
     save_frame(d, ctx.figs / f"{stem}.csv")
-    fig = plot_sensitivity(d, param, paper_default=PAPER_VALUES.get(param))
-    fig.suptitle(f"Figure {n}: mean ± std over seeds {sorted(set(d.seed))}; dotted: the paper's value; "
-                 f"stars: the paper's text (quoted); {ctx.label}", fontsize=8)
+    ref, iv = sweep_intervals(ctx, param)
+    save_frame(iv.rename(columns={"x": "param_value"}), ctx.figs / f"{stem}_intervals.csv")
+    fig = plot_sensitivity(d, param, paper_default=PAPER_VALUES.get(param), intervals=iv)
+    fig.suptitle(f"Figure {n}: mean over seeds {sorted(set(d.seed))} with 95 % bootstrap intervals (images, "
+                 f"seeds); square: {param}={ref} (our Config), filled: the paired difference from it excludes 0, "
+                 f"hollow: no evidence; dotted: the paper's value; stars: the paper's text (quoted); "
+                 f"{ctx.label}", fontsize=7, wrap=True)
     seeds = list(ctx.grid_seeds)
-    return [*_save(ctx, fig, stem, f"Figure {n}: {param} sensitivity, image and pixel panels, mean ± "
-                                   f"std; the paper's text values as quoted stars", seeds),
-            entry(f"{stem}.csv", f"Figure {n}'s numbers (fractions, per seed)", seeds)]
+    return [*_save(ctx, fig, stem, f"Figure {n}: {param} sensitivity, image and pixel panels, 95 % "
+                                   f"intervals, differences from {param}={ref} marked; the paper's text "
+                                   f"values as quoted stars", seeds),
+            entry(f"{stem}.csv", f"Figure {n}'s numbers (fractions, per seed)", seeds),
+            entry(f"{stem}_intervals.csv", f"Figure {n}'s intervals (fractions): value, low, high per point; "
+                                           f"diff, diff_low, diff_high, verdict against {param}={ref}; chance",
+                  seeds)]
 
 
 def fig5_sensitivity_k(ctx: Context) -> list[dict]:
@@ -154,3 +176,13 @@ def fig_tap_text_maps(ctx: Context) -> list[dict]:
                            f"(frozen CLIP, nothing trained; grid {cfg.grid}); {ctx.label}")
     return _save(ctx, fig, "fig_tap_text_maps", f"{cfg.backbone}'s raw text-similarity map per tap "
                                                 f"{list(cfg.taps)} (nothing trained)", [ctx.seeds[0]])
+
+
+def fig_synth_gallery(ctx: Context) -> list[dict]:
+    """Every synthetic category and defect kind with its exact mask (the quick benchmark's
+    look; drawn the same in full mode, where it is not the data)."""
+    from ..viz import synth_gallery
+
+    synth_gallery(ctx.figs / "synth_gallery.png", size=min(ctx.cfg.image_size, 224))
+    return [entry("synth_gallery.png", "the synthetic benchmark: every category (aux / target) and "
+                                       "defect kind with its mask", "-")]

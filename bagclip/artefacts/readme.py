@@ -15,9 +15,19 @@ def write_readme(out: Path, entries: Sequence[dict], context: dict) -> Path:
              f"- mode: **{context['mode']}**", f"- backbone: `{context['backbone']}` ({context['weights']})",
              f"- data: {context['data']}", "- Config: [`config.json`](config.json) (seeds replace `seed`)",
              f"- seeds: main protocol {context['seeds']}; ablation and sweeps {context['grid_seeds']}",
-             f"- device: {context['device']}", "",
+             f"- device: {context['device']}",
+             f"- made on: {context.get('machine', 'not recorded')}", "",
              "Our rows are measured here; the paper's numbers appear only in sections or rows marked "
              "*quoted*. Baselines are our re-implementations, never the published numbers.", "",
+             "Comparisons: Tables 1-3 give every row minus a reference row with a 95 % paired "
+             "bootstrap interval over the target images and the seeds (`bagclip.compare`), and the "
+             "chance levels beside F1-max and AP; Figures 5-6 give each point's interval. The CSVs "
+             "hold numbers (percent in the tables, fractions in the figures' CSVs).", "",
+             "On another machine: a run is deterministic on one machine (same bytes on a rerun), "
+             "but CPU kernels (thread count, instruction set, library versions) change the last bits "
+             "of every float, and training amplifies them: expect a training run's numbers to move "
+             "by about a point, within the spread over seeds shown here, and the verdicts to hold "
+             "where the interval is well away from 0 (docs/metrics.md, \"Another machine\").", "",
              "| artefact | what | made by | seeds |", "|---|---|---|---|"]
     for e in sorted(entries, key=lambda e: e["file"]):
         part = f" --parts {e['part']}" if e.get("part") else ""

@@ -161,7 +161,7 @@ def _add_experiment_commands(sub, c) -> None:
     p.add_argument("--out", default=None, help="runs folder (default runs/reproduce-quick or -full)")
     p.add_argument("--figures", default=None, help="artefacts folder (default figures, or figures/full)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the main protocol")
-    p.add_argument("--grid-seeds", type=int, nargs="+", default=[0, 1], help="seeds of ablation and sweeps")
+    p.add_argument("--grid-seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of ablation and sweeps")
     p.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
     p.add_argument("--sweeps", type=_sweeps, default=None, metavar="JSON",
                    help='the K/P grids, e.g. \'{"k": [5, 15], "gcn_layers": [3, 5]}\' (default: '

@@ -54,7 +54,11 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 AUX_CLASSES = ("wood", "fabric", "tile", "washer", "capsule")  # cover all six defect kinds
 TARGET_CLASSES = ("brushed_metal", "concrete", "carpet", "screw", "circuit_board")
 
-QUICK = dict(size=224, n_train=4, n_test_good=4, n_test_bad=8)  # CPU default, < 10 s
+# Test-split sizes per class: the auxiliary classes (the heads train on them) get n_test_good /
+# n_test_bad; the target classes (every comparison is measured on them) get target_good /
+# target_bad, sized for statistics: 40 + 40 per class gives a difference of a few points a
+# bootstrap interval narrower than itself (docs/data.md). None: the auxiliary counts.
+QUICK = dict(size=224, n_train=4, n_test_good=4, n_test_bad=8, target_good=40, target_bad=40)  # CPU default
 FULL = dict(size=518, n_train=16, n_test_good=16, n_test_bad=32)  # paper resolution
 
 
@@ -96,19 +100,43 @@ def _png(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _plan(categories, n_train, n_test_good, n_test_bad):
+def class_counts(category: str, n_test_good: int, n_test_bad: int, target_good=None,
+                target_bad=None) -> tuple[int, int]:
+    """(good, defective) test images of a category: the target counts for a target class
+    (when given), else the auxiliary ones."""
+    if category in TARGET_CLASSES:
+        return (n_test_good if target_good is None else target_good,
+                n_test_bad if target_bad is None else target_bad)
+    return n_test_good, n_test_bad
+
+
+def target_counts(n_test_good: int, n_test_bad: int, target_good=..., target_bad=...) -> tuple:
+    """The target classes' (good, defective) counts of a generation: as given (None: the
+    auxiliary counts); left out (...): QUICK's target counts when the auxiliary counts are
+    QUICK's, else the auxiliary counts (a tree asked for by its counts alone, e.g. the tests'
+    tiny ones, has one size for every class)."""
+    quick = (n_test_good, n_test_bad) == (QUICK["n_test_good"], QUICK["n_test_bad"])
+    return tuple((QUICK[k] if quick else None) if v is ... else v
+                 for k, v in (("target_good", target_good), ("target_bad", target_bad)))
+
+
+def _plan(categories, n_train, n_test_good, n_test_bad, target_good=None, target_bad=None):
     """(category, split, defect, index) of every image, in a fixed order."""
     for cat in categories:
+        n_good, n_bad = class_counts(cat, n_test_good, n_test_bad, target_good, target_bad)
         yield from ((cat, "train", "good", i) for i in range(n_train))
-        yield from ((cat, "test", "good", i) for i in range(n_test_good))
+        yield from ((cat, "test", "good", i) for i in range(n_good))
         kinds = CATEGORIES[cat]
-        for i in range(n_test_bad):  # defect kinds in turn, numbered within their folder
+        for i in range(n_bad):  # defect kinds in turn, numbered within their folder
             yield cat, "test", kinds[i % len(kinds)], i // len(kinds)
 
 
-def _params(seed, size, n_train, n_test_good, n_test_bad, categories) -> dict:
-    return dict(version=VERSION, seed=int(seed), size=int(size), n_train=int(n_train),
-                n_test_good=int(n_test_good), n_test_bad=int(n_test_bad), categories=list(categories))
+def _params(seed, size, n_train, n_test_good, n_test_bad, categories, target=(None, None)) -> dict:
+    out = dict(version=VERSION, seed=int(seed), size=int(size), n_train=int(n_train),
+               n_test_good=int(n_test_good), n_test_bad=int(n_test_bad), categories=list(categories))
+    if target != (None, None):  # recorded only when the target classes differ
+        out["target_good"], out["target_bad"] = (None if v is None else int(v) for v in target)
+    return out
 
 
 def read_manifest(root) -> dict | None:
@@ -151,10 +179,10 @@ def _remove_stale_temps(out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _plan_files(categories, n_train, n_test_good, n_test_bad) -> set[str]:
+def _plan_files(categories, n_train, n_test_good, n_test_bad, target=(None, None)) -> set[str]:
     """The relative paths a generation with these parameters writes."""
     rels = set()
-    for cat, split, defect, i in _plan(categories, n_train, n_test_good, n_test_bad):
+    for cat, split, defect, i in _plan(categories, n_train, n_test_good, n_test_bad, *target):
         rels.add(f"{cat}/{split}/{defect}/{i:03d}.png")
         if defect != "good":
             rels.add(f"{cat}/ground_truth/{defect}/{i:03d}_mask.png")
@@ -177,37 +205,41 @@ def _check_only_ours(out: Path, new_files: set[str]) -> None:
                         f"regenerating replaces the whole tree")
 
 
-def _check_args(categories, size: int, n_train: int, n_test_good: int, n_test_bad: int) -> list:
+def _check_args(categories, size: int, n_train: int, n_test_good: int, n_test_bad: int,
+                target=(None, None)) -> list:
     """The categories as a list, or DataError for unknown ones or too few / too small images."""
     categories = list(categories) if categories is not None else list(CATEGORIES)
     unknown = [c for c in categories if c not in CATEGORIES]
     if unknown:
         raise DataError(f"synth: unknown categories {unknown}; choose from {sorted(CATEGORIES)}")
-    if min(n_train, n_test_good, n_test_bad) < 1 or size < 32:
+    if min(n_train, n_test_good, n_test_bad, *[v for v in target if v is not None]) < 1 or size < 32:
         raise DataError("synth: need size >= 32 and at least one image per split and kind")
     return categories
 
 
 def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = QUICK["n_train"],
              n_test_good: int = QUICK["n_test_good"], n_test_bad: int = QUICK["n_test_bad"],
-             categories=None, hook: Callable | None = None) -> Path:
+             categories=None, hook: Callable | None = None, target_good=..., target_bad=...) -> Path:
     """Write the benchmark to `out_dir` (MVTec AD layout) and return it.
 
+    n_test_good / n_test_bad: test images per auxiliary class; target_good / target_bad: per
+    target class (`target_counts`).
     A complete tree with the same parameters is reused as is; a partial one (no manifest) or
     one made with other parameters is replaced. A non-empty folder that is not a synthetic tree
     is never touched. hook(category, split, defect, index, SynthImage) is called for every
     image (and forces regeneration); tests use it to see the clean images.
     """
-    categories = _check_args(categories, size, n_train, n_test_good, n_test_bad)
+    target = target_counts(n_test_good, n_test_bad, target_good, target_bad)
+    categories = _check_args(categories, size, n_train, n_test_good, n_test_bad, target)
     out = Path(out_dir).expanduser()
-    params = _params(seed, size, n_train, n_test_good, n_test_bad, categories)
+    params = _params(seed, size, n_train, n_test_good, n_test_bad, categories, target)
     if hook is None and _complete(out, params):
         return out
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise DataError(f"synth: {out} is a non-empty folder that is not a synthetic tree; "
                         f"choose an empty or new folder")
     if out.is_dir() and (out / MARKER).exists():
-        _check_only_ours(out, _plan_files(categories, n_train, n_test_good, n_test_bad))
+        _check_only_ours(out, _plan_files(categories, n_train, n_test_good, n_test_bad, target))
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(out)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
@@ -215,7 +247,7 @@ def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = Q
         (tmp / OWNER).write_text(f"{os.getpid()}\n")
         (tmp / MARKER).write_text("bagclip synthetic benchmark\n")
         files = {}
-        for cat, split, defect, i in _plan(categories, n_train, n_test_good, n_test_bad):
+        for cat, split, defect, i in _plan(categories, n_train, n_test_good, n_test_bad, *target):
             im = make_image(cat, defect, size, seed, i, split)
             if hook is not None:
                 hook(cat, split, defect, i, im)
@@ -227,7 +259,8 @@ def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = Q
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / rel).write_bytes(data)
                 files[rel] = hashlib.sha256(data).hexdigest()
-        counts = {c: {"train": n_train, "test": n_test_good + n_test_bad} for c in categories}
+        counts = {c: {"train": n_train, "test": sum(class_counts(c, n_test_good, n_test_bad, *target))}
+                  for c in categories}
         manifest = dict(params=params, aux_classes=[c for c in AUX_CLASSES if c in categories],
                         target_classes=[c for c in TARGET_CLASSES if c in categories],
                         counts=counts, files=files)
@@ -248,17 +281,22 @@ def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = Q
 
 def ensure_synth(cache_dir=None, seed: int = 0, size: int = QUICK["size"],
                  n_train: int = QUICK["n_train"], n_test_good: int = QUICK["n_test_good"],
-                 n_test_bad: int = QUICK["n_test_bad"], categories=None) -> Path:
+                 n_test_bad: int = QUICK["n_test_bad"], categories=None,
+                 target_good=..., target_bad=...) -> Path:
     """The benchmark for these parameters, generated once into `<cache>/synth-...` and reused.
 
     cache_dir defaults to $BAGCLIP_CACHE or ~/.cache/bagclip. Full mode: size=518 (and more
-    images per split, e.g. **FULL).
+    images per split, e.g. **FULL). Target counts as in `generate` (`target_counts`).
     """
+    target_good, target_bad = target_counts(n_test_good, n_test_bad, target_good, target_bad)
     key = f"synth-v{VERSION}-seed{seed}-{size}px-{n_train}-{n_test_good}-{n_test_bad}"
+    if (target_good, target_bad) != (None, None):
+        key += f"-t{target_good}-{target_bad}"
     if categories is not None:
         key += f"-{zlib.crc32(','.join(categories).encode()):08x}"
     base = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
-    return generate(base / key, seed, size, n_train, n_test_good, n_test_bad, categories)
+    return generate(base / key, seed, size, n_train, n_test_good, n_test_bad, categories,
+                    target_good=target_good, target_bad=target_bad)
 
 
 def load_synth(root, split: str = "test", classes=None, image_level: bool = False,

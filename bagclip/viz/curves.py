@@ -123,16 +123,23 @@ def table_figure(df, title: str = "", fmt: str = "{:.1f}", col_width: float = 1.
     return fig
 
 
-def plot_ablation(ours, paper, keys: Sequence[str], label: str = ""):
+def plot_ablation(ours, paper, keys: Sequence[str], label: str = "", errors=None, marks=None):
     """Bars per variant: ours (Average over our target sets) beside the paper's Table 3
     Average row, which is drawn hatched and labelled as quoted. ours/paper: frames indexed by
-    variant with the metric keys in percent."""
-    fig = new_figure(3.0 * len(keys), 3.2)
+    variant with the metric keys in percent; errors: {key: (2, n_variants) below/above} error
+    bars of ours; marks: {key: [text per variant]} written above our bars (e.g. the
+    difference from the full model)."""
+    fig = new_figure(3.0 * len(keys), 3.4)
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     variants = list(ours.index)
     x = np.arange(len(variants))
     for ax, k in zip(axes, keys):
-        ax.bar(x - 0.2, [ours.loc[v, k] for v in variants], 0.4, label="ours (measured)")
+        vals = [ours.loc[v, k] for v in variants]
+        ax.bar(x - 0.2, vals, 0.4, label="ours (measured)",
+               yerr=None if errors is None else errors[k], capsize=2, error_kw=dict(lw=0.8))
+        for xi, txt in zip(x, (marks or {}).get(k, [])):
+            ax.annotate(txt, (xi - 0.2, 0), xytext=(0, 2), textcoords="offset points", rotation=90,
+                        fontsize=5, ha="center", va="bottom", color="white")
         pv = [paper.loc[v, k] if v in paper.index else np.nan for v in variants]
         ax.bar(x + 0.2, pv, 0.4, color="none", edgecolor="k", hatch="//", label="paper (quoted, Table 3)")
         ax.set_xticks(x, variants, rotation=30, fontsize=6, ha="right")
@@ -143,9 +150,25 @@ def plot_ablation(ours, paper, keys: Sequence[str], label: str = ""):
     return fig
 
 
-def ablation_figure(df, label: str = ""):
+def _interval_bars(intervals, keys, variants):
+    """(errors, marks) of plot_ablation from an interval_table frame (fractions)."""
+    from ..compare import EFFECT
+
+    errors, marks = {}, {}
+    for k in keys:
+        iv = intervals[intervals.metric == k].set_index("setting").reindex(variants)
+        errors[k] = np.clip(np.vstack([100 * (iv.value - iv.low), 100 * (iv.high - iv.value)]), 0, None)
+        marks[k] = ["ref." if v == "reference" else f"{100 * d:+.1f}{'*' if v == EFFECT else ''}"
+                    for d, v in zip(iv["diff"], iv.verdict)]
+    return errors, marks
+
+
+def ablation_figure(df, label: str = "", intervals=None):
     """Table 3 as bars: `sweeps.ablate`'s long frame (our variants, mean over seeds of the
-    Average over target sets, or the one target set) beside the paper's Average rows (quoted)."""
+    Average over target sets, or the one target set) beside the paper's Average rows (quoted).
+    intervals: `compare.interval_table`'s frame on that target set: error bars (each
+    variant's 95 % interval over images and seeds) and, in each bar, its difference from the
+    reference in points, starred when the paired interval excludes 0."""
     from ..paper import paper_table
     from ..report import summarize
 
@@ -155,13 +178,43 @@ def ablation_figure(df, label: str = ""):
     ours = s.xs(ds, level=1)[[(k, "mean") for k in keys]]
     ours.columns = keys
     paper = paper_table(3).query("dataset == 'Average'").set_index("variant")[keys]
-    return plot_ablation(ours, paper, keys, label or f"ours: {ds} of our target sets")
+    errors, marks = _interval_bars(intervals, keys, list(ours.index)) if intervals is not None else (None, None)
+    if intervals is not None:
+        label = (label or f"ours: {ds}") + ("\nerror bars: 95 % bootstrap interval (images, seeds); in "
+                                            "the bars: difference from the reference, * = the paired "
+                                            "interval excludes 0")
+    return plot_ablation(ours, paper, keys, label or f"ours: {ds} of our target sets", errors, marks)
 
 
-def plot_sensitivity(df, param: str | None = None, paper_default=None, quoted: bool = True):
+def _curve(ax, mean, std, k, iv):
+    """One metric's curve: mean +- std band, or (iv: interval_table rows of k, with "x") the
+    values with their intervals, the reference square, points that differ from it filled."""
+    from ..compare import EFFECT
+
+    if iv is None:
+        line, = ax.plot(mean.index, mean[k], marker="o", label=f"{k.split('_', 1)[1]} (ours)")
+        ax.fill_between(mean.index, mean[k] - std[k], mean[k] + std[k], alpha=0.15)
+        return line.get_color()
+    iv = iv.sort_values("x")
+    y = 100 * iv.value.to_numpy()
+    yerr = np.clip([y - 100 * iv.low.to_numpy(), 100 * iv.high.to_numpy() - y], 0, None)  # a percentile
+    bars = ax.errorbar(iv.x, y, yerr=yerr, marker="", capsize=2, lw=1,  # interval may sit beside its value
+                       label=f"{k.split('_', 1)[1]} (ours)")
+    color = bars[0].get_color()
+    for x, v, verdict in zip(iv.x, y, iv.verdict):
+        ax.plot([x], [v], marker="s" if verdict == "reference" else "o", ms=5, color=color,
+                markerfacecolor=color if verdict in (EFFECT, "reference") else "white")
+    return color
+
+
+def plot_sensitivity(df, param: str | None = None, paper_default=None, quoted: bool = True, intervals=None):
     """Figures 5-6: per target dataset, image-level and pixel-level metrics (percent) against
-    the swept value, mean over seeds with a +-std band, and the values the paper's text quotes
-    for its own curves (Section 4.3.2) drawn as stars labelled "quoted". Returns the Figure."""
+    the swept value, and the values the paper's text quotes for its own curves (Section 4.3.2)
+    drawn as stars labelled "quoted". Without intervals: mean over seeds with a +-std band.
+    intervals (`compare.interval_table` rows with "dataset" and "x", the swept value): each
+    point's 95 % bootstrap interval over images and seeds as error bars, the reference value
+    square, the points whose paired difference from it excludes 0 filled, the others hollow.
+    Returns the Figure."""
     from ..metrics import IMAGE_KEYS, METRIC_KEYS, PIXEL_KEYS
     from ..paper import QUOTED_SENSITIVITY
     from ..report import PARAM_LABELS
@@ -177,9 +230,8 @@ def plot_sensitivity(df, param: str | None = None, paper_default=None, quoted: b
         for ax, keys, level in ((row[0], IMAGE_KEYS, "image"), (row[1], PIXEL_KEYS, "pixel")):
             colors = {}
             for k in keys:
-                line, = ax.plot(mean.index, mean[k], marker="o", label=f"{k.split('_', 1)[1]} (ours)")
-                colors[k] = line.get_color()
-                ax.fill_between(mean.index, mean[k] - std[k], mean[k] + std[k], alpha=0.15)
+                iv = None if intervals is None else intervals[(intervals.dataset == ds) & (intervals.metric == k)]
+                colors[k] = _curve(ax, mean, std, k, iv)
             for q in quotes:
                 if q["metric"] in keys:
                     ax.scatter([q["value"]], [q["percent"]], marker="*", s=140, color=colors[q["metric"]],

@@ -1,12 +1,17 @@
 # %% md
 # # 05. Scoring, the losses, and training with a live loss curve
 #
+# *Difficulty: intermediate. Time: about 25 min to read; running it in quick mode trains the
+# heads once (the Config's own epochs, as lessons 06 and 07) and scores the target images
+# twice, a minute or two on a 2-core CPU.*
+#
 # **Learning objectives.** After this lesson you can
 # 1. follow the heads' output: per-tap two-channel maps, the anomaly map, p_img and the image score;
 # 2. compute the paper's objective L = L_CLS + lambda L_SEG (Section 3.6) by hand: focal on the
 #    image probability; focal + dice(abnormal, M) + dice(normal, 1 - M) per tap;
 # 3. train the heads on the auxiliary categories while watching the loss, and compare untrained
-#    and trained heads on the unseen target categories.
+#    and trained heads on the unseen target categories with a paired interval and beside the
+#    chance levels.
 # %% [parameters]
 MODE = "quick"
 # %%
@@ -18,7 +23,6 @@ import torch
 from bagclip import analysis as an, course, viz
 from bagclip.backbone import Tokens
 from bagclip.data import load_mask
-from bagclip.evaluate import evaluate_cached
 from bagclip.losses import bagclip_loss, dice_loss, focal_loss
 from bagclip.metrics import METRIC_KEYS
 from bagclip.model import build_heads
@@ -84,14 +88,32 @@ assert len(live.history) == len(result.history) and abs(live.history[-1] - resul
 print(f"{len(result.history)} steps: loss {result.history[0]:.3f} -> {result.history[-1]:.3f}")
 # %% md
 # ## 4. Untrained versus trained heads, zero-shot on the target categories
+# Each table row is one set of heads on the same target images. Beside F1-max and AP stand
+# their chance levels: a detector that ignores the image scores AUROC 50, AP = p and F1-max =
+# 2p/(1 + p) (p the defective fraction per class; lesson 06). A value near its chance level
+# says the heads learnt nothing transferable, whatever its size. Whether training changed a
+# metric is then `compare`'s paired interval over the images (one training run: the interval
+# does not cover seed-to-seed variation; lesson 07 adds seeds).
 # %%
-rows = {}
+from bagclip.compare import Results, chance_of, compare, describe
+from bagclip.evaluate import evaluate_recorded
+
+rows, recs = {}, {}
 for name, model in (("untrained", build_heads(cfg, bb).to(bb.device).eval()), ("trained", result.model)):
-    m = evaluate_cached(model, cfg, bb, lab.cache, lab.target)
+    m, rec = evaluate_recorded(model, cfg, bb, lab.cache, lab.target)
+    recs[name] = Results.from_records([rec])
     rows[name] = {k: 100 * m[k] for k in METRIC_KEYS}
-res = pd.DataFrame(rows).T
-res.attrs["label"] = lab.label()
-viz.table_figure(res, f"zero-shot on {sorted({s.class_name for s in lab.target})} - {lab.label()}")
+    for k in ("image_f1_max", "image_ap", "pixel_f1_max", "pixel_ap"):
+        rows[name][f"{k} chance"] = 100 * chance_of(recs[name], k)
+res = pd.DataFrame(rows).T[[c for k in METRIC_KEYS for c in (k, f"{k} chance") if c in rows["trained"]]]
+viz.table_figure(res, f"zero-shot on {sorted({s.class_name for s in lab.target})} - {lab.label()}", col_width=0.9)
+# %%
+for metric in ("image_auroc", "image_f1_max", "pixel_auroc", "pixel_aupro"):
+    c = compare(recs["untrained"], recs["trained"], metric, n_boot=1000)
+    above = "" if c.chance is None else f" (trained {100 * c.b:.1f} vs chance {100 * c.chance:.1f})"
+    print(describe(c, "training") + above)
+    if metric.startswith("image"):  # self-check: the comparison's values are the table's (exact metrics)
+        assert abs(100 * c.b - res.loc["trained", metric]) < 1e-6 and abs(100 * c.a - res.loc["untrained", metric]) < 1e-6
 # %%
 from bagclip.inference import predict_all
 
@@ -105,11 +127,16 @@ viz.panel_rows([dict(image=lab.view(s)[0], mask=lab.view(s)[1], amap=maps[i],
 # - The heads give two-channel maps per tap; their abnormal channels average into the anomaly
 #   map; the image score mixes p_img with the map's peak.
 # - L = focal(p_img) + lambda sum over taps [focal + dice(ab, M) + dice(norm, 1 - M)], checked by hand.
-# - Training reads cached tokens; the live curve shows the loss falling; the table compares
-#   untrained and trained heads on classes never trained on.
+# - Training reads cached tokens; the live curve shows the loss during training; the table
+#   puts untrained and trained heads beside the chance levels, and `compare` says whether
+#   training changed each metric on these images.
 #
 # ## Exercises
-# 1. Set `loss_lambda` to 0 (image loss only): what happens to the pixel metrics?
-# 2. Interrupt training (`max_steps=5`), then resume it (`resume=True`): are the final weights
-#    identical to an uninterrupted run?
-# 3. Switch `image_score` to "global" and "max": which image metric moves most?
+# 1. *(intermediate, 10 min)* Set `loss_lambda` to 0 (image loss only): what does `compare`
+#    say about the pixel metrics against the trained heads above?
+# 2. *(easy, 5 min)* Interrupt training (`max_steps=5`), then resume it (`resume=True`): are
+#    the final weights identical to an uninterrupted run?
+# 3. *(easy, 5 min)* Switch `image_score` to "global" and "max": which image metric moves
+#    most, and is the move outside its interval?
+#
+# Worked solutions: `notebooks/solutions/05_losses_training.ipynb`.
