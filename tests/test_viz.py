@@ -258,7 +258,7 @@ def test_coarse_maps_fill_their_panels(scene):
     for ax in panels:
         px = _axes_pixels(fig, ax)
         painted = (np.abs(px - 255).sum(-1) > 30).mean()  # not the white background
-        assert painted > 0.3 and px.std() > 10, (ax.get_title(), painted, px.std())
+        assert painted > 0.3 and _pixel_std(px) > 10, (ax.get_title(), painted, _pixel_std(px))
     for ax in _map_axes(fig):  # the map spans the image's extent, where the contour is drawn
         assert ax.get_xlim() == pytest.approx((0, S)) and sorted(ax.get_ylim()) == pytest.approx([0, S])
     tap = viz.plot_tap_maps(image, mask, rng.random((3, G, G)), (1, 2, 3))
@@ -287,8 +287,13 @@ def _image_pixels(fig, ax) -> np.ndarray:
     return arr[int(rows[0]) + 2:int(rows[1]) - 2, int(cols[0]) + 2:int(cols[1]) - 2]
 
 
+def _pixel_std(px: np.ndarray) -> float:
+    """The largest per-channel std over the pixels (a flat colour gives ~0 whatever the colour)."""
+    return float(px.reshape(-1, 3).std(0).max())
+
+
 def _map_stds(fig) -> list[float]:
-    return [float(_image_pixels(fig, ax).std()) for ax in _map_axes(fig)]
+    return [_pixel_std(_image_pixels(fig, ax)) for ax in _map_axes(fig)]
 
 
 def _bar_labels(fig) -> list[str]:
@@ -316,7 +321,7 @@ def test_low_range_maps_are_visible_and_their_scale_named(dim_maps):
         log = draw(scale="log")
         assert min(_map_stds(log)) > floor and any("log scale" in t for t in _bar_labels(log)), name
         fixed = draw(scale="fixed")
-        assert max(_map_stds(fixed)) < 5, (name, _map_stds(fixed))  # the blank maps this replaces
+        assert max(_map_stds(fixed)) < 10, (name, _map_stds(fixed))  # nearly flat: the blank maps this replaces
         assert any("fixed [0, 1]" in t for t in _bar_labels(fixed)), name
     with pytest.raises(ValueError, match="scale"):
         viz.map_norm(maps[0], "linear")
