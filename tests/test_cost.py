@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from bagclip import Config
-from bagclip.cost import (COMPONENTS, MEASURED, PAPER_T4, bench_main, cost_config, count_gflops,
-                          graph_scaling, hardware, inference_cost, paper_size_parameters, sag_cost)
+from bagclip.cost import (COMPONENTS, MEASURED, PAPER_T4, STAGES, bench_main, cost_config, count_gflops,
+                          graph_scaling, hardware, inference_cost, paper_size_parameters, sag_cost,
+                          sags_within_heads, spread_ms, timing_check, times_ms)
 from bagclip.paper import paper_table
 from bagclip.sag import SAG
 
@@ -149,3 +150,60 @@ def test_paper_size_parameters_beside_the_papers_claims():
     assert math.isnan(t.paper_m["SAFR"])
     off = paper_size_parameters(Config(global_adapter=False)).set_index("module")
     assert off.ours_m["heads total"] * 1e6 == pytest.approx(heads - 768 * 769)
+
+
+def test_times_ms_discards_the_warm_up_rounds():
+    """A fake clock: each call of a case takes the next of `durations` (s). The first `warmup`
+    rounds (slow, as first calls are) are not in the result; the rest are, in order."""
+    durations = iter([5.0, 4.0, 3.0, 2.0] + [0.001 * i for i in range(1, 7)])
+    now = [0.0]
+
+    def clock():
+        return now[0]
+
+    def step():
+        now[0] += next(durations)
+
+    runs = times_ms({"a": step, "b": step}, torch.device("cpu"), repeats=3, warmup=2, clock=clock)
+    assert runs["a"] == pytest.approx([1, 3, 5]) and runs["b"] == pytest.approx([2, 4, 6])
+    with pytest.raises(ValueError, match="repeats"):
+        times_ms({"a": step}, torch.device("cpu"), repeats=0)
+
+
+def _timed(parts: dict, total: list) -> pd.DataFrame:
+    df = pd.DataFrame()
+    df.attrs["timing"] = dict(parts=parts, total=total, warmup=2, threads=1)
+    return df
+
+
+def test_timing_check_flags_a_total_below_its_parts():
+    ok = timing_check(_timed({"a": [10, 11, 10.5], "b": [5, 5.2, 4.9]}, [15.5, 16, 15.8]))
+    assert ok["consistent"] and ok["sum_ms"] == pytest.approx(15.5) and ok["total_ms"] == 15.8
+    bad = timing_check(_timed({"a": [176, 175, 177], "b": [5, 5, 5]}, [24, 25, 24.5]))
+    assert not bad["consistent"] and bad["difference_ms"] == pytest.approx(181 - 24.5)
+    assert spread_ms([1.0]) == 0.0 and spread_ms([1, 2, 3, 4, 5]) == pytest.approx(2.0)
+    t4 = _timed({}, [176.0, 170.0, 180.0])
+    t5 = _timed({"heads": [24.0, 25.0, 23.0]}, [])
+    cross = sags_within_heads(t4, t5, n_taps=4)
+    assert not cross["consistent"] and cross["share"] == pytest.approx(4 * 176 / 24)
+
+
+def test_timings_are_consistent_on_a_tiny_config(tiny_cfg, tiny_backbone):
+    """Measured for real (one thread, median of 9 after 2 warm-up rounds): one SAG's graph +
+    GCN sum to the whole SAG, Table 5's stages to its total, and the heads' SAGs fit inside
+    the heads' time, each within the runs' own noise."""
+    from bagclip.model import build_heads
+
+    t4 = sag_cost(tiny_cfg, repeats=9, threads=1)
+    c4 = timing_check(t4)
+    assert c4["consistent"], c4
+    assert c4["repeats"] == 9 and c4["warmup"] == 2 and c4["threads"] == 1 and "1 threads" in t4.hardware[0]
+    assert list(c4["parts_ms"]) == list(COMPONENTS[:2])
+    assert t4.time_ms.tolist() == pytest.approx([*c4["parts_ms"].values(), c4["total_ms"]])
+    heads = build_heads(tiny_cfg, tiny_backbone)
+    t5 = inference_cost(tiny_cfg, tiny_backbone, heads, repeats=9, threads=1)
+    c5 = timing_check(t5)
+    assert c5["consistent"], c5
+    assert list(c5["parts_ms"]) == list(STAGES) and t5.inference_ms[0] == pytest.approx(c5["total_ms"])
+    cross = sags_within_heads(t4, t5, len(tiny_cfg.taps))
+    assert cross["consistent"], cross

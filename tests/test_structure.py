@@ -165,13 +165,15 @@ def _cells(nb) -> list[tuple]:
     return [(c.cell_type, c.source, dict(c.metadata)) for c in nb.cells]
 
 
-@pytest.mark.parametrize("src", sorted((ROOT / "notebooks" / "src").glob("*.py"))
-                         + sorted((ROOT / "notebooks" / "solutions" / "src").glob("*.py")),
-                         ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
+NOTEBOOK_SOURCES = sorted([*(ROOT / "notebooks" / "src").glob("*.py"),
+                           *(ROOT / "notebooks" / "solutions" / "src").glob("*.py")])
+
+
+@pytest.mark.parametrize("src", NOTEBOOK_SOURCES, ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
 def test_notebook_equals_its_source(src):
     """notebooks/X.ipynb is what `python tools/mknb.py notebooks/src/X.py` builds (cell ids
     aside: nbformat draws them at random), committed without outputs; the same for the
-    solutions in notebooks/solutions/."""
+    solutions in notebooks/solutions/ and their sources in notebooks/solutions/src/."""
     nbformat = pytest.importorskip("nbformat")
     sys.path.insert(0, str(ROOT / "tools"))
     try:
@@ -186,6 +188,23 @@ def test_notebook_equals_its_source(src):
     for c in committed.cells:
         if c.cell_type == "code":
             assert not c.outputs and c.execution_count is None, f"{src.stem}: committed with outputs"
+
+
+def test_every_lesson_with_exercises_has_its_solutions():
+    """Lessons 00-04, 06, 10 and 11 have an instructor's key in notebooks/solutions/ (same stem),
+    and every lesson that has one points to it and tags each exercise with time and difficulty."""
+    import re
+
+    keyed = {p.stem for p in (ROOT / "notebooks" / "solutions" / "src").glob("*.py")}
+    for stem in ("00_zero_shot_ad", "01_backbone", "02_bsa_safr", "03_sag", "04_propagation_jff",
+                 "06_metrics", "10_costs", "11_scores_to_decisions"):
+        assert stem in keyed, stem
+        text = (ROOT / "notebooks" / "src" / f"{stem}.py").read_text()
+        assert f"notebooks/solutions/{stem}.ipynb" in text, stem
+        header = text.split("# %%", 2)[1]
+        assert re.search(r"About \d+ minutes", header) and "Difficulty:" in header, stem
+        exercises = re.findall(r"^# (\d)\. (.*)$", text.split("## Exercises", 1)[1], re.M)
+        assert exercises and all(re.match(r"\*\(\d+ min, (easy|medium|hard)", e) for _, e in exercises), stem
 
 
 def test_config_imports_and_builds_without_torch():

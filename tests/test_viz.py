@@ -229,3 +229,121 @@ def test_synth_gallery_writes_its_file(tmp_path):
     out = tmp_path / "g.png"
     viz.synth_gallery(out, size=64)
     assert out.stat().st_size > 1000
+
+
+def _axes_pixels(fig, ax) -> np.ndarray:
+    """The rendered RGB pixels inside one axes' box."""
+    arr = viz.figure_array(fig)[..., :3].astype(float)
+    b = ax.get_window_extent()
+    h = arr.shape[0]
+    return arr[int(h - b.y1) + 1:int(h - b.y0) - 1, int(b.x0) + 1:int(b.x1) - 1]
+
+
+def _map_axes(fig) -> list:
+    return [ax for ax in fig.axes if ax.get_visible() and any(im.get_array().ndim == 2 for im in ax.get_images())]
+
+
+def test_coarse_maps_fill_their_panels(scene):
+    """Lesson 02's "none vs vv" figure: patch-grid maps (G x G) beside an S x S image, one row
+    with a mask outlined and one without. Every panel shows data over most of its box (a map
+    drawn in index coordinates under a pixel-sized contour was a speck in a corner)."""
+    image, mask, _ = scene
+    rng = np.random.default_rng(4)
+    rows = [dict(image=image, mask=mask if i == 0 else None, title=f"row {i}",
+                 extra=[(rng.random((G, G)), f"tap {t}", "abnormal prob.", "jet") for t in (1, 2, 3)])
+            for i in range(2)]
+    fig = viz.panel_rows(rows)
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_images()]
+    assert len(panels) == 5 + 4  # row 0: image, mask, 3 maps; row 1: image, 3 maps
+    for ax in panels:
+        px = _axes_pixels(fig, ax)
+        painted = (np.abs(px - 255).sum(-1) > 30).mean()  # not the white background
+        assert painted > 0.3 and _pixel_std(px) > 10, (ax.get_title(), painted, _pixel_std(px))
+    for ax in _map_axes(fig):  # the map spans the image's extent, where the contour is drawn
+        assert ax.get_xlim() == pytest.approx((0, S)) and sorted(ax.get_ylim()) == pytest.approx([0, S])
+    tap = viz.plot_tap_maps(image, mask, rng.random((3, G, G)), (1, 2, 3))
+    for ax in _map_axes(tap):
+        assert (np.abs(_axes_pixels(tap, ax) - 255).sum(-1) > 30).mean() > 0.3
+
+
+@pytest.fixture(scope="module")
+def dim_maps():
+    """Maps that never leave [0, 0.02] (as trained heads' maps on normal images often are)."""
+    rng = np.random.default_rng(5)
+    maps = 0.02 * rng.random((3, S, S)) ** 2
+    images = rng.integers(0, 255, (3, S, S, 3), dtype=np.uint8)
+    masks = np.zeros((3, S, S), bool)  # normal images: no outline on the maps
+    return images, masks, maps
+
+
+def _image_pixels(fig, ax) -> np.ndarray:
+    """The rendered RGB pixels inside the extent of the axes' map (no white margin around it)."""
+    arr = viz.figure_array(fig)[..., :3].astype(float)
+    im = next(im for im in ax.get_images() if im.get_array().ndim == 2)
+    x0, x1, y0, y1 = im.get_extent()
+    (a, b), (c, d) = ax.transData.transform([(x0, y0), (x1, y1)])
+    h = arr.shape[0]
+    rows, cols = sorted((h - b, h - d)), sorted((a, c))
+    return arr[int(rows[0]) + 2:int(rows[1]) - 2, int(cols[0]) + 2:int(cols[1]) - 2]
+
+
+def _pixel_std(px: np.ndarray) -> float:
+    """The largest per-channel std over the pixels (a flat colour gives ~0 whatever the colour)."""
+    return float(px.reshape(-1, 3).std(0).max())
+
+
+def _map_stds(fig) -> list[float]:
+    return [_pixel_std(_image_pixels(fig, ax)) for ax in _map_axes(fig)]
+
+
+def _bar_labels(fig) -> list[str]:
+    return [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+
+
+def test_low_range_maps_are_visible_and_their_scale_named(dim_maps):
+    """The committed figures' drawings (panel, compare_maps for Figs 3-4, failure_cases for
+    Fig 7): by default each map is stretched to its own range, so a map in [0, 0.02] is not
+    one flat colour; the colour bar names the scale. On the fixed 0-1 scale it would be."""
+    images, masks, maps = dim_maps
+    samples = [Sample(f"/x/{i}.png", None, "wood", "good", 0) for i in range(3)]
+    drawings = {
+        "panel": lambda **kw: viz.panel(images[0], masks[0], maps[0], **kw),
+        "compare_maps": lambda **kw: viz.compare_maps(images, masks, {"a": maps, "b": maps[::-1]},
+                                                      ["x", "y", "z"], **kw),
+        "failure_cases": lambda **kw: viz.failure_cases(samples, [0.1, 0.2, 0.3], maps, masks,
+                                                        lambda i: images[i], 0.5, **kw)}
+    floor = 20.0  # std of rendered pixels (0-255): a flat colour is ~0
+    for name, draw in drawings.items():
+        fig = draw()
+        stds = _map_stds(fig)
+        assert stds and min(stds) > floor, (name, stds)
+        assert any("own range" in t for t in _bar_labels(fig)), name
+        log = draw(scale="log")
+        assert min(_map_stds(log)) > floor and any("log scale" in t for t in _bar_labels(log)), name
+        fixed = draw(scale="fixed")
+        assert max(_map_stds(fixed)) < 10, (name, _map_stds(fixed))  # nearly flat: the blank maps this replaces
+        assert any("fixed [0, 1]" in t for t in _bar_labels(fixed)), name
+    with pytest.raises(ValueError, match="scale"):
+        viz.map_norm(maps[0], "linear")
+
+
+def test_score_distributions_figure_per_class():
+    rng = np.random.default_rng(6)
+    classes = ["wood"] * 30 + ["tile"] * 20 + ["gear"] * 10
+    labels = np.array([i % 3 == 0 for i in range(60)], int)
+    scores = rng.random(60) * 0.3 + 0.5 * labels
+    fig = viz.score_distributions_figure(scores, labels, classes, threshold=0.45, ncols=2)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(shown) == 3  # one panel per class, the fourth cell hidden
+    for ax, cls in zip(shown, ["wood", "tile", "gear"]):
+        sel = np.array(classes) == cls
+        n_good, n_bad = int((sel & (labels == 0)).sum()), int((sel & (labels == 1)).sum())
+        assert ax.get_title().startswith(f"{cls}: {n_good} normal")
+        assert f"{n_bad} defective (median {np.median(scores[sel & (labels == 1)]):.3g})" in ax.get_title()
+        assert len(ax.patches) + len(ax.collections) >= 2  # a histogram per group (seaborn: filled steps)
+        assert any(l.get_xdata()[0] == 0.45 for l in ax.get_lines())  # the threshold line
+    assert viz.figure_array(fig).std() > 5
+    one = viz.score_distributions_figure(scores, labels)
+    assert [ax.get_title().split(":")[0] for ax in one.axes if ax.get_visible()] == ["all"]
+    with pytest.raises(ValueError, match="length"):
+        viz.score_distributions_figure(scores, labels[:10], classes)

@@ -77,7 +77,8 @@ def _compare(ctx: Context, stem: str, names: list[str], title: str, what: str) -
 
 
 def fig3_heatmaps(ctx: Context) -> list[dict]:
-    """Figure 3: baselines beside BAG-CLIP on the same images, one 0-1 scale."""
+    """Figure 3: baselines beside BAG-CLIP on the same images, each map on its own range (its
+    colour bar gives it: `viz.compare_maps`)."""
     return _compare(ctx, "fig3_heatmaps", [*TRAINING_FREE, APRIL, OURS],
                     "Figure 3: baselines (our re-implementations) beside BAG-CLIP",
                     "Figure 3: heat maps, baselines beside BAG-CLIP, same images")

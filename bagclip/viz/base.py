@@ -104,12 +104,15 @@ def overlay(image: np.ndarray, mask: np.ndarray, color=(255, 0, 0), alpha: float
 
 
 def heatmap(ax, a, title: str = "", label: str = "", cmap: str = "viridis", vmin=None, vmax=None,
-            xlabel: str | None = None, ylabel: str | None = None, bare: bool = True, extent=None):
+            xlabel: str | None = None, ylabel: str | None = None, bare: bool = True, extent=None,
+            norm=None):
     """imshow with a labelled colour bar; returns the image artist. extent (W, H): stretch a
-    coarse grid over an image-sized axis (so pixel masks can be outlined on it)."""
+    coarse grid over an image-sized axis (so pixel masks can be outlined on it). norm: a
+    matplotlib Normalize (e.g. LogNorm) in place of vmin/vmax."""
     a = np.asarray(a)
     ext = None if extent is None else (0, extent[0], extent[1], 0)
-    im = ax.imshow(a, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", extent=ext)
+    lims = {} if norm is not None else {"vmin": vmin, "vmax": vmax}
+    im = ax.imshow(a, cmap=cmap, norm=norm, interpolation="nearest", extent=ext, **lims)
     cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
     cb.set_label(label, fontsize=7)
     cb.ax.tick_params(labelsize=6)

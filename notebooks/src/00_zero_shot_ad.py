@@ -1,6 +1,9 @@
 # %% md
 # # 00. Zero-shot anomaly detection, the datasets, and the synthetic benchmark
 #
+# *About 20 minutes, exercises 30 more. Difficulty: beginner (Python and numpy; no deep
+# learning needed yet).*
+#
 # **Learning objectives.** After this lesson you can
 # 1. say what *zero-shot* anomaly detection (ZSAD) asks of a model, and how it differs from
 #    training one detector per product;
@@ -104,9 +107,13 @@ assert (sizes["patches touched"] >= 1).all()  # every defect reaches at least on
 # - The synthetic benchmark gives exact masks and the paper's hard defect kinds on a CPU.
 #
 # ## Exercises
-# 1. Which defect kind has the smallest median area here? How many patches would it touch at
-#    518 px with 14-pixel patches (37 x 37 grid)? Use `an.patch_fraction(mask, 37)`.
-# 2. Generate a benchmark with another seed (`bagclip.data.synth.generate(folder, seed=1)`) and
-#    check that the same seed gives the same bytes twice.
-# 3. Why does the field train on the *test* splits of MVTec AD and VisA? What would go wrong if a
-#    target category also appeared in training?
+# Solutions: `notebooks/solutions/00_zero_shot_ad.ipynb`.
+# 1. *(10 min, easy)* Which defect kind has the smallest median area here? How many patches
+#    would it touch at 518 px with 14-pixel patches (the paper's 37 x 37 grid)? Use
+#    `an.patch_fraction(mask, 37)` on masks loaded at 518 px.
+# 2. *(10 min, easy)* Generate a benchmark with another seed
+#    (`bagclip.data.synth.generate(folder, seed=1)`) and check that the same seed gives the
+#    same bytes twice, in two folders.
+# 3. *(10 min, easy)* Why does the field train on the *test* splits of MVTec AD and VisA? What
+#    would go wrong if a target category also appeared in training? Try `check_disjoint` on
+#    such a split.

@@ -1,9 +1,12 @@
 # %% md
-# # 01. The frozen CLIP backbone: 518 px, the taps, the prompts, and what each tap "sees"
+# # 01. The frozen CLIP backbone: input size and patch grid, the taps, the prompts, and what each tap "sees"
+#
+# *About 30 minutes, exercises 40 more. Difficulty: beginner (lesson 00 first).*
 #
 # **Learning objectives.** After this lesson you can
-# 1. explain why the paper runs CLIP at 518 x 518 and how the position embeddings are resized
-#    (once, at load time) to the larger patch grid;
+# 1. explain why the paper runs CLIP at 518 x 518 (a 37 x 37 patch grid for ViT-L-14-336, as
+#    the paper states) while quick mode runs bagclip-mini at 224 px (its own grid, printed
+#    below), and how the position embeddings are resized (once, at load time) to a grid;
 # 2. name the tapped blocks and the shapes `Tokens(patches (B, L, N, W), cls (B, E))`;
 # 3. build the prompt ensemble T = [T_N, T_A] and
 # 4. read a *raw* text-similarity map per tap: how well the frozen CLIP alone localises a
@@ -22,22 +25,29 @@ from bagclip.backbone import interpolate_pos_embed
 lab = course.setup(MODE)
 cfg, bb = lab.cfg, lab.backbone
 print(lab.label(), "| device:", lab.device)
-print(f"{cfg.backbone}: width W = {bb.width}, joint space E = {bb.embed_dim}, patch {bb.patch_size} px, "
-      f"grid G = {bb.grid} (N = {bb.grid ** 2}), taps {cfg.taps}")
+print(f"{cfg.backbone} at {cfg.image_size} px: width W = {bb.width}, joint space E = {bb.embed_dim}, "
+      f"patch {bb.patch_size} px, grid G = {cfg.image_size} / {bb.patch_size} = {bb.grid} "
+      f"(N = {bb.grid ** 2}), taps {cfg.taps}")
+paper = bagclip.Config()  # the paper's setting (a Config only: nothing is loaded)
+print(f"the paper: {paper.backbone} at {paper.image_size} px, patch {paper.arch.patch_size} px, "
+      f"grid {paper.grid} (N = {paper.grid ** 2}), taps {paper.taps}")
+assert bb.grid == cfg.grid == cfg.image_size // bb.patch_size
 # %% md
 # ## 1. Position embeddings, before and after resizing
 # A ViT adds a learned position vector to each patch token; there is one per patch of the grid
-# it was trained on (24 x 24 for ViT-L-14-336). At 518 px the grid is 37 x 37, so
-# `load_backbone` resizes the embedding once (bicubic, class-token row apart) before anything
-# runs. Below: the model's native embedding and the same channels resized to a 518 px grid.
+# it was trained on (for ViT-L-14-336, 336 / 14 = 24 x 24; the paper runs it at 518 px, a 37 x 37
+# grid). Whenever the input size differs from the native one, `load_backbone` resizes the
+# embedding once (bicubic, class-token row apart) before anything runs. Below: this backbone's
+# native embedding and the same channels resized to the grid it would have at 518 px
+# (518 // patch size; the cell prints both grids and the one this lesson runs at).
 # %%
 native_px = open_clip.get_model_config(cfg.backbone)["vision_cfg"]["image_size"]
 native = bagclip.load_backbone(cfg.replace(image_size=native_px), device="cpu")
 pos_native = native.visual.positional_embedding.detach().cpu()
 g518 = 518 // bb.patch_size
 pos_518 = interpolate_pos_embed(pos_native, g518)
-print(f"native: {tuple(pos_native.shape)} (1 + {native.grid}^2 rows)  ->  at 518 px: "
-      f"{tuple(pos_518.shape)} (1 + {g518}^2 rows)")
+print(f"native {native_px} px: {tuple(pos_native.shape)} (1 + {native.grid}^2 rows)  ->  at 518 px: "
+      f"{tuple(pos_518.shape)} (1 + {g518}^2 rows); this lesson runs at {cfg.image_size} px, grid {bb.grid}")
 viz.plot_pos_embed(pos_native[1:], pos_518[1:], label=f"{cfg.backbone}: position embedding channels "
                      f"(with real CLIP weights they are smooth spatial patterns)")
 # %% md
@@ -121,15 +131,19 @@ pd.Series({f"block {t}": binary_metrics(g.score, g.defect)["auroc"] for t, g in 
           name="patch AUROC of the raw map").round(3).to_frame()
 # %% md
 # ## Summary
-# - At 518 px CLIP sees a 37 x 37 grid; position embeddings are resized once, at load time.
+# - The grid is input size / patch size: the paper's ViT-L-14-336 at 518 px sees 37 x 37 (its
+#   setting), this mode's backbone the grid printed in the first cell; position embeddings are
+#   resized to it once, at load time.
 # - Four taps give multi-depth patch tokens (B, L, N, W); the class token goes to the global branch.
 # - T = [T_N, T_A] is an ensemble over templates and state words, normalised twice.
 # - A raw per-tap text map shows what frozen CLIP localises by itself; the heads must improve it.
 #
 # ## Exercises
-# 1. Switch `MODE = "lab"` (internet once) and compare the raw maps of ViT-B-16 with quick mode's.
-#    Which tap localises best?
-# 2. Replace the templates with a single one (`prompt_sentences(name, templates=("a photo of a {}.",))`)
-#    and measure the per-tap AUROC again: how much does the ensemble help?
-# 3. Run the backbone at the native size and at 518 px on one small defect: how many patches
-#    does the defect touch in each case?
+# Solutions: `notebooks/solutions/01_backbone.ipynb`.
+# 1. *(10 min, easy; lab mode needs internet once)* Which tap localises best in this mode, by
+#    the per-tap patch AUROC? Switch `MODE = "lab"` and compare ViT-B-16's raw maps and AUROCs.
+# 2. *(15 min, medium)* Replace the templates with a single one
+#    (`prompt_sentences(name, templates=("a photo of a {}.",))`) and measure the per-tap AUROC
+#    again: how much does the ensemble help?
+# 3. *(15 min, medium)* Run the backbone at its native size and at 518 px on one small defect:
+#    what grid does each give, and how many patches does the defect touch in each case?

@@ -1,6 +1,9 @@
 # %% md
 # # 02. Bifurcated Self-Attention and SAFR
 #
+# *About 30 minutes, exercises 40 more. Difficulty: intermediate (lesson 01 first; PyTorch
+# tensors and linear layers).*
+#
 # **Learning objectives.** After this lesson you can
 # 1. draw the two branches of BSA (paper, Section 3.2): the Global Semantic Branch (class token
 #    -> adapter -> g) and the Detail-Preserving Branch (tapped patch tokens -> SAFR);
@@ -45,8 +48,10 @@ assert torch.equal(split_taps(concat_taps(patches), L), patches)  # the split un
 print("SAFR by the package equals the formula; the tap split is exact.")
 # %% md
 # ## 2. Gates before and after training
-# An untrained SAFR sits near 0.5 everywhere. Heads trained on the auxiliary categories (shared
-# by the lessons, trained once and cached) learn which channels of which tap to keep.
+# A randomly initialised SAFR (above) gates channels at random around 0.5; the heads start
+# from a neutral SAFR (W2 = 0: every gate exactly 0.5). Heads trained on the auxiliary
+# categories (shared by the lessons, trained once and cached) learn which channels of which
+# tap to keep; the cell after the figure prints how far from 0.5 the gates are.
 # %%
 trained = course.trained_heads(lab).model
 with torch.no_grad():
@@ -58,6 +63,9 @@ per_tap = g_trained.reshape(B, L, W).mean(-1).mean(0)
 print("mean trained gate per tap:", {f"block {t}": round(float(v), 3) for t, v in zip(cfg.taps, per_tap)})
 print("gate spread across images (std over images, mean over channels):",
       round(float(g_trained.std(0).mean()), 4))
+print(f"mean |gate - 0.5|: random SAFR {float((gates - 0.5).abs().mean()):.3f}, trained "
+      f"{float((g_trained - 0.5).abs().mean()):.3f}; per tap (trained): "
+      f"{[round(float(v), 3) for v in (g_trained - 0.5).abs().reshape(B, L, W).mean((0, 2))]}")
 # %% md
 # ## 3. The Global Semantic Branch
 # The class token after the last block, through ln_post and proj (frozen), then a trainable
@@ -77,7 +85,9 @@ print("untrained adapter = identity: g is CLIP's normalised image embedding")
 # The paper's text taps the standard blocks (`"none"`). Our option `"vv"` (from the first tap on)
 # takes each tap from a V-V attention step, softmax(V V^T / sqrt(d)) V, which keeps a patch
 # attending to patches with similar *values* and is known (CLIP Surgery, AnomalyCLIP) to give
-# cleaner local features. Same image, same text, raw text maps per tap (as in lesson 01):
+# cleaner local features. Same image, same text, raw text maps per tap (as in lesson 01),
+# each on its own range (its colour bar gives it); the cell after the self-check prints how
+# much the two streams' tokens differ per tap:
 # %%
 from bagclip.backbone import vv_attention
 from bagclip.data import load_image
@@ -124,11 +134,16 @@ print("mean |vv - none| per tap:", [round(float(v), 2) for v in d])
 #   answer "where?".
 # - SAFR = squeeze (GAP over patches) + excitation (bottleneck + sigmoid): per-image channel
 #   gates; the package equals the formula.
-# - Training moves the gates away from 0.5, differently per tap.
+# - Training moves the gates from their neutral 0.5; the printed distance per tap says how far.
 # - `"vv"` is our option, not the paper's text: compare the maps before choosing it.
 #
 # ## Exercises
-# 1. Train heads with `use_safr=False` (`course.trained_heads(lab, cfg.replace(use_safr=False))`)
-#    and compare pixel AUROC with the SAFR heads (lesson 07 does this for Table 3).
-# 2. Change `safr_reduction` to 2 and 64: how do the trained gates change?
-# 3. With `"vv"`, set `bsa_start` later than the first tap: which taps change?
+# Solutions: `notebooks/solutions/02_bsa_safr.ipynb`.
+# 1. *(15 min, medium)* Knock SAFR out of the trained heads at inference (a copy with
+#    `safr = None`: the taps go to the SAGs unchanged) and compare pixel AUROC on the target
+#    sets with the full heads. Why is this not the same as training with `use_safr=False`
+#    (what lesson 07 does for Table 3)?
+# 2. *(10 min, easy)* SAFR's bottleneck holds 2 C^2 / r weights (C = L W, no bias): count them
+#    for `safr_reduction` 2, 8 and 64 and check against the package. What does r trade?
+# 3. *(15 min, medium)* With `"vv"`, set `bsa_start` to the second tap: which taps' tokens
+#    differ from `"none"`, and which are equal?

@@ -1,6 +1,9 @@
 # %% md
 # # 03. The Self-Attention Graph: by hand on 7 nodes, then on an image, then explored
 #
+# *About 35 minutes, exercises 35 more. Difficulty: intermediate (lesson 01 first; graphs and
+# nearest neighbours).*
+#
 # **Learning objectives.** After this lesson you can
 # 1. build the SAG's adjacency (paper, Section 3.3) step by step on a graph small enough to check
 #    by hand: distances d2, local scales sigma, affinities S, thresholds tau, A_adj, A_sym, A_norm;
@@ -130,8 +133,10 @@ assert summary["adjacent"].mean() > summary["position_blind_adjacent"].iloc[0]  
 #   non-local they are, per patch, per image and per class.
 #
 # ## Exercises
-# 1. In the explorer, compare a defect patch with a background patch at K = 5 and K = 30: which
-#    one's neighbours are more spread out, and why?
-# 2. Measure `an.nonlocal_summary` on an earlier tap (`patches[0, 0]`): are shallow features
-#    more local?
-# 3. On the 7-node graph, move the loner x next to group a: which tau changes, and which edges?
+# Solutions: `notebooks/solutions/03_sag.ipynb`.
+# 1. *(10 min, easy)* In the explorer, compare a defect patch with a background patch at K = 5
+#    and K = 30: which one's neighbours are more spread out on the image, and why?
+# 2. *(10 min, medium)* Measure `an.nonlocal_summary` on an earlier tap (`patches[0, 0]`): are
+#    shallow features more local?
+# 3. *(15 min, medium)* On the 7-node graph, move the loner x next to group a: which tau
+#    changes, and which edges?

@@ -1,6 +1,8 @@
 # %% md
 # # 04. Propagation: the GCN, over-smoothing, and Joint Feature Fusion
 #
+# *About 30 minutes, exercises 35 more. Difficulty: intermediate (lesson 03 first).*
+#
 # **Learning objectives.** After this lesson you can
 # 1. run the SAG's GCN, F^(p+1) = relu(A_norm F^(p) W^(p)) (paper, Section 3.4), and check one
 #    layer by hand;
@@ -68,10 +70,15 @@ edge_sum = 0.5 * (A_star * ((g[:, None] - g[None]) ** 2).sum(-1)).sum()
 assert abs(an.dirichlet_energy(f, parts.A_norm, normalise=False) - float(edge_sum)) < 1e-6 * float(edge_sum)
 assert table.dirichlet.iloc[-1] < table.dirichlet.iloc[0]  # deep stacks are smoother than F_pre
 print("Dirichlet energy: trace form == edge sum; energy at P = 8 below F_pre's")
+first, last = table.index[0], table.index[-1]
+print(f"from P = {first} to P = {last}: mean cosine {table.mean_cos[first]:.3f} -> {table.mean_cos[last]:.3f} "
+      f"({'rises' if table.mean_cos[last] > table.mean_cos[first] else 'does not rise'}), Dirichlet energy "
+      f"{table.dirichlet[first]:.4f} -> {table.dirichlet[last]:.4f}")
 # %% md
 # Training counteracts part of this (the weights W^(p) learn to keep contrasts), and JFF keeps
 # F_pre beside F_SAG, so the fused feature never relies on propagated features alone. The
-# paper finds the best depth at P = 5 and a "significant decline" at 6-7 (lesson 08 sweeps it).
+# paper reports (quoted) its best depth at P = 5 and a "significant decline" at 6-7; lesson 08
+# sweeps it here.
 #
 # ## 3. Joint Feature Fusion: F_pre, F_SAG and their fusion
 # Psi = normalize([F_pre, F_SAG] W_proj) lives in CLIP's joint space, where it meets T. With the
@@ -110,13 +117,17 @@ sep.describe().loc[["mean", "std"]].round(3)
 # %% md
 # ## Summary
 # - A GCN layer is relu(A_norm F W); the package equals the hand loop.
-# - Stacking layers smooths features: mean cosine rises and Dirichlet energy falls with P, which
-#   is the mechanism behind the paper's decline at P = 6-7.
+# - Stacking layers smooths features: the self-check cell prints how mean cosine and Dirichlet
+#   energy move with P on this image, the mechanism the paper gives for its decline at P = 6-7.
 # - JFF keeps F_pre beside F_SAG and projects both into the text space; compare the three
 #   separations to see what each contributes on unseen classes.
 #
 # ## Exercises
-# 1. Repeat the over-smoothing curve with K = 5 and K = 30. Does a denser graph smooth faster?
-# 2. Compute the separations for the first tap instead of the last. Which tap profits most from
-#    the graph?
-# 3. Train heads with `use_jff=False` (F_SAG alone) and compare pixel AUROC (lesson 07).
+# Solutions: `notebooks/solutions/04_propagation_jff.ipynb`.
+# 1. *(10 min, easy)* Repeat the over-smoothing curve with K = 5 and K = 30. Does a denser graph
+#    smooth faster?
+# 2. *(10 min, medium)* Compute the separations for every tap, not only the last. Which tap
+#    profits most from the graph (Psi against F_pre)?
+# 3. *(15 min, medium)* Knock F_SAG out of the trained heads at inference (each SAG replaced by
+#    zeros, so JFF sees F_pre only) and compare pixel AUROC on the target sets. How is this
+#    different from training without the SAG (`use_sag=False`, lesson 07's Table 3)?

@@ -121,7 +121,7 @@ picks = [next(s for s in lab.target if s.label and s.class_name == c) for c in s
 maps, scores = predict_all(result.model, cfg, bb, lab.cache, picks)  # (n, S, S), (n,)
 viz.panel_rows([dict(image=lab.view(s)[0], mask=lab.view(s)[1], amap=maps[i],
                        title=f"{s.class_name}/{s.defect_type}", map_title=f"score {float(scores[i]):.2f}")
-                  for i, s in enumerate(picks)], suptitle="trained heads on unseen classes (maps on a fixed 0-1 scale)")
+                  for i, s in enumerate(picks)], suptitle="trained heads on unseen classes (each map on its own range: colour bar)")
 # %% md
 # ## Summary
 # - The heads give two-channel maps per tap; their abnormal channels average into the anomaly

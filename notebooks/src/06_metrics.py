@@ -1,13 +1,17 @@
 # %% md
 # # 06. The metrics, on a worked example, then the paper's tables
 #
+# *About 30 minutes, exercises 35 more. Difficulty: beginner to intermediate (lesson 00 first;
+# the tables use the heads of lesson 05, trained once and shared).*
+#
 # **Learning objectives.** After this lesson you can
 # 1. compute AUROC, AP and F1-max of ten scores by hand and know each one's chance level;
 # 2. explain the F1-max *threshold* (used by the failure gallery, lesson 09);
 # 3. compute the pixel metrics and AUPRO (per-region overlap up to FPR 0.3) on two tiny maps,
 #    and see why AUPRO with 200 thresholds and a rescaled axis (used by some repositories) is a
 #    different number;
-# 4. lay our results out as the paper's Tables 1-2, beside its quoted values.
+# 4. lay our results out as the paper's Tables 1-2, beside its quoted values, and read the
+#    per-image score distributions that an image AUROC sums up.
 # %% [parameters]
 MODE = "quick"
 # %%
@@ -78,10 +82,42 @@ maps = np.zeros((2, 8, 8))
 maps[0, 1:5, 1:5] = 0.9        # the large one found
 maps[1] = 0.05 * np.arange(64).reshape(8, 8) / 64  # the tiny one missed
 cm = compute_metrics([1, 1], [1, 1], maps, masks)
-print(f"pixel AUROC {cm['pixel_auroc']:.3f} (most defect pixels are found)  vs  AUPRO {cm['pixel_aupro']:.3f} "
-      f"(half the regions are missed)")
+print(f"pixel AUROC {cm['pixel_auroc']:.3f}  vs  AUPRO {cm['pixel_aupro']:.3f}")
 print(f"MVTec AUPRO {aupro(maps, masks):.3f}  vs  200-threshold, rescaled variant {aupro_cflow200(maps, masks):.3f}: "
-      f"not the same number (docs/metrics.md)")
+      f"{'the same' if abs(aupro(maps, masks) - aupro_cflow200(maps, masks)) < 5e-4 else 'not the same'} "
+      f"number (docs/metrics.md)")
+# %% md
+# Where does the AUPRO come from? Lower the threshold step by step: each step flags more normal
+# pixels (FPR, the share of normal pixels at or above it) and covers more of each region
+# (overlap, the share of its pixels at or above it). PRO is the mean overlap over the regions;
+# AUPRO is the area under PRO against FPR up to 0.3, divided by 0.3. By hand:
+# %%
+from scipy import ndimage as ndi
+
+normal_px = maps[~masks]
+regions = {}
+for i in range(len(maps)):
+    lab_i, n_i = ndi.label(masks[i])
+    for r in range(1, n_i + 1):
+        regions[f"image {i}, region {r} ({int((lab_i == r).sum())} px)"] = maps[i][lab_i == r]
+curve = pd.DataFrame([{"threshold": t, "FPR": float((normal_px >= t).mean()),
+                       **{name: float((v >= t).mean()) for name, v in regions.items()}}
+                      for t in np.unique(maps)[::-1]])
+curve["PRO"] = curve[list(regions)].mean(axis=1)
+inside = curve[curve.FPR <= 0.3]
+fpr_steps = np.diff(np.r_[0.0, inside.FPR.values, 0.3])  # each step's FPR width, the last up to 0.3
+aupro_hand = float(np.sum(fpr_steps * np.r_[inside.PRO.values, inside.PRO.values[-1]]) / 0.3)
+assert abs(aupro_hand - cm["pixel_aupro"]) < 1e-6  # the package's AUPRO, by hand
+found_at = {name: float(curve.FPR[curve[name] >= 0.5].min()) for name in regions}
+change = np.flatnonzero(np.diff(inside.PRO.values))  # the steps where PRO moves, and the ends
+display(inside.iloc[sorted({0, len(inside) - 1, *change, *(change + 1)})].round(3))
+for name, f in found_at.items():
+    print(f"{name}: at least half covered from FPR {f:.3f} on")
+late = [n for n, f in found_at.items() if f > 0]
+print(f"so up to FPR {max(found_at.values()):.3f} PRO is {inside.PRO.iloc[0]:.2f} "
+      f"({len(late)} of {len(regions)} regions not yet found), then {inside.PRO.iloc[-1]:.2f}: "
+      f"AUPRO {cm['pixel_aupro']:.3f} = the mean PRO over FPR 0 to 0.3, while pixel AUROC "
+      f"{cm['pixel_auroc']:.3f} counts every pixel alike")
 assert cm["pixel_aupro"] < cm["pixel_auroc"]
 # %% md
 # ## 3. The tables: ours in the paper's layout, its values beside them (quoted)
@@ -95,20 +131,61 @@ from IPython.display import Markdown
 from bagclip.evaluate import evaluate_cached
 from bagclip.report import paper_layout
 
-heads = course.trained_heads(lab).model
+heads = course.trained_heads(lab).model  # trained for the config's default epochs (no override)
+print(f"heads trained for {lab.cfg.epochs} epochs (Config default {type(lab.cfg)().epochs}, "
+      f"{MODE} preset {lab.cfg.epochs})")
 results = {name: [evaluate_cached(heads, lab.cfg, lab.backbone, lab.cache, samples)] for name, samples in lab.targets.items()}
 Markdown(f"*{lab.label()}*\n\n" + paper_layout(results, lab.cfg.image_size))
 # %%
 per_class = pd.DataFrame(next(iter(results.values()))[0]["per_class"]).T.mul(100).round(1)
 viz.table_figure(per_class, f"per class, percent - {lab.label()}")
 # %% md
+# ## 4. Behind an image AUROC: the per-image scores, normal against defective
+# An image AUROC is one number per class; the scores it ranks are a distribution per group.
+# One panel per class: the image scores of its normal images (blue) and its defective ones
+# (red), on bins shared by every panel, with the F1-max threshold over all target images
+# dashed (`viz.score_distributions_figure`, also used for figures). The cell after it prints
+# each class's medians and image AUROC from these scores.
+# %%
+from bagclip.inference import predict_samples
+
+target = lab.target
+img_scores = np.zeros(len(target))
+for idx, _, sc, _ in predict_samples(heads, lab.cfg, lab.backbone, lab.cache, target):
+    img_scores[idx] = sc.numpy()
+img_labels = np.array([int(s.label) for s in target])
+img_classes = [s.class_name for s in target]
+thr_all, _ = an.f1_max_threshold(img_scores, img_labels)
+viz.score_distributions_figure(img_scores, img_labels, img_classes, threshold=thr_all,
+                               title=f"per-image scores on the target classes - {lab.label()}")
+# %%
+rows = []
+for cls in dict.fromkeys(img_classes):
+    sel = np.array(img_classes) == cls
+    rows.append({"class": cls, "normal median": np.median(img_scores[sel & (img_labels == 0)]),
+                 "defective median": np.median(img_scores[sel & (img_labels == 1)]),
+                 "image AUROC": binary_metrics(img_scores[sel], img_labels[sel])["auroc"]})
+dist = pd.DataFrame(rows).set_index("class")
+display(dist.round(3))
+overlap = dist.index[dist["defective median"] <= dist["normal median"]].tolist()
+print(f"classes whose typical defective image scores no higher than their typical normal one: "
+      f"{overlap or 'none'}; lowest image AUROC: {dist['image AUROC'].idxmin()} "
+      f"({dist['image AUROC'].min():.3f})")
+# %% md
 # ## Summary
 # - AUROC counts correctly ordered pairs; AP averages precision at the anomalous ranks; F1-max
 #   takes the best threshold, which the failure gallery reuses.
 # - Know the chance level before reading a number: 0.5 for AUROC, p for AP, 2p/(1+p) for F1-max.
-# - AUPRO weighs regions equally and stops at FPR 0.3; the 200-threshold variant is not comparable.
+# - AUPRO weighs regions equally and stops at FPR 0.3: the hand table shows which region is
+#   found at which FPR; the 200-threshold variant is a different number.
+# - An image AUROC summarises two score distributions per class; look at them before reading it.
 #
 # ## Exercises
-# 1. Swap the scores of the 3rd and 4th images. Which metrics change, and by how much?
-# 2. Add 100 easy normal images scoring 0.0. What happens to AUROC, AP and F1-max, and why?
-# 3. In the AUPRO example, make the large defect 4 times larger: does AUPRO move? Does pixel AUROC?
+# Solutions: `notebooks/solutions/06_metrics.ipynb`.
+# 1. *(5 min, easy)* Swap the scores of the 3rd and 4th images. Which metrics change, and by how much?
+# 2. *(10 min, easy)* Add 100 easy normal images scoring 0.0. What happens to AUROC, AP and
+#    F1-max, and why?
+# 3. *(10 min, medium)* In the AUPRO example, make the large defect 4 times larger (in area):
+#    does AUPRO move? Does pixel AUROC?
+# 4. *(10 min, medium)* In the score distributions, pick the class with the lowest image
+#    AUROC: what share of its normal images score above its defective median?
