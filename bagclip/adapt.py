@@ -202,8 +202,11 @@ def adapt(images, class_name: str, out_dir: str | os.PathLike, cfg=None,
         _check_record(out / RECORD, record)
     # written before training: an interrupted run keeps what it was drawing, for resume's check
     atomic_write_text(out / RECORD, json.dumps(record, indent=1))
+    # drawn files are rewritten on every call (new dates): checkpoints record the set by content
+    drawn = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
     res = train(cfg, samples, backbone, out, cache=cache or FeatureCache(backbone), resume=resume,
-                save_every=save_every, max_steps=max_steps, progress=progress, init_state=init_state)
+                save_every=save_every, max_steps=max_steps, progress=progress, init_state=init_state,
+                aux_fingerprint=f"adapt:{drawn}")
     counts = {k: sum(d["kind"] == k for d in record["drawn"]) for k in record["allowed_kinds"]}
     log.info("adapt: %d normal images, %d drawn defects %s", len(record["sources"]), len(record["drawn"]), counts)
     return res

@@ -7,6 +7,10 @@ written atomically, in this order:
     heads.safetensors   trainable weights + the Config (metadata), all `predict` needs
     history.json        loss per step (for people and plots)
     checkpoint.json     written last: the step and the SHA-256 of the three files above
+state.pt, heads.safetensors (metadata "bagclip_inputs") and checkpoint.json also record what the
+heads were computed from (`fingerprint.train_inputs`: the training listing, the backbone, the
+weights' SHA-256): a resume with other inputs is refused (`InputsChangedError`), and so is
+loading heads whose weights file was replaced since (`WeightsChangedError`).
 An interruption anywhere (Ctrl-C, SIGKILL, a full disk) leaves the previous state.pt or the new
 one, never a mix, so a resumed run continues exactly. Until the set is complete again,
 checkpoint.json disagrees with heads.safetensors and `load_heads` refuses the folder
@@ -26,7 +30,8 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save
 
 from .config import Config
-from .errors import CheckpointError, CheckpointMissingError, DivergedError, ResumeError, TornCheckpointError
+from .errors import (CheckpointError, CheckpointMissingError, DivergedError, ResumeError,
+                     TornCheckpointError, WeightsChangedError)
 from .files import atomic_write_bytes
 
 STATE, HEADS, HISTORY, MANIFEST = "state.pt", "heads.safetensors", "history.json", "checkpoint.json"
@@ -34,21 +39,24 @@ RUN_FILES = (STATE, HEADS, HISTORY, MANIFEST)
 STATE_FORMAT = 2  # 1: state.pt without weights (before issue 10); not resumable safely
 
 
-def heads_blob(model: torch.nn.Module, cfg: Config) -> bytes:
-    """The bytes of a heads.safetensors file: trainable weights + the Config as metadata.
-    Non-finite weights are refused here, so none leaves the process (checkpoint or export)."""
+def heads_blob(model: torch.nn.Module, cfg: Config, inputs: dict | None = None) -> bytes:
+    """The bytes of a heads.safetensors file: trainable weights + the Config (and `inputs`, what
+    they were computed from) as metadata. Non-finite weights are refused here, so none leaves the process (checkpoint or export)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:  # issue 19
         raise DivergedError(f"the heads' weights are NaN or infinite ({', '.join(bad[:3])}"
                             f"{' ...' if len(bad) > 3 else ''}): the training diverged and nothing was "
                             f"saved. Lower lr or loss_lambda and train into a new folder")
-    return save(tensors, metadata={"bagclip_config": json.dumps(cfg.to_dict())})
+    meta = {"bagclip_config": json.dumps(cfg.to_dict())}
+    if inputs is not None:
+        meta["bagclip_inputs"] = json.dumps(inputs, sort_keys=True)
+    return save(tensors, metadata=meta)
 
 
-def save_heads(model: torch.nn.Module, cfg: Config, path: str | os.PathLike) -> Path:
+def save_heads(model: torch.nn.Module, cfg: Config, path: str | os.PathLike, inputs: dict | None = None) -> Path:
     """Write the trainable weights and the Config to one safetensors file, atomically."""
-    atomic_write_bytes(Path(path), heads_blob(model, cfg))
+    atomic_write_bytes(Path(path), heads_blob(model, cfg, inputs))
     return Path(path)
 
 
@@ -56,17 +64,20 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_checkpoint(out: Path, model, opt, cfg: Config, step: int, history: list[float]) -> None:
-    """One checkpoint, file by file (each atomic), state.pt first and checkpoint.json last."""
+def write_checkpoint(out: Path, model, opt, cfg: Config, step: int, history: list[float],
+                     inputs: dict | None = None) -> None:
+    """One checkpoint, file by file (each atomic), state.pt first and checkpoint.json last;
+    `inputs` (`fingerprint.train_inputs`) recorded in all three."""
     buf = io.BytesIO()
     torch.save({"format": STATE_FORMAT, "step": step, "history": list(history),
-                "config": json.dumps(cfg.to_dict()),
+                "config": json.dumps(cfg.to_dict()), "inputs": json.dumps(inputs, sort_keys=True),
                 "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
                 "optimizer": opt.state_dict()}, buf)
-    blobs = {STATE: buf.getvalue(), HEADS: heads_blob(model, cfg), HISTORY: json.dumps(history).encode()}
+    blobs = {STATE: buf.getvalue(), HEADS: heads_blob(model, cfg, inputs), HISTORY: json.dumps(history).encode()}
     for name, data in blobs.items():
         atomic_write_bytes(out / name, data)
-    manifest = {"step": step, "files": {name: _digest(data) for name, data in blobs.items()}}
+    manifest = {"step": step, "files": {name: _digest(data) for name, data in blobs.items()},
+                "inputs": inputs}
     atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=1).encode())
 
 
@@ -124,6 +135,7 @@ def load_heads(path: str | os.PathLike, backbone=None, device: str | torch.devic
         raise DivergedError(f"{path} holds NaN or infinite weights ({', '.join(bad[:3])}): the training "
                             f"diverged. Retrain with a lower lr", path)
     backbone = backbone or load_backbone(cfg, device=device)
+    _check_weights(path, meta, backbone)
     model = build_heads(cfg, backbone)
     try:
         model.load_state_dict(tensors)
@@ -133,6 +145,22 @@ def load_heads(path: str | os.PathLike, backbone=None, device: str | torch.devic
                               f"({' '.join(first).strip()[:160]}); the file was altered or comes "
                               f"from another version. Retrain", path) from None
     return model.to(backbone.device).eval(), cfg, backbone
+
+
+def _check_weights(path: Path, meta: dict, backbone) -> None:
+    """WeightsChangedError when the heads' record names weights (by SHA-256) other than the
+    backbone's: the weights file they were trained with was replaced (issue 19)."""
+    try:
+        want = (json.loads(meta.get("bagclip_inputs") or "null") or {}).get("weights_sha256")
+    except (ValueError, AttributeError):
+        raise CheckpointError(f"{path}: its record of inputs is unreadable; the file was altered. "
+                              f"Retrain", path) from None
+    have = getattr(backbone, "weights_sha256", None)
+    if want and want != have:
+        raise WeightsChangedError(f"{path} was trained on backbone weights with SHA-256 "
+                                  f"{want[:16]}..., but the weights loaded now ({getattr(getattr(backbone, 'cfg', None), 'pretrained', None)}) "
+                                  f"are {(have or 'not a file')[:16]}...: the weights file was replaced "
+                                  f"since training, so these heads do not fit its features", path)
 
 
 _RESTART = "start over in a new run folder (or delete this one)"
@@ -154,9 +182,12 @@ def _read_state(path: Path, device) -> dict:
     return state
 
 
-def resume_state(path: Path, cfg: Config, model, opt, device) -> tuple[int, list[float]]:
+def resume_state(path: Path, cfg: Config, model, opt, device, inputs: dict | None = None) -> tuple[int, list[float]]:
     """Load state.pt into model and opt; (step, history). Refuses, naming the file, anything
-    that is not a complete state of this run (ResumeError)."""
+    that is not a complete state of this run (ResumeError), or a run made from other `inputs`
+    (InputsChangedError; a state from before inputs were recorded is accepted)."""
+    from .fingerprint import check_same_inputs
+
     state = _read_state(path, device)
     try:
         saved = Config.from_dict(json.loads(state["config"]))
@@ -169,6 +200,12 @@ def resume_state(path: Path, cfg: Config, model, opt, device) -> tuple[int, list
         raise ResumeError(f"cannot resume: the run in {path.parent} differs from the current "
                           f"settings ({'; '.join(diff[:4])}); resume with the same settings or use "
                           f"a new folder", path)
+    if inputs is not None:
+        try:
+            recorded = json.loads(state.get("inputs") or "null")
+        except (ValueError, TypeError):
+            recorded = {"unreadable": True}
+        check_same_inputs(recorded, inputs, f"the run in {path.parent}", path)
     step, history = int(state["step"]), [float(x) for x in state["history"]]
     if len(history) != step:
         raise ResumeError(f"cannot resume from {path}: {len(history)} losses for {step} steps; "

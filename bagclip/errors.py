@@ -38,6 +38,20 @@ class ResumeError(BagclipError):
     """A run that cannot be resumed: nothing to resume, other settings, a damaged state."""
 
 
+class InputsChangedError(ResumeError):
+    """A run (its record, its training state) made from other inputs than the current ones:
+    other data, other weights (issue 19: what a result was computed from)."""
+
+
+class ListError(BagclipError):
+    """A list that cannot be run as given: a seed, swept value or dataset name given twice, the
+    seed swept as a setting. `setting` names the list (seeds, grid_seeds, values, dataset...)."""
+
+    def __init__(self, msg: str, setting: str | None = None):
+        super().__init__(msg)
+        self.setting = setting
+
+
 class DivergedError(BagclipError):
     """The training loss (or the weights) stopped being finite."""
 
@@ -79,6 +93,11 @@ class DefectDrawError(BagclipError):
     def __init__(self, msg: str, path=None, kinds=(), size=None):
         super().__init__(msg, path=path)
         self.kinds, self.size = tuple(kinds), size
+
+
+class WeightsChangedError(CheckpointError):
+    """Heads whose record names backbone weights (by SHA-256) other than the ones loaded now:
+    the weights file was replaced after training."""
 
 
 class CheckpointMissingError(CheckpointError, FileNotFoundError):

@@ -54,10 +54,12 @@ def _context(cfg: Config, out_dir, figures_dir, seeds, grid_seeds, device, synth
     from .backbone import load_backbone
     from .cache import FeatureCache
     from .data import protocol_data
+    from .fingerprint import check_zero_shot
 
     label = LABEL_FULL if full else LABEL.format(
         backbone=cfg.backbone + (MINI_NOTE if cfg.backbone == MINI_BACKBONE else ""))
     aux, targets = protocol_data(full=full, image_size=cfg.image_size, synth_root=synth_root)
+    check_zero_shot(aux, targets, cfg.class_names)  # issue 19: a --synth-root of any tree
     backbone = load_backbone(cfg, device=device)
     ctx = Context(cfg, aux, targets, backbone, FeatureCache(backbone), Path(out_dir), Path(figures_dir),
                   label, list(seeds), list(grid_seeds),
@@ -115,7 +117,14 @@ def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/repr
     7, the raw text maps per tap). Grids use grid_seeds. The artefacts of each part are
     bagclip.artefacts' registry. Returns a summary dict.
     """
+    from .fingerprint import check_unique_values
+    from .sweeps import check_grid
+
     artefacts(parts)  # refuses unknown parts before any work
+    check_grid(None, None, seeds)  # issue 19: a seed twice, refused before any work
+    check_unique_values(list(grid_seeds), "grid seeds", setting="grid_seeds")
+    for param, values in (sweeps or {}).items():
+        check_grid(param, values, grid_seeds)
     cfg = cfg or (Config() if full else Config.quick())
     ctx = _context(cfg, out_dir, figures_dir, seeds, grid_seeds, device, synth_root, full, sweeps,
                    dict(progress=progress, executor=executor, slurm=slurm))

@@ -1,10 +1,12 @@
 """What a result was computed from (issue 19, rule 7): fingerprints of inputs, for run keys and
-run records, and the refusals of repeated names and seeds.
+run records, and the refusals of repeated names and seeds and of non-disjoint sets.
 
-Standalone so that issue 18's `runs.py` can call them; not yet wired into the run keys (see the
-report of issue 19): `run_key` should hash `inputs_fingerprint(aux, targets, backbone)` beside
-the Config, `finished_run` compare it with the run's record, `train(resume=True)` refuse a
-run whose record holds another.
+Wired in: `runs.run_key` hashes `inputs_fingerprint(aux, targets)` beside the Config (other data
+-> another run); a run's metrics.json records it and `runs.finished_run` reads a run back only
+with the same; `train` records `train_inputs` (training listing, backbone, weights SHA-256) in
+state.pt and the heads' metadata, a resume with others is refused (`InputsChangedError`) and
+`checkpoint.load_heads` refuses heads whose weights file was replaced (`WeightsChangedError`).
+Cheap: a listing is fingerprinted by each file's size and mtime (os.stat), no file is read.
 No torch at import.
 """
 from __future__ import annotations
@@ -33,8 +35,8 @@ def samples_fingerprint(samples: Iterable, contents: bool = False) -> str:
     for s in samples:
         files = [p for p in (s.image_path, s.mask_path) if p]
         ident = [_digest_file(p) if contents else _stat(p) for p in files]
-        rows.append([str(s.image_path), str(s.mask_path or ""), s.class_name, s.defect_type,
-                     int(s.label), ident])
+        mask = os.path.abspath(s.mask_path) if s.mask_path else ""
+        rows.append([os.path.abspath(s.image_path), mask, s.class_name, s.defect_type, int(s.label), ident])
     text = json.dumps(sorted(rows), separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -47,45 +49,70 @@ def _digest_file(path) -> str:
     return h.hexdigest()
 
 
+def backbone_fingerprint(backbone) -> str:
+    """SHA-256 (16 hex) of a backbone's identity (`Backbone.identity()`, or a plain dict); a
+    weights file counts by the SHA-256 of its bytes, not by its path and date (moved or touched
+    weights are the same weights; replaced ones are not)."""
+    ident = dict(backbone.identity() if hasattr(backbone, "identity") else backbone)
+    if ident.get("pretrained_sha256") and str(ident.get("pretrained", "")).startswith("file:"):
+        ident["pretrained"] = "file"
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def inputs_fingerprint(aux: Sequence, targets: Mapping[str, Sequence], backbone=None) -> dict:
-    """{aux, targets: {name: fp}, backbone}: what a run's key and record should hold beside its
+    """{aux, targets: {name: fp}[, backbone]}: what a run's key and record hold beside its
     Config, so that reuse with other data or other weights recomputes (or refuses)."""
     out = {"aux": samples_fingerprint(aux),
            "targets": {name: samples_fingerprint(t) for name, t in sorted(targets.items())}}
     if backbone is not None:
-        ident = backbone.identity() if hasattr(backbone, "identity") else backbone
-        out["backbone"] = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+        out["backbone"] = backbone_fingerprint(backbone)
     return out
 
 
-def check_same_inputs(recorded: Mapping | None, current: Mapping, where: str) -> None:
-    """ValueError naming what differs when a run's recorded fingerprint is not `current`'s
-    (None: a run from before fingerprints, accepted)."""
+def train_inputs(samples: Sequence, backbone, aux: str | None = None) -> dict:
+    """What trained heads were computed from: {aux (the training listing's fingerprint, or
+    `aux` given by the caller, e.g. adapt's content record), backbone, weights_sha256}."""
+    return {"aux": aux or samples_fingerprint(samples), "backbone": backbone_fingerprint(backbone),
+            "weights_sha256": getattr(backbone, "weights_sha256", None)}
+
+
+def check_same_inputs(recorded: Mapping | None, current: Mapping, where: str, path=None) -> None:
+    """InputsChangedError naming what differs when a run's recorded fingerprint is not
+    `current`'s (None: a run from before fingerprints, accepted)."""
+    from .errors import InputsChangedError
+
     if recorded is None or dict(recorded) == dict(current):
         return
     diff = [k for k in sorted(set(recorded) | set(current)) if recorded.get(k) != current.get(k)]
-    raise ValueError(f"{where} was made from other inputs ({', '.join(diff)} differ): a run is "
-                     f"reused or resumed only with the data and weights it was made from; use a "
-                     f"new folder, or delete that run to recompute it")
+    raise InputsChangedError(f"{where} was made from other inputs ({', '.join(diff)} differ): a "
+                             f"run is reused or resumed only with the data and weights it was made "
+                             f"from; use a new folder, or delete that run to recompute it", path)
 
 
 def check_unique_names(specs: Sequence[str], what: str = "dataset") -> None:
-    """ValueError when two `name=root` specs share a name (the second would silently replace
+    """ListError when two `name=root` specs share a name (the second would silently replace
     the first: the issue's `--dataset folder=A --dataset folder=B` trained on B only)."""
+    from .errors import ListError
+
     names = [s.split("=", 1)[0].strip().lower() for s in specs]
     twice = sorted(n for n, c in Counter(names).items() if c > 1)
     if twice:
-        raise ValueError(f"{what} name(s) given twice: {', '.join(twice)}; the second would replace "
-                         f"the first. Give each once: put both sets under one root, or run them "
-                         f"separately")
+        raise ListError(f"{what} name(s) given twice: {', '.join(twice)}; the second would replace "
+                        f"the first. Give each once: put both sets under one root, or run them "
+                        f"separately", setting=what)
 
 
-def check_unique_values(values: Sequence, what: str) -> None:
-    """ValueError when a list of seeds or swept values repeats one (two copies of one run)."""
-    twice = sorted({repr(v) for v, c in Counter(json.dumps(v, sort_keys=True) for v in values).items()
-                    if c > 1})
+def check_unique_values(values: Sequence, what: str, setting: str | None = None) -> None:
+    """ListError when a list of seeds or swept values repeats one (two copies of one run);
+    `setting` (default `what`) names the list for the command line's hint."""
+    from .errors import ListError
+
+    counts = Counter(json.dumps(v, sort_keys=True) for v in values)
+    twice = sorted(k for k, c in counts.items() if c > 1)
     if twice:
-        raise ValueError(f"{what} repeats {', '.join(twice)}; give each value once")
+        raise ListError(f"{what}: {', '.join(twice)} given more than once; give each value once "
+                        f"(a repeated value would run, and count, the same run twice)",
+                        setting=setting or what)
 
 
 def check_zero_shot(aux: Sequence, targets: Mapping[str, Sequence], overrides=None) -> None:

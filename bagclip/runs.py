@@ -10,9 +10,12 @@ shared by every grid that needs the same run. The lessons (`course.trained_heads
 
 A run folder holds the training files (bagclip/checkpoint.py) and, once finished,
 predictions.npz (per target set, every image's score and pixel histograms: what
-`bagclip.compare` resamples) and metrics.json (written last, atomically) with the Config and
-target sizes it was made with: a finished run is read back, an interrupted one resumes from
-its checkpoint. `run_records` reads the predictions of a grid's runs.
+`bagclip.compare` resamples) and metrics.json (written last, atomically) with the Config, target
+sizes and input fingerprints (`fingerprint.inputs_fingerprint`: the listings' sizes and dates)
+it was made with: a finished run is read back only with the same, an interrupted one resumes
+from its checkpoint (which refuses other training data or weights). Keys hash the
+fingerprints, so other data is another run (issue 19: `reproduce --synth-root B` reused the
+rows of A). `run_records` reads the predictions of a grid's runs.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from .config import Config
 from .errors import BagclipError
 from .evaluate import evaluate_recorded
 from .files import atomic_write_bytes, atomic_write_text
+from .fingerprint import check_unique_values, inputs_fingerprint
 from .metrics import METRIC_KEYS
 
 EXECUTORS = ("inprocess", "local", "slurm")
@@ -41,25 +45,45 @@ def target_sizes(targets: Mapping[str, Sequence]) -> dict[str, int]:
     return {ds: len(samples) for ds, samples in targets.items()}
 
 
-def run_key(cfg: Config, aux: Sequence, targets: Mapping[str, Sequence]) -> str:
+def _weights_sha(cfg: Config) -> str | None:
+    """SHA-256 of a local weights file (memoised per process; load_backbone hashes it anyway);
+    shipped weights count by their record's hash in `backbone_identity`."""
+    from .backbone import weights_digest
+    from .weights import SHIPPED
+
+    p = cfg.pretrained
+    return weights_digest(p) if p and p not in SHIPPED and Path(p).is_file() else None
+
+
+def run_inputs(aux: Sequence, targets: Mapping[str, Sequence]) -> dict:
+    """What a run is computed from beside its Config: the fingerprints of the training listing
+    and of each target set (files by size and date: cheap, nothing read)."""
+    return inputs_fingerprint(aux, targets)
+
+
+def run_key(cfg: Config, aux: Sequence, targets: Mapping[str, Sequence], inputs: dict | None = None) -> str:
     """A run's identity (16 hex digits): its Config, the backbone's identity (shipped weights by
-    hash, a weights file by path, size and time), the training images and the target sizes.
+    hash, a weights file by its SHA-256), the fingerprints of the training and target sets
+    (`run_inputs`, given as `inputs` when computed once for many keys) and the target sizes.
     Two settings with the same Config (the ablation's full model and the K=10 point) share one
-    run; new shipped weights or another training set make another."""
+    run; new weights, another training set or other target files make another."""
     text = json.dumps({"config": cfg.to_dict(), "backbone": cfg.backbone_identity(),
-                       "aux": sorted(str(s.image_path) for s in aux), "targets": target_sizes(targets)},
-                      sort_keys=True)
+                       "weights_sha256": _weights_sha(cfg), "inputs": inputs or run_inputs(aux, targets),
+                       "targets": target_sizes(targets)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def finished_run(run_dir, cfg: Config, sizes: Mapping[str, int]) -> dict | None:
+def finished_run(run_dir, cfg: Config, sizes: Mapping[str, int], inputs: dict | None = None) -> dict | None:
     """The per-dataset metrics of a finished run in run_dir made with cfg on targets of these
-    sizes, or None (not run, interrupted, or made with something else)."""
+    sizes (and, given `inputs`, from these inputs: a record without them is not reused), or None
+    (not run, interrupted, or made with something else: then it is evaluated again, and its
+    training resumed only when made from the same training data and weights)."""
     done = Path(run_dir) / "metrics.json"
     if not done.is_file():
         return None
     saved = json.loads(done.read_text())
-    if saved.get("targets") == dict(sizes) and saved.get("config") == cfg.to_dict():
+    same = saved.get("targets") == dict(sizes) and saved.get("config") == cfg.to_dict()
+    if same and (inputs is None or saved.get("inputs") == json.loads(json.dumps(inputs))):
         return saved["metrics"]
     return None
 
@@ -109,20 +133,23 @@ def _evaluate(model, cfg: Config, backbone, cache, targets: Mapping[str, Sequenc
     return per_ds, records
 
 
-def run_one(cfg: Config, aux: Sequence, targets: Mapping[str, Sequence], run_dir, backbone, cache) -> dict:
+def run_one(cfg: Config, aux: Sequence, targets: Mapping[str, Sequence], run_dir, backbone, cache,
+            inputs: dict | None = None) -> dict:
     """One run: heads trained with cfg (`train_or_resume`), evaluated on every target set;
-    run_dir/predictions.npz, then run_dir/metrics.json (written last, atomically: it marks the
-    run finished); a finished run is read back, not redone. Returns {dataset: metrics}."""
+    run_dir/predictions.npz, then run_dir/metrics.json (written last, atomically, with
+    `run_inputs`: it marks the run finished); a finished run made from the same inputs is read
+    back, not redone. Returns {dataset: metrics}."""
     sizes = target_sizes(targets)
     run_dir = Path(run_dir) if run_dir is not None else None
-    if run_dir is not None and (saved := finished_run(run_dir, cfg, sizes)) is not None:
+    inputs = inputs or run_inputs(aux, targets)
+    if run_dir is not None and (saved := finished_run(run_dir, cfg, sizes, inputs)) is not None:
         return saved
     model = train_or_resume(cfg, aux, backbone, run_dir, cache).model
     per_ds, records = _evaluate(model, cfg, backbone, cache, targets)
     if run_dir is not None:  # the marker of a finished run, with what it was run on
         save_records(run_dir / PREDICTIONS, records)
         atomic_write_text(run_dir / "metrics.json", json.dumps({"config": cfg.to_dict(), "targets": sizes,
-                                                                "metrics": per_ds}, indent=2))
+                                                                "inputs": inputs, "metrics": per_ds}, indent=2))
     return per_ds
 
 
@@ -143,14 +170,14 @@ def run_records(jobs: Sequence[tuple], aux: Sequence, targets: Mapping[str, Sequ
 
 
 def _job(cfg_dict: dict, aux: Sequence, targets: Mapping[str, Sequence], run_dir: str, cache_root: str,
-         device: str | None) -> dict:
+         device: str | None, inputs: dict | None = None) -> dict:
     """One run as a submitit job: its own backbone, the feature cache shared on disk."""
     from .backbone import load_backbone
     from .cache import FeatureCache
 
     cfg = Config.from_dict(cfg_dict)
     backbone = load_backbone(cfg, device=device)
-    return run_one(cfg, aux, targets, run_dir, backbone, FeatureCache(backbone, cache_root))
+    return run_one(cfg, aux, targets, run_dir, backbone, FeatureCache(backbone, cache_root), inputs)
 
 
 def spread_devices(device: str | None, n_jobs: int, n_gpus: int) -> list[str | None]:
@@ -164,7 +191,7 @@ def spread_devices(device: str | None, n_jobs: int, n_gpus: int) -> list[str | N
 
 def submit_runs(jobs: Sequence[tuple[Config, Path]], aux: Sequence, targets: Mapping[str, Sequence],
                 cache_root, folder, executor: str = "local", device: str | None = None,
-                slurm: Mapping | None = None) -> None:
+                slurm: Mapping | None = None, inputs: dict | None = None) -> None:
     """Run (cfg, run_dir) pairs through submitit, one job per run.
 
     "local": submitit's local executor, one process per job as SLURM would, one job per visible
@@ -189,7 +216,7 @@ def submit_runs(jobs: Sequence[tuple[Config, Path]], aux: Sequence, targets: Map
     wave = max(1, n_gpus) if executor == "local" else len(jobs)
     for start in range(0, len(jobs), wave):
         with ex.batch():
-            handles = [ex.submit(_job, c.to_dict(), list(aux), dict(targets), str(d), str(cache_root), dev)
+            handles = [ex.submit(_job, c.to_dict(), list(aux), dict(targets), str(d), str(cache_root), dev, inputs)
                        for (c, d), dev in placed[start:start + wave]]
         for h in handles:
             h.result()
@@ -198,9 +225,9 @@ def submit_runs(jobs: Sequence[tuple[Config, Path]], aux: Sequence, targets: Map
 
 
 def _check_settings(cfg: Config, settings: Mapping[str, dict], aux: Sequence,
-                    targets: Mapping[str, Sequence], executor: str) -> None:
-    """Refuse, before any training, an empty set, a bad setting, or one that would change the
-    shared backbone."""
+                    targets: Mapping[str, Sequence], executor: str, seeds: Sequence[int]) -> None:
+    """Refuse, before any training, an empty set, a bad setting, a seed given twice, or a setting
+    that would change the shared backbone."""
     if not aux:
         raise ValueError("run_settings: no auxiliary (training) samples")
     if not targets or not all(len(t) for t in targets.values()):
@@ -208,6 +235,7 @@ def _check_settings(cfg: Config, settings: Mapping[str, dict], aux: Sequence,
                          f"{ {k: len(v) for k, v in targets.items()} }")
     if executor not in EXECUTORS:
         raise ValueError(f"executor {executor!r}; choose one of {EXECUTORS}")
+    check_unique_values(list(seeds), "seeds")  # issue 19: a seed twice ran, and counted, one run twice
     for name, changes in settings.items():
         cfg.replace(**changes)  # fail on a bad setting before any training
         changed = sorted(set(Config.backbone_fields()) & set(changes))
@@ -221,19 +249,21 @@ def _slug(name: str) -> str:
 
 
 def plan_runs(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targets: Mapping[str, Sequence],
-              seeds: Sequence[int], out_dir=None, runs_root=None, reuse: Sequence = ()) -> list[tuple]:
+              seeds: Sequence[int], out_dir=None, runs_root=None, reuse: Sequence = (),
+              inputs: dict | None = None) -> list[tuple]:
     """[(setting name, seed, Config, run folder or None)], one per (setting, seed): folders
     out_dir/<setting>/seed_<s>, or runs_root/<run_key> (shared by every grid making that run).
-    reuse: other runs roots (e.g. reproduce's) whose finished run of the same key, with its
-    predictions, is taken instead (read only: nothing is written there)."""
+    reuse: other runs roots (e.g. reproduce's) whose finished run of the same key and inputs,
+    with its predictions, is taken instead (read only: nothing is written there)."""
     sizes = target_sizes(targets)
+    inputs = inputs or run_inputs(aux, targets)  # once, not once per key
     jobs = []
     for name in settings:
         for seed in seeds:
             c = cfg.replace(**{**settings[name], "seed": seed})
-            key = run_key(c, aux, targets)
+            key = run_key(c, aux, targets, inputs)
             done = [Path(r) / key for r in reuse if (Path(r) / key / PREDICTIONS).is_file()
-                    and finished_run(Path(r) / key, c, sizes) is not None]
+                    and finished_run(Path(r) / key, c, sizes, inputs) is not None]
             run_dir = (done[0] if done and runs_root is not None else Path(runs_root) / key if runs_root is not None
                        else Path(out_dir) / _slug(name) / f"seed_{seed}" if out_dir is not None else None)
             jobs.append((name, seed, c, run_dir))
@@ -259,23 +289,24 @@ def run_settings(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targe
     from .backbone import load_backbone
     from .cache import FeatureCache
 
-    _check_settings(cfg, settings, aux, targets, executor)
+    _check_settings(cfg, settings, aux, targets, executor, seeds)
     if executor != "inprocess" and out_dir is None and runs_root is None:
         raise ValueError(f"executor {executor!r} needs out_dir or runs_root: results come back as files")
     backbone = backbone or load_backbone(cfg, device=device)
     cache = cache or FeatureCache(backbone)
-    jobs = plan_runs(cfg, settings, aux, targets, seeds, out_dir, runs_root, reuse)
+    inputs = run_inputs(aux, targets)
+    jobs = plan_runs(cfg, settings, aux, targets, seeds, out_dir, runs_root, reuse, inputs)
     if executor != "inprocess":
         sizes = target_sizes(targets)
-        pending = {str(d): (c, d) for _, _, c, d in jobs if finished_run(d, c, sizes) is None}
+        pending = {str(d): (c, d) for _, _, c, d in jobs if finished_run(d, c, sizes, inputs) is None}
         if pending:
             cache.ensure([s.image_path for s in [*aux, *[s for t in targets.values() for s in t]]],
                          progress=progress)  # encoded once, here; the jobs only read
             submit_runs(list(pending.values()), aux, targets, cache.root,
                         Path(runs_root or out_dir) / "submitit", executor,
-                        device=device or str(backbone.device), slurm=slurm)
+                        device=device or str(backbone.device), slurm=slurm, inputs=inputs)
     rows = []
     for name, seed, c, run_dir in tqdm(jobs, desc="runs", unit="run", disable=not progress):
-        per_ds = run_one(c, aux, targets, run_dir, backbone, cache)
+        per_ds = run_one(c, aux, targets, run_dir, backbone, cache, inputs)
         rows += [{"setting": name, "seed": seed, "dataset": ds, **m} for ds, m in per_ds.items()]
     return pd.DataFrame(rows, columns=["setting", "seed", "dataset", *METRIC_KEYS])

@@ -39,15 +39,33 @@ ABLATIONS: dict[str, dict] = {
 }
 
 
+def check_grid(param: str | None, values: Sequence | None, seeds: Sequence[int]) -> None:
+    """ListError, before any run, for a seed or swept value given twice, or the seed swept as a
+    setting (every run's seed comes from `seeds`: each value would give the same runs)."""
+    from .errors import ListError
+    from .fingerprint import check_unique_values
+
+    check_unique_values(list(seeds), "seeds")
+    if param is None:
+        return
+    if param == "seed":
+        raise ListError("the seed cannot be swept as a setting: every run's seed comes from the seeds "
+                        "list, so each value would repeat the same runs; give the seeds to run as the "
+                        "seeds list instead", setting="seeds")
+    check_unique_values(list(values or []), f"the values of {param}", setting="values")
+
+
 def sweep(cfg: Config, param: str, values: Sequence, aux: Sequence, targets: Mapping[str, Sequence],
           seeds: Sequence[int] = (0,), **kw) -> pd.DataFrame:
-    """One Config field over values (the paper: k in 5..30, gcn_layers in 2..7).
+    """One Config field over values (the paper: k in 5..30, gcn_layers in 2..7); the seeds are
+    `seeds` (the seed itself is not a setting to sweep: `check_grid`).
 
     Returns run_settings' frame with a `value` column (the setting's value) and attrs["param"].
     """
     if param not in Config.__dataclass_fields__:
         raise ValueError(f"unknown Config field {param!r}")
     values = list(values)
+    check_grid(param, values, seeds)
     settings = {f"{param}={v}": {param: v} for v in values}
     df = run_settings(cfg, settings, aux, targets, seeds, **kw)
     df.insert(1, "value", df.setting.map({f"{param}={v}": v for v in values}))

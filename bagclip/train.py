@@ -26,6 +26,7 @@ from .checkpoint import RUN_FILES, STATE, resume_state, write_checkpoint
 from .config import Config
 from .errors import DivergedError, NothingToResumeError, RunExistsError
 from .files import FolderLock, claim_output
+from .fingerprint import train_inputs
 from .model import build_heads
 from .prompts import class_texts
 
@@ -91,9 +92,9 @@ def _step(model, opt, tokens, text, masks, labels, cfg: Config, step: int) -> tu
     return value, parts
 
 
-def _start(cfg: Config, backbone: Backbone, out: Path | None, resume: bool, init_state):
+def _start(cfg: Config, backbone: Backbone, out: Path | None, resume: bool, init_state, inputs: dict):
     """(model, optimiser, step, loss history) to train from: cfg.seed's initialisation or
-    init_state, or the checkpoint in `out` when resuming."""
+    init_state, or the checkpoint in `out` when resuming (made from the same `inputs`)."""
     model = build_heads(cfg, backbone).to(backbone.device)
     if init_state is not None and not resume:
         model.load_state_dict(init_state)
@@ -102,7 +103,7 @@ def _start(cfg: Config, backbone: Backbone, out: Path | None, resume: bool, init
         return model, opt, 0, []
     if out is None or not (out / STATE).is_file():
         raise NothingToResumeError(f"nothing to resume in {out}: no {STATE} (start a new run instead)", out)
-    step, history = resume_state(out / STATE, cfg, model, opt, backbone.device)
+    step, history = resume_state(out / STATE, cfg, model, opt, backbone.device, inputs)
     return model, opt, step, history
 
 
@@ -119,7 +120,7 @@ def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.
 def _train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.PathLike | None = None,
            cache: FeatureCache | None = None, resume: bool = False, save_every: int | None = None,
            max_steps: int | None = None, progress: bool = True, on_step=None,
-           init_state: dict | None = None) -> TrainResult:
+           init_state: dict | None = None, aux_fingerprint: str | None = None) -> TrainResult:
     """Train the heads on `samples` (bagclip.data.Sample with masks) and return them.
 
     on_step: optional callable(step, loss parts dict) after every optimisation step (the
@@ -129,6 +130,8 @@ def _train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os
     max_steps: stop after this many steps in total (simulates an interruption in tests).
     init_state: a state_dict to start from instead of cfg.seed's initialisation (trained heads,
     for `bagclip.adapt`); on resume the weights come from the checkpoint instead.
+    aux_fingerprint: what the checkpoints record of the training set (default: its listing's
+    sizes and dates, `fingerprint.train_inputs`; adapt gives its drawn set's content record).
     """
     from tqdm.auto import tqdm
 
@@ -140,7 +143,8 @@ def _train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os
     texts = class_texts(backbone, [s.class_name for s in samples], cfg)
     labels = torch.tensor([int(s.label) for s in samples], dtype=torch.float32)
     device = backbone.device
-    model, opt, step, history = _start(cfg, backbone, out, resume, init_state)
+    inputs = train_inputs(samples, backbone, aux_fingerprint)  # what the heads are made from
+    model, opt, step, history = _start(cfg, backbone, out, resume, init_state, inputs)
     n = len(samples)
     steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
     total = cfg.epochs * steps_per_epoch
@@ -149,7 +153,7 @@ def _train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os
     def checkpoint() -> None:
         nonlocal saved
         if out is not None and saved != step:  # after a resume, always once (repairs a torn set)
-            write_checkpoint(out, model, opt, cfg, step, history)
+            write_checkpoint(out, model, opt, cfg, step, history, inputs)
             saved = step
 
     model.train()

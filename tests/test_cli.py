@@ -33,15 +33,37 @@ def test_train_eval_predict(synth, tmp_path, capsys):
     assert len(list((tmp_path / "maps").glob("*_map.png"))) == len(lines)
 
 
-def test_sweep_and_ablate_commands(synth, tmp_path, capsys):
-    spec = ["--train", f"synth={synth}", "--target", f"synth={synth}", "--cache-dir", str(tmp_path / "c")]
+@pytest.fixture(scope="module")
+def split_synth(tmp_path_factory):
+    """Two synthetic trees with disjoint classes: the zero-shot protocol's train and target sets
+    (issue 19: the commands refuse a target that shares a class, or a file, with training)."""
+    from bagclip.data.synth import AUX_CLASSES, TARGET_CLASSES, generate
+
+    base = tmp_path_factory.mktemp("split")
+    kw = dict(seed=3, size=112, n_train=1, n_test_good=2, n_test_bad=2)
+    return (generate(base / "aux", categories=list(AUX_CLASSES[:2]), **kw),
+            generate(base / "target", categories=list(TARGET_CLASSES[:2]), **kw))
+
+
+def test_sweep_and_ablate_commands(split_synth, tmp_path, capsys):
+    aux, target = split_synth
+    spec = ["--train", f"synth={aux}", "--target", f"synth={target}", "--cache-dir", str(tmp_path / "c")]
     main(["sweep", *SMALL, *spec, "--param", "k", "--values", "3", "7", "--out", str(tmp_path / "sw")])
     assert (tmp_path / "sw" / "sensitivity_k.png").is_file()
     assert "k=7" in capsys.readouterr().out
     main(["ablate", *SMALL, *spec, "--out", str(tmp_path / "ab")])
     assert "without SAFR / synth" in (tmp_path / "ab" / "table3.md").read_text()
     with pytest.raises(SystemExit, match="--target"):
-        main(["ablate", "--train", f"synth={synth}"])
+        main(["ablate", "--train", f"synth={aux}"])
+
+
+def test_sweep_refuses_targets_that_are_the_training_set(synth, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", *SMALL, "--train", f"mvtec={synth}", "--target", f"mvtec={synth}",
+              "--out", str(tmp_path / "sw"), "--cache-dir", str(tmp_path / "c")])
+    msg = str(e.value.code)
+    assert msg.startswith("bagclip sweep:") and "share class" in msg and "\n" not in msg
+    assert not (tmp_path / "sw" / "k=5").exists()  # refused before any run
 
 
 def test_bench_command(tmp_path, capsys):

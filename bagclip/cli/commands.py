@@ -14,12 +14,12 @@ QUICK_BANNER = ("NOTE: quick mode = synthetic benchmark + bagclip-mini (syntheti
                 "with the kit). These are NOT the paper's numbers.")
 
 
-def _datasets(specs: list[str], split: str, image_level: bool = False):
-    """'name=root' specs -> {label: samples}."""
+def _datasets(specs: list[str], split: str, image_level: bool = False, what: str = "dataset"):
+    """'name=root' specs -> {label: samples}; `what` names the flag's list (dataset, train, target)."""
     from ..data import load_dataset
     from ..fingerprint import check_unique_names
 
-    check_unique_names(specs)  # issue 19: a second folder=B silently replaced folder=A
+    check_unique_names(specs, what)  # issue 19: a second folder=B silently replaced folder=A
     out = {}
     for spec in specs:
         if "=" not in spec:
@@ -55,8 +55,8 @@ def cmd_train(a) -> None:
 
     cfg = _config(a)
     _out_dir(a.out, "--out")
+    samples = [s for ss in _datasets(a.dataset, a.split).values() for s in ss]  # before the backbone
     bb = load_backbone(cfg, device=a.device)
-    samples = [s for ss in _datasets(a.dataset, a.split).values() for s in ss]
     res = train(cfg, samples, bb, a.out, cache=FeatureCache(bb, a.cache_dir), resume=a.resume,
                 save_every=a.save_every)
     print(f"trained heads saved to {res.out_dir}/heads.safetensors (final loss {res.history[-1]:.4f})")
@@ -69,7 +69,7 @@ def cmd_eval(a) -> None:
     from .decisions import eval_normal_only
 
     model, cfg, bb = _trained(a)
-    _out_dir(a.out, "--out")
+    _claim(a.out, legacy=lambda p: any((q / "metrics.json").is_file() for q in p.iterdir() if q.is_dir()))
     for name, samples in _datasets(a.dataset, a.split, a.image_level).items():
         seen: dict = {}
         r = evaluate(scorer(model, bb, cfg), samples, cfg.image_size, dataset_name=name,
@@ -124,17 +124,32 @@ def cmd_predict(a) -> None:
                          f"not be read ({names}; reasons above); replace or remove them")
 
 
+def _claim(path, legacy=None) -> Path:
+    """--out checked writable and claimed as the kit's before any work (issue 19): a folder of the
+    user's files is refused, never written into (`legacy`: outputs of an older kit, recognised)."""
+    from ..files import claim_output
+
+    _out_dir(path, "--out")
+    return claim_output(path, "--out", legacy=legacy, setting="out")
+
+
 def _protocol_data(a, cfg):
-    """(aux samples, {target name: samples}): --train/--target specs, or the synthetic groups."""
+    """(aux samples, {target name: samples}): --train/--target specs, or the synthetic groups;
+    every target set checked disjoint from training (issue 19: by class and by file)."""
+    from ..fingerprint import check_zero_shot
+
     if a.quick and not (a.train or a.target):
         from ..data import protocol_data
 
-        return protocol_data(image_size=cfg.image_size)
-    if not (a.train and a.target):
+        aux, targets = protocol_data(image_size=cfg.image_size)
+    elif not (a.train and a.target):
         raise SystemExit("give --train NAME=ROOT (auxiliary sets, e.g. mvtec=... visa=...) and "
                          "--target NAME=ROOT (e.g. mpdd=...), or --quick for the synthetic benchmark")
-    aux = [s for ss in _datasets(a.train, "test").values() for s in ss]
-    return aux, _datasets(a.target, "test")
+    else:
+        aux = [s for ss in _datasets(a.train, "test", what="train").values() for s in ss]
+        targets = _datasets(a.target, "test", what="target")
+    check_zero_shot(aux, targets, cfg.class_names)
+    return aux, targets
 
 
 def _run_settings(a, kind: str) -> None:
@@ -143,8 +158,13 @@ def _run_settings(a, kind: str) -> None:
     from ..report import summarize
     from ..sweeps import write_ablation, write_sweep
 
+    from ..sweeps import check_grid
+
     cfg = _config(a)
-    _out_dir(a.out, "--out")
+    # refused before any work: a seed or value twice, the seed swept as a setting (issue 19)
+    check_grid(a.param if kind == "sweep" else None, a.values if kind == "sweep" else None, a.seeds)
+    _claim(a.out, legacy=lambda p: any(p.glob("sweep_*.csv")) or (p / "ablation.csv").is_file()
+           or any(p.glob("*/seed_*")))
     if a.quick:
         print(QUICK_BANNER)
     aux, targets = _protocol_data(a, cfg)
@@ -174,7 +194,7 @@ def cmd_bench(a) -> None:
     from ..cost import bench_main
 
     cfg = _config(a)
-    _out_dir(a.out, "--out")
+    _claim(a.out, legacy=lambda p: (p / "table4_sag_cost.csv").is_file())
     if a.quick:
         print(QUICK_BANNER)
     bench_main(cfg, device=a.device or "cpu", out_dir=a.out, repeats=a.repeats)

@@ -10,15 +10,19 @@ import sys
 from pathlib import Path
 
 from ..errors import (AdaptError, CacheUnwritableError, CalibrationFileError, CheckpointError,
-                      DefectDrawError, DeviceError, EvalSettingsError, NothingToResumeError, ResumeError,
-                      RunExistsError, TornCheckpointError, WeightsUnavailableError)
+                      DefectDrawError, DeviceError, EvalSettingsError, InputsChangedError,
+                      NothingToResumeError, ResumeError, RunExistsError, TornCheckpointError,
+                      WeightsChangedError, WeightsUnavailableError)
 
 # The first matching class gives the hint (subclasses before their bases).
 HINTS = (
     (TornCheckpointError, "finish it with the same `bagclip train ... --resume` command"),
+    (WeightsChangedError, "put back the weights file the heads were trained with, or retrain them "
+                          "on these weights with --set pretrained=FILE"),
     (CheckpointError, "point --checkpoint at a complete run folder"),
     (RunExistsError, "continue it with --resume (same settings), or give a new --out folder"),
     (NothingToResumeError, "start without --resume"),
+    (InputsChangedError, "give the data and weights the run was made from, or a new --out folder"),
     (ResumeError, "rerun with the settings of the run, or start over with a new --out folder"),
     (DeviceError, "--device cpu, or leave --device out"),
     (EvalSettingsError, "evaluation settings change with --set smoothing_sigma=... / image_score=... "
@@ -34,7 +38,11 @@ HINTS = (
 # Errors that name the setting they advise (`err.setting`: DataError, OutputError, BudgetError,
 # WeightsError) get the flag that sets it, when no class above gave a hint (issue 19).
 FLAGS = {"image_level": "eval --image-level", "resolution": "eval --resolution",
-         "pretrained": "--set pretrained=FILE", "out": "--out"}
+         "pretrained": "--set pretrained=FILE", "out": "--out",
+         # ListError: a list given with a value twice, or the seed swept as a setting
+         "seeds": "--seeds 0 1 2", "grid_seeds": "reproduce --grid-seeds 0 1",
+         "values": "sweep --values 5 10 15", "dataset": "--dataset NAME=ROOT, each name once",
+         "train": "--train NAME=ROOT, each name once", "target": "--target NAME=ROOT, each name once"}
 
 _RESUME = {
     "train": "Free space or fix the permissions, then add --resume to the same command: the last "
