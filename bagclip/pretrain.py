@@ -387,7 +387,7 @@ def pretrain(cfg: PretrainConfig, out_dir, progress: bool = True, stop_after: in
                                          persistent_workers=False)
     clip_loss = ClipLoss()
     bar = tqdm(total=end, initial=step, desc="pretrain bagclip-mini", disable=not progress)
-    t0 = time.time()
+    t0, start = time.time(), step
     for batch in loader:
         history.append(_step(model, opt, cfg, batch, clip_loss, step))
         step += 1
@@ -401,9 +401,19 @@ def pretrain(cfg: PretrainConfig, out_dir, progress: bool = True, stop_after: in
             export_weights(model, out / "snapshots" / f"step{step:06d}.safetensors", {"step": step})
     bar.close()
     atomic_write_text(out / "history.json", json.dumps(history))
-    (out / "time.txt").write_text(f"{time.time() - t0:.0f} s for steps up to {step}\n")
+    if step > start:  # a rerun of a finished run (e.g. to --export) adds nothing, and keeps the time
+        before = _seconds_so_far(out / "time.txt") if start else 0.0
+        atomic_write_text(out / "time.txt", f"{before + time.time() - t0:.0f} s for steps up to {step}\n")
     model.eval()
     return model, history
+
+
+def _seconds_so_far(path: Path) -> float:
+    """The seconds an earlier session of a resumed run recorded in time.txt (0 if none)."""
+    try:
+        return float(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def write_record(weights: Path, sha256: str, run_dir, command: str) -> Path:
