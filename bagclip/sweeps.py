@@ -55,6 +55,16 @@ def check_grid(param: str | None, values: Sequence | None, seeds: Sequence[int])
     check_unique_values(list(values or []), f"the values of {param}", setting="values")
 
 
+def check_sweep(cfg: Config, param: str, values: Sequence, seeds: Sequence[int] = (0,)) -> None:
+    """Refuse a sweep before any data is read or run trained: an unknown field, a value twice,
+    the seed as a setting (`check_grid`), a value the Config refuses."""
+    if param not in Config.__dataclass_fields__:
+        raise ValueError(f"unknown Config field {param!r}")
+    check_grid(param, list(values), seeds)
+    for v in values:
+        cfg.replace(**{param: v})
+
+
 def sweep(cfg: Config, param: str, values: Sequence, aux: Sequence, targets: Mapping[str, Sequence],
           seeds: Sequence[int] = (0,), **kw) -> pd.DataFrame:
     """One Config field over values (the paper: k in 5..30, gcn_layers in 2..7); the seeds are
@@ -62,10 +72,8 @@ def sweep(cfg: Config, param: str, values: Sequence, aux: Sequence, targets: Map
 
     Returns run_settings' frame with a `value` column (the setting's value) and attrs["param"].
     """
-    if param not in Config.__dataclass_fields__:
-        raise ValueError(f"unknown Config field {param!r}")
     values = list(values)
-    check_grid(param, values, seeds)
+    check_sweep(cfg, param, values, seeds)
     settings = {f"{param}={v}": {param: v} for v in values}
     df = run_settings(cfg, settings, aux, targets, seeds, **kw)
     df.insert(1, "value", df.setting.map({f"{param}={v}": v for v in values}))

@@ -248,3 +248,16 @@ def test_export_refuses_non_finite_weights(tmp_path):
     with pytest.raises(FloatingPointError, match="not finite"):
         export_weights(model, tmp_path / "w.safetensors")
     assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_run_time_adds_up_over_sessions_and_survives_a_rerun(tmp_path):
+    """time.txt (the weights record's wall_time): a resumed session adds its seconds to the
+    earlier ones; rerunning a finished run (to --export) keeps them (it used to write 0 s)."""
+    cfg = PretrainConfig(**SHORT)
+    pretrain(cfg, tmp_path, progress=False, stop_after=2)
+    (tmp_path / "time.txt").write_text("1000 s for steps up to 2\n")  # as if the first session took 1000 s
+    pretrain(cfg, tmp_path, progress=False)
+    first = (tmp_path / "time.txt").read_text().split()
+    assert float(first[0]) >= 1000 and first[-1] == str(cfg.steps)
+    pretrain(cfg, tmp_path, progress=False)  # finished: nothing runs
+    assert (tmp_path / "time.txt").read_text().split() == first

@@ -158,11 +158,15 @@ def _run_settings(a, kind: str) -> None:
     from ..report import summarize
     from ..sweeps import write_ablation, write_sweep
 
-    from ..sweeps import check_grid
+    from ..sweeps import check_grid, check_sweep
 
     cfg = _config(a)
-    # refused before any work: a seed or value twice, the seed swept as a setting (issue 19)
-    check_grid(a.param if kind == "sweep" else None, a.values if kind == "sweep" else None, a.seeds)
+    # refused before any work: a bad setting or value, a seed or value twice, the seed swept
+    # as a setting (issue 19)
+    if kind == "sweep":
+        check_sweep(cfg, a.param, a.values, a.seeds)
+    else:
+        check_grid(None, None, a.seeds)
     _claim(a.out, legacy=lambda p: any(p.glob("sweep_*.csv")) or (p / "ablation.csv").is_file()
            or any(p.glob("*/seed_*")))
     if a.quick:
