@@ -253,7 +253,7 @@ def test_local_executor_runs_one_job_per_gpu_at_a_time(monkeypatch, tmp_path):
             yield
             started.append(list(running))
 
-        def submit(self, fn, cfg, aux, targets, run_dir, cache_root, dev):
+        def submit(self, fn, cfg, aux, targets, run_dir, cache_root, dev, inputs=None):
             running.append(dev)
             return FakeJob(dev)
 
