@@ -23,7 +23,7 @@ keys = ["auroc", "ap", "f1_max"]
 def compare(new: dict, what: str) -> pd.DataFrame:
     out = pd.DataFrame({"lesson": [base[k] for k in keys], what: [new[k] for k in keys]}, index=keys)
     out["change"] = out[what] - out["lesson"]
-    return out.round(4)
+    return out  # unrounded: the asserts below compare to 1e-12 (display rounds)
 # %% md
 # ## Exercise 1: swap the 3rd and 4th scores
 # Image 3 is normal (0.74), image 4 anomalous (0.62): after the swap the anomalous one ranks
@@ -32,7 +32,7 @@ def compare(new: dict, what: str) -> pd.DataFrame:
 swapped = scores.copy()
 swapped[[2, 3]] = swapped[[3, 2]]
 t1 = compare(binary_metrics(swapped, labels), "swapped")
-display(t1)
+display(t1.round(4))
 assert abs(t1.loc["auroc", "change"] - 1 / 24) < 1e-12
 print("changed:", t1.index[t1.change.abs() > 1e-12].tolist(), "| unchanged:", t1.index[t1.change.abs() <= 1e-12].tolist())
 # %% md
@@ -43,7 +43,7 @@ print("changed:", t1.index[t1.change.abs() > 1e-12].tolist(), "| unchanged:", t1
 # %%
 more_s, more_l = np.r_[scores, np.zeros(100)], np.r_[labels, np.zeros(100, int)]
 t2 = compare(binary_metrics(more_s, more_l), "with 100 easy normals")
-display(t2)
+display(t2.round(4))
 pos, neg = (labels == 1).sum(), (labels == 0).sum()
 auroc_hand = (base["auroc"] * pos * neg + pos * 100) / (pos * (neg + 100))
 assert abs(t2.loc["auroc", "with 100 easy normals"] - auroc_hand) < 1e-12
