@@ -69,7 +69,8 @@ viz.plot_sensitivity(df_p, "gcn_layers", paper_default=5, intervals=iv_p)
 # %% md
 # ## 3. What the sweeps say, computed
 # Every value against the reference, on the two AUROCs. The lines are printed from the
-# comparisons; the paper's own reading (performance peaks at K = 15 and P = 5) is quoted after.
+# comparisons; the paper's own reading of its Figures 5-6 is printed after them, labelled as
+# quoted, so that ours is read first.
 # %%
 found = {}
 for param, res, ref, values in (("k", res_k, ref_k, K_VALUES), ("gcn_layers", res_p, ref_p, P_VALUES)):
