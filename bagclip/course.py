@@ -203,3 +203,77 @@ def one_class(lab: Lab, class_name: str = "brushed_metal", n_adapt: int = 12, n_
     normals = sorted((root / class_name / "train" / "good").glob("*.png"))
     test = load_dataset("synth", root, "test", classes=[class_name])
     return OneClass(class_name, normals[:n_adapt], normals[n_adapt:], test, root)
+
+
+# --- measurements several lessons and their solutions share ------------------------------------
+def defective(lab: Lab, n: int) -> list:
+    """The first n defective target samples (the lessons' fixed, seeded choice of images)."""
+    return [s for s in lab.target if s.label][:n]
+
+
+def tap_auroc(lab: Lab, texts: dict, n: int = 20):
+    """Patch AUROC of the backbone's raw (training-free) text map per tap, pooled over the patches
+    of `defective(lab, n)` (a patch is a defect when over a quarter of it is; lesson 01).
+    texts: {class name: T (2, E)}. Returns a Series indexed "block <tap>"."""
+    import pandas as pd
+
+    from . import analysis as an
+    from .metrics import binary_metrics
+
+    cfg, bb = lab.cfg, lab.backbone
+    rows = []
+    for s in defective(lab, n):
+        _, m, tok = lab.view(s)
+        maps = an.tap_text_maps(bb, tok.patches, texts[s.class_name], cfg.logit_scale)[0]  # (L, G, G)
+        is_defect = an.patch_fraction(m, bb.grid) > 0.25
+        rows += [{"tap": t, "score": float(v), "defect": bool(d)} for t, mm in zip(cfg.taps, maps)
+                 for v, d in zip(mm.flatten(), is_defect)]
+    df = pd.DataFrame(rows)
+    return pd.Series({f"block {t}": binary_metrics(g.score, g.defect)["auroc"]
+                      for t, g in df.groupby("tap", sort=False)}, name="patch AUROC of the raw map")
+
+
+def separations(lab: Lab, heads, n: int = 16):
+    """How well each stage's features separate defect patches from normal ones (`analysis.separation`)
+    on `defective(lab, n)` (images with fewer than 2 defect patches skipped), per image and tap:
+    a frame with columns image, tap, F_pre, F_SAG (NaN without the SAG) and Psi."""
+    import math
+
+    import pandas as pd
+    import torch
+
+    from . import analysis as an
+
+    rows = []
+    for s in defective(lab, n):
+        _, m, tok = lab.view(s)
+        is_defect = an.patch_fraction(m, lab.backbone.grid) > 0.25
+        if is_defect.sum() < 2:
+            continue
+        w = next(heads.parameters())
+        with torch.no_grad():
+            st = heads.stages(tok.patches.to(w.device, w.dtype))
+        for l, tap in enumerate(lab.cfg.taps):
+            rows.append({"image": s.image_path.stem, "tap": f"block {tap}",
+                         "F_pre": an.separation(st.f_pre[0, l], is_defect),
+                         "F_SAG": math.nan if st.f_sag is None else an.separation(st.f_sag[0, l], is_defect),
+                         "Psi": an.separation(st.psi[0, l], is_defect)})
+    return pd.DataFrame(rows)
+
+
+def heads_table(lab: Lab, heads: dict, cfg=None):
+    """Image and pixel AUROC of each of `heads` ({name: BAGCLIP}, e.g. trained heads beside a copy
+    with one part knocked out) on every target set, scored by `evaluate_cached` on lab's cache.
+    A frame indexed (target set, heads), values in [0, 1]."""
+    import pandas as pd
+
+    from .evaluate import evaluate_cached
+
+    cfg = cfg or lab.cfg
+    rows = []
+    for name, samples in lab.targets.items():
+        for variant, model in heads.items():
+            r = evaluate_cached(model, cfg, lab.backbone, lab.cache, samples)
+            rows.append({"target set": name, "heads": variant, "image AUROC": r["image_auroc"],
+                         "pixel AUROC": r["pixel_auroc"]})
+    return pd.DataFrame(rows).set_index(["target set", "heads"])

@@ -35,6 +35,12 @@ class Output(NamedTuple):
     p_img: torch.Tensor  # (B,) global-branch abnormal probability
 
 
+class Stages(NamedTuple):
+    f_pre: torch.Tensor  # (B, L, N, W): the taps after SAFR (the taps themselves without it)
+    f_sag: torch.Tensor | None  # (B, L, N, h): the SAG's output per tap; None without the SAG
+    psi: torch.Tensor  # (B, L, N, E): JFF's fused feature per tap, in the text space
+
+
 def score_image(p_img: torch.Tensor, anomaly_map: torch.Tensor, mode: str = "mix") -> torch.Tensor:
     """Image score `(B,)` from p_img `(B,)` and the (possibly smoothed) map `(B, H, W)`."""
     peak = anomaly_map.flatten(1).amax(dim=1)
@@ -169,8 +175,9 @@ class BAGCLIP(nn.Module):
                              f"got {tuple(text.shape)}")
         return text
 
-    def local_features(self, patches: torch.Tensor) -> torch.Tensor:
-        """Psi for every tap: (B, L, N, W) -> (B, L, N, E)."""
+    def stages(self, patches: torch.Tensor) -> Stages:
+        """Every tap's features at each stage: F_pre (B, L, N, W) after SAFR, F_SAG (B, L, N, h)
+        (None without the SAG) and Psi (B, L, N, E); lessons read the stages from here."""
         B, L, N, W = patches.shape
         if (L, N, W) != (len(self.cfg.taps), self.grid ** 2, self.width):
             raise ValueError(f"patches {tuple(patches.shape)}: expected (B, {len(self.cfg.taps)}, "
@@ -179,13 +186,18 @@ class BAGCLIP(nn.Module):
         if self.safr is not None:
             f_pre = split_taps(self.safr(concat_taps(patches)), L)
         graph_on = f_pre if self.cfg.graph_input == "detail" else patches
-        psi = []
+        f_sag, psi = [], []
         for l in range(L):
-            f_sag = None
+            fs = None
             if self.sag is not None:
-                f_sag = self.sag[0 if self.cfg.share_sag else l](f_pre[:, l], graph_on[:, l])
-            psi.append(self.jff[l](f_pre[:, l], f_sag))
-        return torch.stack(psi, dim=1)
+                fs = self.sag[0 if self.cfg.share_sag else l](f_pre[:, l], graph_on[:, l])
+                f_sag.append(fs)
+            psi.append(self.jff[l](f_pre[:, l], fs))
+        return Stages(f_pre, torch.stack(f_sag, dim=1) if f_sag else None, torch.stack(psi, dim=1))
+
+    def local_features(self, patches: torch.Tensor) -> torch.Tensor:
+        """Psi for every tap: (B, L, N, W) -> (B, L, N, E)."""
+        return self.stages(patches).psi
 
     def forward(self, tokens, text: torch.Tensor) -> Output:
         """tokens: `.patches (B, L, N, W)`, `.cls (B, E)`; text `(2, E)` or `(B, 2, E)`."""

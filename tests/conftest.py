@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
@@ -27,15 +26,9 @@ def tiny_backbone(tiny_cfg):
 @pytest.fixture()
 def image_files(tmp_path):
     """Four small RGB PNGs with distinct content."""
-    from PIL import Image
+    from fixtures_data import random_pngs
 
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(4):
-        p = tmp_path / f"img{i}.png"
-        Image.fromarray(rng.integers(0, 255, (60 + i, 80, 3), dtype=np.uint8)).save(p)
-        paths.append(p)
-    return paths
+    return random_pngs(tmp_path, [(60 + i, 80) for i in range(4)])
 
 
 @pytest.fixture()

@@ -29,6 +29,19 @@ def write_image(path: Path, hw=(H, W), mode: str = "RGB", seed: int = 0) -> Path
     return path
 
 
+def random_pngs(folder: Path, sizes, seed: int = 0, name: str = "img{i}.png") -> list[Path]:
+    """One uniform-noise RGB PNG per (H, W) in `sizes`, drawn in order from one seeded generator
+    (distinct content, so no two files share a hash)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, hw in enumerate(sizes):
+        p = folder / name.format(i=i)
+        Image.fromarray(rng.integers(0, 256, (*hw, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
 def write_mask(path: Path, hw=(H, W), on: int = 255, box: int = 6) -> Path:
     """A mask with values {0, on} (MVTec 255, VisA 1): a box x box square at the top-left."""
     m = np.zeros(hw, np.uint8)

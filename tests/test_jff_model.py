@@ -214,6 +214,27 @@ def test_graph_on_raw_taps():
     assert not torch.allclose(detail.local_features(tok.patches)[:, 2], psi, atol=1e-4)
 
 
+def test_stages_are_the_forward_s_intermediates():
+    """model.stages: F_pre, F_SAG and Psi per tap, each equal to its hand computation; no F_SAG
+    without the SAG (Psi is then JFF of F_pre alone)."""
+    from bagclip.safr import concat_taps, split_taps
+
+    model = BAGCLIP(small_cfg(), WIDTH, E, GRID)
+    tok = tokens(B=2)
+    st = model.stages(tok.patches)
+    f_pre = split_taps(model.safr(concat_taps(tok.patches)), 4)
+    torch.testing.assert_close(st.f_pre, f_pre)
+    for l in range(4):
+        f_sag = model.sag[l](f_pre[:, l], f_pre[:, l])
+        torch.testing.assert_close(st.f_sag[:, l], f_sag)
+        torch.testing.assert_close(st.psi[:, l], model.jff[l](f_pre[:, l], f_sag))
+    assert st.f_sag.shape == (2, 4, GRID ** 2, small_cfg().gcn_hidden)
+    plain = BAGCLIP(small_cfg(use_sag=False), WIDTH, E, GRID)
+    st = plain.stages(tok.patches)
+    assert st.f_sag is None
+    torch.testing.assert_close(st.psi[:, 1], plain.jff[1](st.f_pre[:, 1], None))
+
+
 def test_paper_size_parameter_count():
     """At the paper's sizes one SAG is 0.98 M (paper 1.08 M); the heads about 11 M (paper 13 M)."""
     sag = SAG(1024, 384, 15, 5)

@@ -8,25 +8,17 @@ import os
 import stat
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from bagclip.backbone import ENCODE_BATCH
 from bagclip.cache import FeatureCache
+from fixtures_data import random_pngs
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    d = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(20):
-        p = d / f"{i:02d}.png"
-        Image.fromarray(rng.integers(0, 256, (40 + i, 48, 3), dtype=np.uint8)).save(p)
-        paths.append(p)
-    return paths
+    return random_pngs(tmp_path_factory.mktemp("imgs"), [(40 + i, 48) for i in range(20)], name="{i:02d}.png")
 
 
 def _bytes(cache, paths):
@@ -178,7 +170,7 @@ WEIGHTS = [
 
 @pytest.mark.parametrize("case", WEIGHTS, ids=[c[0] for c in WEIGHTS])
 def test_weights_file_counts_by_its_hash(tmp_path, case):
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from bagclip import Config, load_backbone
 

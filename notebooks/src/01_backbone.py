@@ -112,23 +112,13 @@ p = torch.softmax(cfg.logit_scale * (T.cpu() @ z), dim=0)[1]
 assert abs(float(p) - float(maps[l].flatten()[i])) < 1e-4
 # %% md
 # How much does the raw map separate defect patches from normal ones, per tap? Patch-level
-# AUROC over the target images (0.5 = chance):
+# AUROC (0.5 = chance) of the map above, pooled over the patches of 20 defective target images
+# (`course.tap_auroc`: a patch counts as defective when over a quarter of it is):
 # %%
-import pandas as pd
-from bagclip.metrics import binary_metrics
 from bagclip.prompts import class_texts
 
 texts = class_texts(bb, [s.class_name for s in lab.target], cfg)
-rows = []
-for s in [s for s in lab.target if s.label][:20]:
-    _, m, tok = lab.view(s)
-    mp = an.tap_text_maps(bb, tok.patches, texts[s.class_name], cfg.logit_scale)[0]
-    lab_p = an.patch_fraction(m, bb.grid) > 0.25
-    rows += [{"tap": t, "score": float(v), "defect": bool(d)} for t, mm in zip(cfg.taps, mp)
-             for v, d in zip(mm.flatten(), lab_p)]
-df = pd.DataFrame(rows)
-pd.Series({f"block {t}": binary_metrics(g.score, g.defect)["auroc"] for t, g in df.groupby("tap")},
-          name="patch AUROC of the raw map").round(3).to_frame()
+course.tap_auroc(lab, texts, n=20).round(3).to_frame()
 # %% md
 # ## Summary
 # - The grid is input size / patch size: the paper's ViT-L-14-336 at 518 px sees 37 x 37 (its

@@ -13,13 +13,11 @@
 # %% [parameters]
 MODE = "quick"
 # %%
-import numpy as np
-import pandas as pd
 import torch
 
 from bagclip import analysis as an, course, viz
 from bagclip.safr import concat_taps, split_taps
-from bagclip.sag import SAG, build_graph, propagate
+from bagclip.sag import SAG, build_graph
 
 lab = course.setup(MODE)
 cfg, bb = lab.cfg, lab.backbone
@@ -99,20 +97,10 @@ defect = an.patch_fraction(mask, G) > 0.25
 viz.plot_scatter_2d({"F_pre (after SAFR)": f_pre[0], "F_SAG": f_sag[0], "Psi = JFF([F_pre, F_SAG])": psi[0]},
                       defect, f"{sample.class_name}/{sample.defect_type}, last tap, trained heads (PCA)")
 # %%
-rows = []
-for s in [s for s in lab.target if s.label][:16]:
-    _, m, tok = lab.view(s)
-    lbl = an.patch_fraction(m, G) > 0.25
-    if lbl.sum() < 2:
-        continue
-    with torch.no_grad():
-        fp = split_taps(heads.safr(concat_taps(tok.patches)), len(cfg.taps))[:, l] if heads.safr is not None else tok.patches[:, l]
-        fs = heads.sag[l](fp)
-        ps = heads.jff[l](fp, fs)
-    rows.append({"image": s.image_path.stem, "F_pre": an.separation(fp[0], lbl),
-                 "F_SAG": an.separation(fs[0], lbl), "Psi": an.separation(ps[0], lbl)})
-sep = pd.DataFrame(rows).set_index("image")
-print("separation of defect vs normal patches (higher = easier), target images never trained on:")
+sep = course.separations(lab, heads, n=16)  # per image and tap, from heads.stages (the path checked above)
+sep = sep[sep.tap == f"block {cfg.taps[l]}"].set_index("image")[["F_pre", "F_SAG", "Psi"]]
+print(f"separation of defect vs normal patches at the last tap (higher = easier), {len(sep)} target "
+      "images never trained on:")
 sep.describe().loc[["mean", "std"]].round(3)
 # %% md
 # ## Summary

@@ -14,33 +14,20 @@ import torch
 import bagclip
 from bagclip import analysis as an, course
 from bagclip.data import load_image, load_mask, prompt_name
-from bagclip.metrics import binary_metrics
 from bagclip.prompts import class_texts, prompt_sentences
 
 lab = course.setup(MODE)
 cfg, bb = lab.cfg, lab.backbone
-defects = [s for s in lab.target if s.label][:20]  # the lesson's 20 defective images
+defects = course.defective(lab, 20)  # the lesson's 20 defective images (course.tap_auroc's)
 print(lab.label(), f"| {cfg.backbone} at {cfg.image_size} px, grid {bb.grid}, taps {cfg.taps}")
 
-
-def tap_auroc(texts: dict) -> pd.Series:
-    """Patch AUROC of the raw text map per tap over `defects` (the lesson's table)."""
-    rows = []
-    for s in defects:
-        _, m, tok = lab.view(s)
-        mp = an.tap_text_maps(bb, tok.patches, texts[s.class_name], cfg.logit_scale)[0]
-        lab_p = an.patch_fraction(m, bb.grid) > 0.25
-        rows += [{"tap": t, "score": float(v), "defect": bool(d)} for t, mm in zip(cfg.taps, mp)
-                 for v, d in zip(mm.flatten(), lab_p)]
-    df = pd.DataFrame(rows)
-    return pd.Series({f"block {t}": binary_metrics(g.score, g.defect)["auroc"] for t, g in df.groupby("tap")})
 # %% md
 # ## Exercise 1: which tap localises best (in this mode)
 # Run this notebook with `MODE = "lab"` (ViT-B-16, downloads once) for the other half of the
 # comparison; the cell prints the mode it ran in.
 # %%
 ensemble = class_texts(bb, [s.class_name for s in defects], cfg)
-auroc = tap_auroc(ensemble)
+auroc = course.tap_auroc(lab, ensemble)
 print(f"{MODE} mode, {cfg.backbone}: per-tap patch AUROC", auroc.round(3).to_dict())
 print(f"best tap: {auroc.idxmax()} ({auroc.max():.3f}); worst: {auroc.idxmin()} ({auroc.min():.3f})")
 # %% md
@@ -59,7 +46,7 @@ def texts_from(templates) -> dict:
             out[c] = torch.stack(states).cpu()
     return out
 
-single = tap_auroc(texts_from(("a photo of a {}.",)))
+single = course.tap_auroc(lab, texts_from(("a photo of a {}.",)))
 gain = pd.DataFrame({"ensemble": auroc, "one template": single, "ensemble - one": auroc - single})
 print(gain.round(3).to_string())
 print(f"the ensemble is better on {(gain['ensemble - one'] > 0).sum()} of {len(gain)} taps; "

@@ -15,7 +15,6 @@ import torch
 import bagclip
 from bagclip import course
 from bagclip.data import load_image
-from bagclip.evaluate import evaluate_cached
 from bagclip.model import count_parameters
 from bagclip.safr import SAFR
 
@@ -32,13 +31,7 @@ print(lab.label(), f"| heads trained for {cfg.epochs} epochs; taps {cfg.taps}, w
 # %%
 knocked = copy.deepcopy(trained)
 knocked.safr = None
-rows = []
-for name, samples in lab.targets.items():
-    for variant, model in (("trained heads", trained), ("SAFR knocked out", knocked)):
-        r = evaluate_cached(model, cfg, bb, lab.cache, samples)
-        rows.append({"target set": name, "heads": variant, "image AUROC": r["image_auroc"],
-                     "pixel AUROC": r["pixel_auroc"]})
-res = pd.DataFrame(rows).set_index(["target set", "heads"])
+res = course.heads_table(lab, {"trained heads": trained, "SAFR knocked out": knocked})
 display(res.mul(100).round(1))
 drop = res.xs("trained heads", level="heads") - res.xs("SAFR knocked out", level="heads")
 print("pixel AUROC lost without the gates (points):", drop["pixel AUROC"].mul(100).round(1).to_dict())

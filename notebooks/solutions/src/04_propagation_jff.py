@@ -13,8 +13,6 @@ import pandas as pd
 import torch
 
 from bagclip import analysis as an, course
-from bagclip.evaluate import evaluate_cached
-from bagclip.safr import concat_taps, split_taps
 
 lab = course.setup(MODE)
 cfg, bb = lab.cfg, lab.backbone
@@ -39,22 +37,7 @@ print(f"K = 30 has the higher mean cosine at {100 * faster:.0f}% of the depths; 
 # %% md
 # ## Exercise 2: separations at every tap
 # %%
-L = len(cfg.taps)
-rows = []
-for s in [s for s in lab.target if s.label][:16]:
-    _, m, tok = lab.view(s)
-    lbl = an.patch_fraction(m, G) > 0.25
-    if lbl.sum() < 2:
-        continue
-    with torch.no_grad():
-        fp_all = split_taps(heads.safr(concat_taps(tok.patches)), L) if heads.safr is not None else tok.patches
-        for l in range(L):
-            fp = fp_all[:, l]
-            fs = heads.sag[0 if cfg.share_sag else l](fp)
-            ps = heads.jff[l](fp, fs)
-            rows.append({"tap": f"block {cfg.taps[l]}", "F_pre": an.separation(fp[0], lbl),
-                         "F_SAG": an.separation(fs[0], lbl), "Psi": an.separation(ps[0], lbl)})
-sep = pd.DataFrame(rows).groupby("tap", sort=False).mean()
+sep = course.separations(lab, heads, n=16).groupby("tap", sort=False)[["F_pre", "F_SAG", "Psi"]].mean()
 sep["Psi - F_pre"] = sep["Psi"] - sep["F_pre"]
 display(sep.round(3))
 print(f"largest gain of the fused feature over F_pre: {sep['Psi - F_pre'].idxmax()} "
@@ -76,13 +59,7 @@ class ZeroSAG(torch.nn.Module):
 
 knocked = copy.deepcopy(heads)
 knocked.sag = torch.nn.ModuleList(ZeroSAG(cfg.gcn_hidden) for _ in heads.sag)
-rows = []
-for name, samples in lab.targets.items():
-    for variant, model in (("trained heads", heads), ("F_SAG knocked out", knocked)):
-        r = evaluate_cached(model, cfg, bb, lab.cache, samples)
-        rows.append({"target set": name, "heads": variant, "image AUROC": r["image_auroc"],
-                     "pixel AUROC": r["pixel_auroc"]})
-res = pd.DataFrame(rows).set_index(["target set", "heads"])
+res = course.heads_table(lab, {"trained heads": heads, "F_SAG knocked out": knocked})
 display(res.mul(100).round(1))
 drop = res.xs("trained heads", level="heads") - res.xs("F_SAG knocked out", level="heads")
 print("pixel AUROC lost without F_SAG (points):", drop["pixel AUROC"].mul(100).round(1).to_dict())
