@@ -110,7 +110,7 @@ def class_row(a, cfg, bb, cache, zs: dict, name: str, cls: str, normals, samples
     per = {"zero-shot": [], "adapted": []}
     for s in a.seeds:
         out = Path(a.work) / f"adapted-{name.split()[0]}-{cls}-seed{s}"
-        _run(out, lambda resume: adapt(normals, cls, out, cfg=cfg.replace(seed=s), init=zs[s],
+        _run(out, lambda resume: adapt(normals, cls, out, cfg=cfg.replace(seed=s, **a.adapt_settings), init=zs[s],
                                        backbone=bb, copies=a.copies, exclude_kinds=exclude,
                                        resume=resume, cache=cache, progress=False))
         per["zero-shot"].append(scores_and_maps(zs[s], bb, cache, samples, cls))
@@ -138,7 +138,8 @@ def tables(a, cfg, bb, cache, clock) -> list[str]:
         clock.lap(f"zero-shot heads, seed {s}")
     lines = [f"Made by `{a.command}` ({'smoke test: plumbing only, numbers meaningless' if a.smoke else 'ours'}): "
              f"zero-shot heads (trained on the synthetic auxiliary categories) vs heads adapted to the "
-             f"class from {a.n_normal} normal images ({a.copies} drawn copies each); {a.n_good} normal + "
+             f"class from {a.n_normal} normal images ({a.copies} drawn copies each"
+             f"{''.join(f', {k} {v}' for k, v in a.adapt_settings.items())}); {a.n_good} normal + "
              f"{a.n_bad} defective test images per class; seeds {a.seeds}. AUROC in %, difference = "
              f"adapted - zero-shot in points with its 95 % paired bootstrap interval ({a.n_boot} "
              f"resamples of images and seeds). Ours, not the paper's.", ""]
@@ -162,10 +163,10 @@ def write_docs(lines: list[str], doc: Path = DOC) -> Path:
     return doc
 
 
-SIZES = {  # --size: (seeds, normal images for adapting, normal and defective test images per class)
-    "full": ([0, 1, 2], 12, 20, 20),
-    "reduced": ([0, 1], 6, 10, 10),
-    "smoke": ([0], 4, 3, 3),
+SIZES = {  # --size: (seeds, normal images for adapting, drawn copies of each, normal and defective test images per class)
+    "full": ([0, 1, 2], 24, 4, 20, 20),  # 24 x 4: the best of four settings tried on --data-seed 2 (docs/adapt.md)
+    "reduced": ([0, 1], 6, 2, 10, 10),
+    "smoke": ([0], 4, 2, 3, 3),
 }
 
 
@@ -178,7 +179,9 @@ def main(argv=None) -> None:
     ap.add_argument("--n-normal", type=int, default=None, help="normal images per class for adapting")
     ap.add_argument("--n-good", type=int, default=None, help="normal test images per class")
     ap.add_argument("--n-bad", type=int, default=None, help="defective test images per class")
-    ap.add_argument("--copies", type=int, default=2, help="drawn defective copies per normal image")
+    ap.add_argument("--copies", type=int, default=None, help="drawn defective copies per normal image")
+    ap.add_argument("--lr", type=float, default=None, help="adaptation learning rate (default: the heads' own)")
+    ap.add_argument("--epochs", type=int, default=None, help="adaptation epochs (default: the heads' own)")
     ap.add_argument("--data-seed", type=int, default=1, help="seed of the test and adaptation images")
     ap.add_argument("--real", action="store_true", help="also the real photographs (scikit-image)")
     ap.add_argument("--work", default=None, help="runs folder, finished runs are reused (default "
@@ -191,10 +194,12 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     a.command = "python benchmarks/adapt.py " + " ".join(sys.argv[1:] if argv is None else argv)
     a.smoke = a.smoke or a.size == "smoke"
-    seeds, n_normal, n_good, n_bad = SIZES["smoke" if a.smoke else a.size]
+    seeds, n_normal, copies, n_good, n_bad = SIZES["smoke" if a.smoke else a.size]
     a.seeds = a.seeds or seeds
     a.work = a.work or "runs/bench-adapt" + ("-smoke" if a.smoke else "-reduced" if a.size == "reduced" else "")
     a.n_normal, a.n_good, a.n_bad = a.n_normal or n_normal, a.n_good or n_good, a.n_bad or n_bad
+    a.copies = a.copies or copies
+    a.adapt_settings = {k: v for k, v in (("lr", a.lr), ("epochs", a.epochs)) if v is not None}
     if a.smoke:
         a.n_boot = min(a.n_boot, 200)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
