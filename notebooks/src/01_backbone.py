@@ -126,7 +126,8 @@ course.tap_auroc(lab, texts, n=20).round(3).to_frame()
 #   resized to it once, at load time.
 # - Four taps give multi-depth patch tokens (B, L, N, W); the class token goes to the global branch.
 # - T = [T_N, T_A] is an ensemble over templates and state words, normalised twice.
-# - A raw per-tap text map shows what frozen CLIP localises by itself; the heads must improve it.
+# - A raw per-tap text map shows what frozen CLIP localises by itself: the baseline the heads
+#   are trained to improve on (whether they do is measured in lessons 05 and 07).
 #
 # ## Exercises
 # Solutions: `notebooks/solutions/01_backbone.ipynb`.

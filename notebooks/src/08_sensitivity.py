@@ -112,7 +112,7 @@ print(f"{sum(c.verdict == EFFECT for c in found.values())} of {len(found)} diffe
 #    depend on which value you compare against?
 # 2. *(intermediate, 10 min)* Extend P to 10 (one more value): is the drop the paper reports
 #    visible here, by `compare` against P = 3?
-# 3. *(intermediate, 10 min)* Train with `metric_proj=True` (a learnt metric W_phi) at the Config's K: does it
-#    metric change pixel AUROC, by `compare`?
+# 3. *(intermediate, 10 min)* Train with `metric_proj=True` (a learnt metric W_phi) at the
+#    Config's K: does the learnt metric change pixel AUROC, by `compare`?
 #
 # Worked solutions: `notebooks/solutions/08_sensitivity.ipynb`.
