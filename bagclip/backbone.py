@@ -22,6 +22,8 @@ instead (see `vv_attention` and docs/decisions.md).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 from typing import NamedTuple, Sequence
@@ -287,6 +289,26 @@ def check_device(device: str | torch.device | None) -> torch.device | None:
     return dev
 
 
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def random_init_requested():
+    """open_clip warns "No pretrained weights loaded ... Model initialized randomly" on the root
+    logger whenever pretrained is None. Where the kit asks for seeded random weights on purpose
+    (the tiny backbone, the cost tables, pretraining from scratch, weights loaded right after)
+    that line reads like a fault to a user, so it is dropped inside this block only."""
+    f = _DropRandomInitWarning()
+    root = logging.getLogger()
+    root.addFilter(f)
+    try:
+        yield
+    finally:
+        root.removeFilter(f)
+
+
 def load_backbone(cfg: Config, device: str | torch.device | None = None) -> Backbone:
     """Build the frozen backbone for `cfg` (weights from an open_clip tag, a file, or seeded random)."""
     device = check_device(device)
@@ -305,7 +327,8 @@ def load_backbone(cfg: Config, device: str | torch.device | None = None) -> Back
     local = bool(pretrained) and os.path.isfile(pretrained)
     digest = weights_digest(pretrained) if local else None  # hashed before loading: what is used
     try:
-        with torch.random.fork_rng(devices=[]):
+        quiet = random_init_requested() if not pretrained else contextlib.nullcontext()
+        with torch.random.fork_rng(devices=[]), quiet:
             torch.manual_seed(cfg.backbone_seed)
             model = open_clip.create_model(cfg.backbone, pretrained=pretrained or None,
                                            force_quick_gelu=cfg.use_quick_gelu)

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from safetensors.torch import load_file, save, save_file
 
-from .backbone import forward_taps, interpolate_pos_embed, project_patches
+from .backbone import forward_taps, interpolate_pos_embed, project_patches, random_init_requested
 from .config import MINI_BACKBONE, PRECISIONS, register_model_configs
 from .precision import autocast
 from .files import atomic_write_bytes, atomic_write_text, safetensors_metadata
@@ -188,7 +188,7 @@ def build_model(cfg: PretrainConfig):
     register_model_configs()
     import open_clip
 
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), random_init_requested():
         torch.manual_seed(cfg.seed)
         model = open_clip.create_model(cfg.arch, pretrained=None)
     return model, open_clip.get_tokenizer(cfg.arch)

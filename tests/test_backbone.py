@@ -208,3 +208,18 @@ def test_real_architecture_at_518():
     assert tok.patches.shape == (1, 4, 1369, 1024)
     assert tok.cls.shape == (1, 768)
     assert torch.isfinite(tok.patches).all()
+
+
+def test_requested_random_weights_raise_no_open_clip_warning(caplog):
+    """pretrained=None is a request (tiny backbone, cost tables): open_clip's "initialized
+    randomly" warning is dropped inside load_backbone only; the root logger is left as it was."""
+    import logging
+
+    from bagclip import Config, load_backbone
+
+    with caplog.at_level(logging.WARNING):
+        load_backbone(Config.tiny(image_size=56))
+        logging.warning("No pretrained weights loaded: a line of someone else's, after the load")
+    texts = [r.getMessage() for r in caplog.records]
+    assert texts == ["No pretrained weights loaded: a line of someone else's, after the load"]
+    assert not logging.getLogger().filters
