@@ -121,20 +121,28 @@ def trained_heads(lab: Lab, cfg=None, progress: bool = False):
     return train_or_resume(cfg, lab.aux, lab.backbone, out, lab.cache, progress=progress)
 
 
-REPRODUCE_RUNS = ("runs/reproduce-quick/runs", "../runs/reproduce-quick/runs")  # from the repo root or notebooks/
+REPRODUCE_RUNS = "runs/reproduce-quick/runs"  # where `bagclip reproduce --quick` keeps its runs
+
+
+def reproduce_runs(start=None, levels: int = 2) -> list[Path]:
+    """The `reproduce --quick` runs folder seen from `start` (default: the working directory) or
+    from up to `levels` folders above it: a lesson runs in notebooks/, a solution in
+    notebooks/solutions/, reproduce from the repository root."""
+    here = Path(start or Path.cwd()).resolve()
+    return [d / REPRODUCE_RUNS for d in [here, *here.parents][:levels + 1] if (d / REPRODUCE_RUNS).is_dir()][:1]
 
 
 def grid(lab: Lab, settings: dict, seeds, progress: bool = False):
     """(run_settings' long frame, {setting: {dataset: compare.Results}}) of a lesson's grid of
     runs (setting x seed): runs in <BAGCLIP_CACHE>/course/<run_key> (where `trained_heads`
-    keeps its run too), a finished run of `bagclip reproduce --quick` (runs/reproduce-quick)
+    keeps its run too), a finished run of `bagclip reproduce --quick` (`reproduce_runs()`)
     read where it is instead of trained again."""
     from .files import cache_root
     from .runs import run_settings
     from .sweeps import grid_results
 
     kw = dict(runs_root=Path(cache_root()) / "course",
-              reuse=[p for p in map(Path, REPRODUCE_RUNS) if p.is_dir()])
+              reuse=reproduce_runs())
     df = run_settings(lab.cfg, settings, lab.aux, lab.targets, seeds, backbone=lab.backbone, cache=lab.cache,
                       progress=progress, **kw)
     return df, grid_results(lab.cfg, settings, lab.aux, lab.targets, seeds, lab.backbone, lab.cache, **kw)

@@ -58,3 +58,14 @@ def test_heads_table_rows_follow_the_heads(lab):
     assert list(t.index) == [("synth", "a"), ("synth", "copy of a")]
     assert (t.xs("a", level="heads") == t.xs("copy of a", level="heads")).all().all()
     assert t.to_numpy().min() >= 0 and t.to_numpy().max() <= 1
+
+
+def test_reproduce_runs_are_found_from_lessons_and_solutions(tmp_path):
+    runs = tmp_path / "runs" / "reproduce-quick" / "runs"
+    runs.mkdir(parents=True)
+    deep = tmp_path / "notebooks" / "solutions" / "more"
+    deep.mkdir(parents=True)
+    assert course.reproduce_runs(tmp_path) == [runs]  # reproduce's own folder
+    assert course.reproduce_runs(tmp_path / "notebooks") == [runs]  # a lesson
+    assert course.reproduce_runs(tmp_path / "notebooks" / "solutions") == [runs]  # a solution
+    assert course.reproduce_runs(deep) == []  # three levels up is not looked at

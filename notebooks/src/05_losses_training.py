@@ -72,7 +72,7 @@ cls = focal(torch.where(labels > 0.5, out.p_img, 1 - out.p_img))
 by_hand = cls + cfg.loss_lambda * seg
 assert torch.allclose(total, by_hand, rtol=1e-5), (float(total), float(by_hand))
 assert torch.allclose(dice_loss(out.layer_maps[:1, 0, 1], masks[:1]), dice(out.layer_maps[:1, 0, 1], masks[:1]))
-print({k: round(float(v), 4) for k, v in parts.items()}, "== by hand", round(float(by_hand), 4))
+print({k: round(float(torch.as_tensor(v).detach()), 4) for k, v in parts.items()}, "== by hand", round(float(by_hand.detach()), 4))
 # %% md
 # ## 3. Training, with a live loss curve
 # The backbone is frozen, so every image is encoded once into the feature cache and training
