@@ -252,13 +252,13 @@ def separations(lab: Lab, heads, n: int = 16):
 
     from . import analysis as an
 
+    w = next(heads.parameters())  # the heads' device and dtype
     rows = []
     for s in defective(lab, n):
         _, m, tok = lab.view(s)
         is_defect = an.patch_fraction(m, lab.backbone.grid) > 0.25
         if is_defect.sum() < 2:
             continue
-        w = next(heads.parameters())
         with torch.no_grad():
             st = heads.stages(tok.patches.to(w.device, w.dtype))
         for l, tap in enumerate(lab.cfg.taps):
