@@ -187,6 +187,20 @@ def observed_fpr(normal_scores, threshold: float, level: float = 0.95) -> dict:
             "level": float(level)}
 
 
+def compare_rates(k_a: int, n_a: int, k_b: int, n_b: int, level: float = 0.95,
+                  alpha: float = 0.05) -> dict:
+    """Two rates, k_a / n_a vs k_b / n_b (e.g. misses among faint vs other defects), each with
+    its `binomial_interval`, and Fisher's exact two-sided test of the 2 x 2 table: what a lesson
+    needs to say "the rates differ" (p < alpha) or "no evidence either way" from counts alone.
+    Returns {"rate_a", "ci_a", "rate_b", "ci_b", "p", "differ"}."""
+    from scipy.stats import fisher_exact
+
+    ci_a, ci_b = binomial_interval(k_a, n_a, level), binomial_interval(k_b, n_b, level)
+    p = float(fisher_exact([[k_a, n_a - k_a], [k_b, n_b - k_b]]).pvalue)
+    return {"rate_a": k_a / n_a, "ci_a": ci_a, "rate_b": k_b / n_b, "ci_b": ci_b, "p": p,
+            "differ": p < alpha}
+
+
 def calibration_spread(n: int, fpr: float, m: int | None = None, observed: int | None = None,
                        level: float = 0.95) -> dict:
     """How far one calibration of n normal images at `fpr` may land from its promise, for

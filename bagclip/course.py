@@ -121,15 +121,15 @@ def trained_heads(lab: Lab, cfg=None, progress: bool = False):
     return train_or_resume(cfg, lab.aux, lab.backbone, out, lab.cache, progress=progress)
 
 
-REPRODUCE_RUNS = "runs/reproduce-quick/runs"  # where `bagclip reproduce --quick` keeps its runs
-
-
 def reproduce_runs(start=None, levels: int = 2) -> list[Path]:
     """The `reproduce --quick` runs folder seen from `start` (default: the working directory) or
     from up to `levels` folders above it: a lesson runs in notebooks/, a solution in
     notebooks/solutions/, reproduce from the repository root."""
     here = Path(start or Path.cwd()).resolve()
-    return [d / REPRODUCE_RUNS for d in [here, *here.parents][:levels + 1] if (d / REPRODUCE_RUNS).is_dir()][:1]
+    from .experiments import QUICK_OUT  # where `bagclip reproduce --quick` keeps its runs
+
+    runs = Path(QUICK_OUT) / "runs"
+    return [d / runs for d in [here, *here.parents][:levels + 1] if (d / runs).is_dir()][:1]
 
 
 def grid(lab: Lab, settings: dict, seeds, progress: bool = False):

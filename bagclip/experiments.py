@@ -102,7 +102,11 @@ def machine(device: str = "cpu") -> str:
     return f"{hardware(device)}; open_clip {oc}; numpy {numpy.__version__}"
 
 
-def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = "runs/reproduce-quick",
+QUICK_OUT = "runs/reproduce-quick"  # reproduce's default runs folder (the CLI, bagclip.course)
+FULL_OUT = "runs/reproduce-full"
+
+
+def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = QUICK_OUT,
               figures_dir: str | os.PathLike = "figures", seeds: Sequence[int] = (0, 1, 2),
               grid_seeds: Sequence[int] = (0, 1, 2), device: str | None = None, synth_root=None,
               progress: bool = True, parts: Sequence[str] = PARTS, full: bool = False,

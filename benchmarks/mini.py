@@ -57,7 +57,10 @@ def _ellipse(rng, s, rmin=0.05, rmax=0.12):
 def real_photo_set(root: Path, seed: int = 0, n_good: int = 8, n_bad: int = 8, size: int = 224) -> Path:
     """Write an MVTec-layout set of real-photo crops with foreign-generator defects."""
     from scipy import ndimage as ndi
-    from skimage import data
+    try:
+        from skimage import data
+    except ImportError:
+        raise SystemExit("--real draws crops of scikit-image's photos: pip install -e '.[bench]'") from None
 
     photos = {"brick": data.brick(), "grass": data.grass(), "gravel": data.gravel(),
               "coins": data.coins(), "coffee": data.coffee()}

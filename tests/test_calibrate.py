@@ -206,3 +206,21 @@ def test_calibrated_vs_stretched_puts_each_raw_map_on_its_own_range_and_the_rest
     assert labels.count(cal.meaning()) == 2
     assert sum(lab.startswith("own range [") for lab in labels) == 2
     assert png_bytes(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_rates_hand_worked():
+    # Fisher's tea-tasting-style table [[1, 9], [11, 3]]: the two-sided p is the sum of the
+    # hypergeometric probabilities (margins 10/14, 12/12) no larger than the observed one,
+    # 0.002759 (the textbook value); worked here from binomial coefficients, not scipy.
+    from math import comb
+    rows, col, n = (10, 14), 12, 24
+    prob = {a: comb(rows[0], a) * comb(rows[1], col - a) / comb(n, col) for a in range(0, 11)}
+    p_hand = sum(q for q in prob.values() if q <= prob[1] * (1 + 1e-9))
+    r = C.compare_rates(1, 10, 11, 14)
+    assert r["p"] == pytest.approx(p_hand, rel=1e-9) and r["p"] == pytest.approx(0.002759, abs=1e-6)
+    assert r["differ"] and r["rate_a"] == 0.1 and r["rate_b"] == pytest.approx(11 / 14)
+    assert r["ci_b"] == C.binomial_interval(11, 14)
+    # equal counts: p = 1, no difference; k = 0 gives the closed-form upper limit
+    same = C.compare_rates(0, 10, 0, 10)
+    assert same["p"] == pytest.approx(1.0) and not same["differ"]
+    assert same["ci_a"][1] == pytest.approx(1 - 0.025 ** (1 / 10))

@@ -214,7 +214,9 @@ def cmd_reproduce(a) -> None:
         raise SystemExit("reproduce --full needs the real datasets: set BAGCLIP_DATA to a folder "
                          "holding mvtec_ad/ and visa/ and the target sets (README, full mode)")
     cfg = _config(a)
-    out = a.out or ("runs/reproduce-full" if a.full else "runs/reproduce-quick")
+    from ..experiments import FULL_OUT, QUICK_OUT
+
+    out = a.out or (FULL_OUT if a.full else QUICK_OUT)
     figures = a.figures or ("figures/full" if a.full else "figures")
     _out_dir(out, "--out"), _out_dir(figures, "--figures")
     from ..files import claim_output  # issue 19: never write over a folder of the user's

@@ -151,9 +151,7 @@ print("defective images per kind:", tab[tab.label == 1].groupby("defect").size()
 # table (a small p-value: rates this different would rarely arise if the two groups shared one
 # rate). Its printed verdict is the answer on this benchmark, at these thresholds.
 # %%
-from scipy.stats import fisher_exact
-
-from bagclip.calibrate import binomial_interval
+from bagclip.calibrate import compare_rates
 
 
 def two_rates(question, event, group, rest, name, other):
@@ -163,13 +161,12 @@ def two_rates(question, event, group, rest, name, other):
     if min(n) == 0:
         print(f"{question} cannot be asked here: {dict(zip((name, other), n))} images")
         return
-    parts = []
-    for label, kk, nn in zip((name, other), k, n):
-        lo, hi = binomial_interval(kk, nn)
-        parts.append(f"{label} {100 * kk / nn:.0f} % [{100 * lo:.0f}, {100 * hi:.0f}] ({kk}/{nn})")
-    p = fisher_exact([[k[0], n[0] - k[0]], [k[1], n[1] - k[1]]]).pvalue
-    verdict = "the rates differ here" if p < 0.05 else "no evidence either way"
-    print(f"{question} {'; '.join(parts)}; Fisher p = {p:.3f}: {verdict}")
+    r = compare_rates(k[0], n[0], k[1], n[1])
+    parts = [f"{label} {100 * rate:.0f} % [{100 * lo:.0f}, {100 * hi:.0f}] ({kk}/{nn})"
+             for label, rate, (lo, hi), kk, nn in zip((name, other), (r["rate_a"], r["rate_b"]),
+                                                     (r["ci_a"], r["ci_b"]), k, n)]
+    verdict = "the rates differ here" if r["differ"] else "no evidence either way"
+    print(f"{question} {'; '.join(parts)}; Fisher p = {r['p']:.3f}: {verdict}")
 
 
 bad, good = tab.label == 1, tab.label == 0
