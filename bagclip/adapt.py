@@ -155,13 +155,16 @@ def adapt(images, class_name: str, out_dir: str | os.PathLike, cfg=None,
           init: str | os.PathLike | None = None, backbone=None, copies: int = 2,
           kinds: Sequence[str] | None = None, exclude_kinds: Sequence[str] = (), resume: bool = False,
           save_every: int | None = None, max_steps: int | None = None, cache=None, device=None,
-          progress: bool = True):
+          progress: bool = True, replay: Sequence = ()):
     """Train heads on normal images of one class with drawn defects; returns train's TrainResult.
 
     init: trained heads to start from (a run folder); None starts from cfg.seed's
     initialisation. cfg: the settings (default: init's, else Config.quick()); with init, only
     the training settings (seed, epochs, lr, batch_size...) may differ from init's.
     The checkpoint in out_dir is `bagclip train`'s (load_heads, predict, eval read it).
+    replay: labelled samples (bagclip.data.Sample, e.g. some of init's own auxiliary training
+    set) trained on beside the drawn set, so that the heads keep what init learned while they
+    fit the new class (rehearsal against forgetting); recorded by file content for resume.
     """
     from .backbone import load_backbone
     from .cache import FeatureCache, _file_digest
@@ -196,6 +199,11 @@ def adapt(images, class_name: str, out_dir: str | os.PathLike, cfg=None,
     samples, record = draw_training_set(images, class_name, out / DATA_DIR, cfg.image_size, cfg.seed,
                                         copies, kinds, exclude_kinds)
     record["init_heads_sha256"] = init_sha
+    replay = list(replay)
+    if replay:  # by content: a replaced file is another adaptation (resume refuses it)
+        record["replay"] = [{"image": _file_digest(Path(r.image_path)), "label": int(r.label),
+                             "mask": _file_digest(Path(r.mask_path)) if r.mask_path else None,
+                             "class": r.class_name} for r in replay]
     record["config"] = cfg.to_dict()
     record = json.loads(json.dumps(record))  # JSON-normal form, as read back
     if resume:
@@ -204,7 +212,7 @@ def adapt(images, class_name: str, out_dir: str | os.PathLike, cfg=None,
     atomic_write_text(out / RECORD, json.dumps(record, indent=1))
     # drawn files are rewritten on every call (new dates): checkpoints record the set by content
     drawn = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
-    res = train(cfg, samples, backbone, out, cache=cache or FeatureCache(backbone), resume=resume,
+    res = train(cfg, samples + replay, backbone, out, cache=cache or FeatureCache(backbone), resume=resume,
                 save_every=save_every, max_steps=max_steps, progress=progress, init_state=init_state,
                 aux_fingerprint=f"adapt:{drawn}")
     counts = {k: sum(d["kind"] == k for d in record["drawn"]) for k in record["allowed_kinds"]}

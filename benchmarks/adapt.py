@@ -49,8 +49,26 @@ def _run(out: Path, fn):
     return fn(resume=(out / "state.pt").is_file())
 
 
+def aux_set(cfg):
+    """The synthetic auxiliary categories the zero-shot heads train on."""
+    return load_dataset("synth", synth.ensure_synth(size=cfg.image_size), "test", classes=synth.AUX_CLASSES)
+
+
+def replay_set(cfg, n: int, seed: int) -> list:
+    """n of the auxiliary samples (half normal, half defective), drawn with `seed`: the
+    rehearsal set adapted heads also train on (bagclip.adapt's replay)."""
+    if n <= 0:
+        return []
+    aux, rng = aux_set(cfg), np.random.default_rng([seed, 7])
+    pick = []
+    for label, k in ((0, n // 2), (1, n - n // 2)):
+        pool = [x for x in aux if int(x.label) == label]
+        pick += [pool[i] for i in sorted(rng.choice(len(pool), min(k, len(pool)), replace=False))]
+    return pick
+
+
 def zero_shot_heads(cfg, bb, cache, work: Path, seed: int) -> Path:
-    aux = load_dataset("synth", synth.ensure_synth(size=cfg.image_size), "test", classes=synth.AUX_CLASSES)
+    aux = aux_set(cfg)
     out = work / f"zero-shot-seed{seed}"
     _run(out, lambda resume: train(cfg.replace(seed=seed), aux, bb, out, cache=cache, resume=resume,
                                    progress=False))
@@ -112,7 +130,8 @@ def class_row(a, cfg, bb, cache, zs: dict, name: str, cls: str, normals, samples
         out = Path(a.work) / f"adapted-{name.split()[0]}-{cls}-seed{s}"
         _run(out, lambda resume: adapt(normals, cls, out, cfg=cfg.replace(seed=s, **a.adapt_settings), init=zs[s],
                                        backbone=bb, copies=a.copies, exclude_kinds=exclude,
-                                       resume=resume, cache=cache, progress=False))
+                                       resume=resume, cache=cache, progress=False,
+                                       replay=replay_set(cfg, a.replay, s)))
         per["zero-shot"].append(scores_and_maps(zs[s], bb, cache, samples, cls))
         per["adapted"].append(scores_and_maps(out, bb, cache, samples, cls))
         clock.lap(f"{name} / {cls} / seed {s}: adapt + predict")
@@ -123,9 +142,12 @@ def class_row(a, cfg, bb, cache, zs: dict, name: str, cls: str, normals, samples
     cells = []
     for metric in ("image_auroc", "pixel_auroc"):
         c = compare(res["zero-shot"], res["adapted"], metric, n_boot=a.n_boot, seed=0)
+        effect = "effect" if c.verdict == "an effect" else "no evidence"
         cells += [f"{100 * c.a:.1f}", f"{100 * c.b:.1f}",
-                  f"{100 * c.diff:+.1f} [{100 * c.low:.1f}, {100 * c.high:.1f}] "
-                  f"{'effect' if c.verdict == 'an effect' else 'no evidence'}"]
+                  f"{100 * c.diff:+.1f} [{100 * c.low:.1f}, {100 * c.high:.1f}] {effect}"]
+        a.csv_rows.append({"set": name, "class": cls, "metric": metric, "zero_shot": round(100 * c.a, 2),
+                           "adapted": round(100 * c.b, 2), "difference": round(100 * c.diff, 2),
+                           "low": round(100 * c.low, 2), "high": round(100 * c.high, 2), "verdict": effect})
     return f"| {cls} | {', '.join(exclude) or 'none (foreign generator)'} | " + " | ".join(cells) + " |"
 
 
@@ -139,7 +161,7 @@ def tables(a, cfg, bb, cache, clock) -> list[str]:
     lines = [f"Made by `{a.command}` ({'smoke test: plumbing only, numbers meaningless' if a.smoke else 'ours'}): "
              f"zero-shot heads (trained on the synthetic auxiliary categories) vs heads adapted to the "
              f"class from {a.n_normal} normal images ({a.copies} drawn copies each"
-             f"{''.join(f', {k} {v}' for k, v in a.adapt_settings.items())}); {a.n_good} normal + "
+             f"{''.join(f', {k} {v}' for k, v in {**a.adapt_settings, **a.replay_note}.items())}); {a.n_good} normal + "
              f"{a.n_bad} defective test images per class; seeds {a.seeds}. AUROC in %, difference = "
              f"adapted - zero-shot in points with its 95 % paired bootstrap interval ({a.n_boot} "
              f"resamples of images and seeds). Ours, not the paper's.", ""]
@@ -152,8 +174,16 @@ def tables(a, cfg, bb, cache, clock) -> list[str]:
     return lines
 
 
-def write_docs(lines: list[str], doc: Path = DOC) -> Path:
-    """Put the table between BEGIN and END in docs/adapt.md (the rest of the page is kept)."""
+def write_docs(lines: list[str], doc: Path = DOC, rows: list[dict] = ()) -> Path:
+    """Put the table between BEGIN and END in docs/adapt.md (the rest of the page is kept), and
+    its numbers as docs/adapt.csv (one row per set x class x metric: what lesson 11 reads)."""
+    if rows:
+        import csv
+
+        with open(doc.with_suffix(".csv"), "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
     text = doc.read_text(encoding="utf-8")
     if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
         raise SystemExit(f"{doc}: expected one {BEGIN} ... {END} pair to write the table between")
@@ -182,6 +212,8 @@ def main(argv=None) -> None:
     ap.add_argument("--copies", type=int, default=None, help="drawn defective copies per normal image")
     ap.add_argument("--lr", type=float, default=None, help="adaptation learning rate (default: the heads' own)")
     ap.add_argument("--epochs", type=int, default=None, help="adaptation epochs (default: the heads' own)")
+    ap.add_argument("--replay", type=int, default=0, help="auxiliary samples the adapted heads also "
+                    "train on (rehearsal; default 0: the drawn set only)")
     ap.add_argument("--data-seed", type=int, default=1, help="seed of the test and adaptation images")
     ap.add_argument("--real", action="store_true", help="also the real photographs (scikit-image)")
     ap.add_argument("--work", default=None, help="runs folder, finished runs are reused (default "
@@ -200,6 +232,8 @@ def main(argv=None) -> None:
     a.n_normal, a.n_good, a.n_bad = a.n_normal or n_normal, a.n_good or n_good, a.n_bad or n_bad
     a.copies = a.copies or copies
     a.adapt_settings = {k: v for k, v in (("lr", a.lr), ("epochs", a.epochs)) if v is not None}
+    a.csv_rows = []
+    a.replay_note = {"replay of auxiliary samples": a.replay} if a.replay else {}
     if a.smoke:
         a.n_boot = min(a.n_boot, 200)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -209,7 +243,8 @@ def main(argv=None) -> None:
     lines = tables(a, cfg, bb, FeatureCache(bb), clock)
     print("\n".join(lines))
     if a.write_docs:
-        print(f"table written into {write_docs(lines, Path(a.write_docs))}", file=sys.stderr)
+        print(f"table written into {write_docs(lines, Path(a.write_docs), a.csv_rows)} and its .csv",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

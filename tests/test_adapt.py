@@ -128,3 +128,22 @@ def test_course_adapted_heads_adapts_once_then_reuses(tiny_cfg, tiny_backbone, n
         assert torch.equal(v, again.model.state_dict()[k]), k
     other = course.adapted_heads(lab, normals, "carpet", tmp_path / "init", copies=1, exclude_kinds=["fold"])
     assert other.out_dir != first.out_dir  # other kinds drawn: another run
+
+
+def test_replay_samples_are_trained_on_and_recorded_by_content(tiny_cfg, tiny_backbone, normals, cache,
+                                                               tmp_path):
+    # rehearsal samples: labelled images of another kind (here drawn copies with exact masks)
+    replay, _ = A.draw_training_set(normals, "carpet", tmp_path / "rep", 112, seed=9, copies=1)
+    cfg = _cfg(tiny_cfg)
+    plain = _run(cfg, normals, tiny_backbone, cache, tmp_path / "plain")
+    rehearsed = _run(cfg, normals, tiny_backbone, cache, tmp_path / "replay", replay=replay, save_every=1)
+    assert any(not torch.equal(v, rehearsed.model.state_dict()[k]) for k, v in plain.model.state_dict().items())
+    rec = json.loads((tmp_path / "replay" / A.RECORD).read_text())
+    assert len(rec["replay"]) == len(replay) == 8
+    assert [r["label"] for r in rec["replay"]] == [int(s.label) for s in replay]
+    assert "replay" not in json.loads((tmp_path / "plain" / A.RECORD).read_text())
+    # a replay file replaced under the same name is another adaptation: resume refuses it
+    img = Image.open(replay[-1].image_path)
+    Image.fromarray(255 - np.asarray(img)).save(replay[-1].image_path)
+    with pytest.raises(ValueError, match="another adaptation"):
+        _run(cfg, normals, tiny_backbone, cache, tmp_path / "replay", resume=True, replay=replay)

@@ -70,3 +70,32 @@ def test_bfloat16_training_steps_are_finite(tiny_cfg, tiny_backbone, image_files
     res = train(cfg, samples, tiny_backbone, cache=FeatureCache(tiny_backbone, tmp_path / "c"), progress=False)
     assert len(res.history) == 4 and all(torch.isfinite(torch.tensor(res.history)))
     assert all(torch.isfinite(p).all() for p in res.model.parameters())
+
+
+def test_native_bf16_is_read_from_the_cpu_flags_and_its_absence_warned_once(monkeypatch, caplog):
+    import logging
+
+    from bagclip import precision as P
+
+    amd = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu avx2\n"
+    sapphire = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_tile\n"
+    assert P.cpu_has_native_bf16(amd) is False
+    assert P.cpu_has_native_bf16(sapphire) is True
+    assert P.cpu_has_native_bf16("model name : x\n") is None  # no flags line: nothing claimed
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda cpuinfo=None: False)
+    P._warn_emulated_bf16.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="bagclip.precision"):
+        for _ in range(3):
+            with P.autocast("bfloat16", "cpu"):
+                pass
+        with P.autocast("float32", "cpu"):
+            pass
+    hits = [r for r in caplog.records if "emulated" in r.getMessage()]
+    assert len(hits) == 1 and "float32" in hits[0].getMessage()
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda cpuinfo=None: True)
+    P._warn_emulated_bf16.cache_clear()
+    caplog.clear()
+    with P.autocast("bfloat16", "cpu"):
+        pass
+    assert not caplog.records
+    P._warn_emulated_bf16.cache_clear()

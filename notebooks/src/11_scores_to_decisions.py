@@ -229,21 +229,19 @@ pd.DataFrame.from_dict(rows, orient="index").round(1)
 # measured when it was last run) is read here rather than recomputed, and the cell counts its
 # verdicts. Read each row as above: the sign, then whether the interval excludes 0.
 # %%
-import re
-
 import bagclip
 
-page = Path(bagclip.__file__).resolve().parents[1] / "docs" / "adapt.md"
-if page.is_file():
-    table = page.read_text(encoding="utf-8").split("<!-- adapt-table:begin -->")[1].split("<!-- adapt-table:end -->")[0]
-    print(table.strip())
-    cells = re.findall(r"([+-]\d+\.\d) \[(-?\d+\.\d), (-?\d+\.\d)\] (effect|no evidence)", table)
-    better = sum(v == "effect" and float(d) > 0 for d, _, _, v in cells)
-    worse = sum(v == "effect" and float(d) < 0 for d, _, _, v in cells)
-    print(f"\n{len(cells)} comparisons (class x metric): adapted heads better with an interval above 0 in "
-          f"{better}, worse with an interval below 0 in {worse}, no evidence either way in {len(cells) - better - worse}")
+docs = Path(bagclip.__file__).resolve().parents[1] / "docs"
+if (docs / "adapt.csv").is_file():
+    page = (docs / "adapt.md").read_text(encoding="utf-8")
+    print(page.split("<!-- adapt-table:begin -->")[1].split("<!-- adapt-table:end -->")[0].strip())
+    res = pd.read_csv(docs / "adapt.csv")  # the same numbers, one row per set x class x metric
+    better = int(((res.verdict == "effect") & (res.difference > 0)).sum())
+    worse = int(((res.verdict == "effect") & (res.difference < 0)).sum())
+    print(f"\n{len(res)} comparisons (class x metric): adapted heads better with an interval above 0 in "
+          f"{better}, worse with an interval below 0 in {worse}, no evidence either way in {len(res) - better - worse}")
 else:
-    print(f"{page} is not beside this install (installed without the repository): see the kit's docs/adapt.md")
+    print(f"{docs / 'adapt.csv'} is not beside this install (installed without the repository): see the kit's docs/adapt.md")
 # %% md
 # ## Summary
 # - F1-max picks its threshold with the test labels: an oracle for comparing detectors, not a
