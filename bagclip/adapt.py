@@ -151,6 +151,35 @@ def _check_record(path: Path, record: dict) -> None:
                           f"settings); resume with the same ones or use a new folder", path=path)
 
 
+def _init_heads(init, cfg, backbone, device):
+    """(state, SHA-256 of the heads file, cfg, backbone) of the trained heads in `init`; cfg
+    defaults to theirs and may differ only in training settings (else AdaptError)."""
+    from .cache import _file_digest
+    from .checkpoint import HEADS, load_heads
+    from .model import build_heads
+
+    model, icfg, backbone = load_heads(init, backbone=backbone, device=device)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    sha = _file_digest(Path(init) / HEADS if Path(init).is_dir() else Path(init))
+    cfg = cfg or icfg
+    try:
+        build_heads(cfg, backbone).load_state_dict(state)
+    except RuntimeError:
+        raise AdaptError(f"the heads in {init} do not fit these settings: starting from trained "
+                         f"heads, change only training settings (seed, epochs, lr, batch_size)",
+                         path=init) from None
+    return state, sha, cfg, backbone
+
+
+def _replay_record(replay) -> list[dict]:
+    """The rehearsal samples by content (SHA-256 of image and mask), label and class."""
+    from .cache import _file_digest
+
+    return [{"image": _file_digest(Path(r.image_path)), "label": int(r.label),
+             "mask": _file_digest(Path(r.mask_path)) if r.mask_path else None, "class": r.class_name}
+            for r in replay]
+
+
 def adapt(images, class_name: str, out_dir: str | os.PathLike, cfg=None,
           init: str | os.PathLike | None = None, backbone=None, copies: int = 2,
           kinds: Sequence[str] | None = None, exclude_kinds: Sequence[str] = (), resume: bool = False,
@@ -167,26 +196,16 @@ def adapt(images, class_name: str, out_dir: str | os.PathLike, cfg=None,
     fit the new class (rehearsal against forgetting); recorded by file content for resume.
     """
     from .backbone import load_backbone
-    from .cache import FeatureCache, _file_digest
+    from .cache import FeatureCache
     from .config import Config
     from .files import atomic_write_text
-    from .checkpoint import HEADS, RUN_FILES, load_heads
-    from .model import build_heads
+    from .checkpoint import RUN_FILES
     from .train import train
 
     out = Path(out_dir)
     init_state, init_sha = None, None
     if init is not None:
-        model, icfg, backbone = load_heads(init, backbone=backbone, device=device)
-        init_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        init_sha = _file_digest(Path(init) / HEADS if Path(init).is_dir() else Path(init))
-        cfg = cfg or icfg
-        try:
-            build_heads(cfg, backbone).load_state_dict(init_state)
-        except RuntimeError:
-            raise AdaptError(f"the heads in {init} do not fit these settings: starting from trained "
-                             f"heads, change only training settings (seed, epochs, lr, batch_size)",
-                             path=init) from None
+        init_state, init_sha, cfg, backbone = _init_heads(init, cfg, backbone, device)
     cfg = cfg or (backbone.cfg if backbone is not None else Config.quick())
     backbone = backbone or load_backbone(cfg, device=device)
     existing = [f for f in RUN_FILES if (out / f).exists()]
@@ -201,9 +220,7 @@ def adapt(images, class_name: str, out_dir: str | os.PathLike, cfg=None,
     record["init_heads_sha256"] = init_sha
     replay = list(replay)
     if replay:  # by content: a replaced file is another adaptation (resume refuses it)
-        record["replay"] = [{"image": _file_digest(Path(r.image_path)), "label": int(r.label),
-                             "mask": _file_digest(Path(r.mask_path)) if r.mask_path else None,
-                             "class": r.class_name} for r in replay]
+        record["replay"] = _replay_record(replay)
     record["config"] = cfg.to_dict()
     record = json.loads(json.dumps(record))  # JSON-normal form, as read back
     if resume:

@@ -2,7 +2,7 @@
 paired bootstrap intervals (bagclip.compare).
 
 Zero-shot heads: trained on the synthetic auxiliary categories (`reproduce --quick`'s recipe,
-Config.quick(), one run per seed). Adapted heads: `bagclip.adapt` from those heads, per class
+Config.quick() unless --preset, one run per seed). Adapted heads: `bagclip.adapt` from those heads, per class
 and seed, on normal images of the class only, with the kit's drawn defects. Two test sets:
 1. the synthetic targets (brushed metal, concrete, carpet, screw, circuit board): adaptation
    normals from the train split, and the kinds of the class's test defects are excluded from
@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from bagclip import Config, load_backbone
+from bagclip.config import PRESETS
 from bagclip.adapt import ANY_IMAGE_KINDS, adapt
 from bagclip.cache import FeatureCache
 from bagclip.checkpoint import load_heads
@@ -130,7 +131,7 @@ def class_row(a, cfg, bb, cache, zs: dict, name: str, cls: str, normals, samples
         out = Path(a.work) / f"adapted-{name.split()[0]}-{cls}-seed{s}"
         _run(out, lambda resume: adapt(normals, cls, out, cfg=cfg.replace(seed=s, **a.adapt_settings), init=zs[s],
                                        backbone=bb, copies=a.copies, exclude_kinds=exclude,
-                                       resume=resume, cache=cache, progress=False,
+                                       resume=resume, cache=cache, progress=False, device=a.device,
                                        replay=replay_set(cfg, a.replay, s)))
         per["zero-shot"].append(scores_and_maps(zs[s], bb, cache, samples, cls))
         per["adapted"].append(scores_and_maps(out, bb, cache, samples, cls))
@@ -212,6 +213,9 @@ def main(argv=None) -> None:
     ap.add_argument("--copies", type=int, default=None, help="drawn defective copies per normal image")
     ap.add_argument("--lr", type=float, default=None, help="adaptation learning rate (default: the heads' own)")
     ap.add_argument("--epochs", type=int, default=None, help="adaptation epochs (default: the heads' own)")
+    ap.add_argument("--preset", default="quick", choices=list(PRESETS), help="Config preset: quick (the shipped bagclip-mini, "
+                    "CPU), full (the paper's ViT-L-14-336 with OpenAI weights: internet, a GPU), tiny, lab")
+    ap.add_argument("--device", default=None, help="e.g. cuda (default: the backbone's default)")
     ap.add_argument("--replay", type=int, default=0, help="auxiliary samples the adapted heads also "
                     "train on (rehearsal; default 0: the drawn set only)")
     ap.add_argument("--data-seed", type=int, default=1, help="seed of the test and adaptation images")
@@ -238,8 +242,8 @@ def main(argv=None) -> None:
         a.n_boot = min(a.n_boot, 200)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     clock = _Clock()
-    cfg = Config.quick(**({"epochs": 1} if a.smoke else {}))
-    bb = load_backbone(cfg)
+    cfg = Config.preset(a.preset, **({"epochs": 1} if a.smoke else {}))
+    bb = load_backbone(cfg, device=a.device)
     lines = tables(a, cfg, bb, FeatureCache(bb), clock)
     print("\n".join(lines))
     if a.write_docs:

@@ -280,3 +280,25 @@ def test_backbone_fields_are_the_ones_that_change_tokens(tiny_backbone, tmp_path
         with pytest.raises(ValueError, match="changes the backbone"):
             run_settings(tiny_backbone.cfg, {"x": {name: getattr(tiny_backbone.cfg, name)}}, ["a"],
                          {"t": ["b"]}, backbone=tiny_backbone)
+
+
+def test_docs_adapt_csv_holds_the_numbers_of_the_page_table():
+    """benchmarks/adapt.py --write-docs writes docs/adapt.md's table and docs/adapt.csv in one
+    run; lesson 11 counts verdicts from the CSV, so the two must agree cell for cell."""
+    import csv
+    import re
+
+    page = (ROOT / "docs" / "adapt.md").read_text(encoding="utf-8")
+    table = page.split("<!-- adapt-table:begin -->")[1].split("<!-- adapt-table:end -->")[0]
+    cells = re.findall(r"\| ([\w]+) \| [^|]+ \| (-?\d+\.\d) \| (-?\d+\.\d) \| ([+-]\d+\.\d) \[(-?\d+\.\d), "
+                       r"(-?\d+\.\d)\] (effect|no evidence) \| (-?\d+\.\d) \| (-?\d+\.\d) \| ([+-]\d+\.\d) "
+                       r"\[(-?\d+\.\d), (-?\d+\.\d)\] (effect|no evidence) \|", table)
+    with open(ROOT / "docs" / "adapt.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * len(cells) > 0
+    for row, (cls, *vals) in zip(zip(rows[::2], rows[1::2]), cells):
+        for r, (zs, ad, d, lo, hi, verdict) in zip(row, (vals[:6], vals[6:])):
+            assert r["class"] == cls and r["verdict"] == verdict
+            for key, shown in zip(("zero_shot", "adapted", "difference", "low", "high"), (zs, ad, d, lo, hi)):
+                assert abs(float(r[key]) - float(shown)) <= 0.056, (cls, key)  # 2 decimals vs 1
+    assert [r["metric"] for r in rows[:2]] == ["image_auroc", "pixel_auroc"]
