@@ -149,3 +149,16 @@ def test_ensure_synth_caches_under_env(tmp_path, monkeypatch):
     assert (a / MANIFEST).stat().st_mtime_ns == stamp
     assert ensure_synth(seed=6, categories=["wood", "screw"], **SMALL) != a
     assert {s.class_name for s in load_dataset("synth", a)} == {"wood", "screw"}
+
+
+def test_drawing_in_worker_processes_gives_the_same_images():
+    """generate draws big trees in 2 spawned processes: same images, same order as one process."""
+    from bagclip.data import synth as S
+
+    plan = list(S._plan(["carpet", "screw"], 8, 12, 12, None, None))[:64]
+    assert len(plan) == 64  # the size from which the pool is used
+    one = list(S._draw_all(plan, 64, 3, parallel=False))
+    pool = list(S._draw_all(plan, 64, 3, parallel=True))
+    for a, b in zip(one, pool, strict=True):
+        assert np.array_equal(a.image, b.image)
+        assert (a.mask is None and b.mask is None) or np.array_equal(a.mask, b.mask)
