@@ -132,7 +132,7 @@ def class_row(a, cfg, bb, cache, zs: dict, name: str, cls: str, normals, samples
         _run(out, lambda resume: adapt(normals, cls, out, cfg=cfg.replace(seed=s, **a.adapt_settings), init=zs[s],
                                        backbone=bb, copies=a.copies, exclude_kinds=exclude,
                                        resume=resume, cache=cache, progress=False, device=a.device,
-                                       replay=replay_set(cfg, a.replay, s)))
+                                       replay=a.replays[s]))
         per["zero-shot"].append(scores_and_maps(zs[s], bb, cache, samples, cls))
         per["adapted"].append(scores_and_maps(out, bb, cache, samples, cls))
         clock.lap(f"{name} / {cls} / seed {s}: adapt + predict")
@@ -156,6 +156,7 @@ def tables(a, cfg, bb, cache, clock) -> list[str]:
     """The markdown: a header paragraph, then one table per test set."""
     tmp = Path(tempfile.mkdtemp(prefix="bagclip-adapt-"))
     zs = {}
+    a.replays = {s: replay_set(cfg, a.replay, s) for s in a.seeds}  # drawn once, used by every class
     for s in a.seeds:
         zs[s] = zero_shot_heads(cfg, bb, cache, Path(a.work), s)
         clock.lap(f"zero-shot heads, seed {s}")
@@ -178,16 +179,18 @@ def tables(a, cfg, bb, cache, clock) -> list[str]:
 def write_docs(lines: list[str], doc: Path = DOC, rows: list[dict] = ()) -> Path:
     """Put the table between BEGIN and END in docs/adapt.md (the rest of the page is kept), and
     its numbers as docs/adapt.csv (one row per set x class x metric: what lesson 11 reads)."""
-    if rows:
+    if not doc.is_file():
+        raise SystemExit(f"{doc}: no such page; give a markdown page holding {BEGIN} ... {END}")
+    text = doc.read_text(encoding="utf-8")
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise SystemExit(f"{doc}: expected one {BEGIN} ... {END} pair to write the table between")
+    if rows:  # after the page's check: never a CSV without its table
         import csv
 
         with open(doc.with_suffix(".csv"), "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-    text = doc.read_text(encoding="utf-8")
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise SystemExit(f"{doc}: expected one {BEGIN} ... {END} pair to write the table between")
     head, rest = text.split(BEGIN)
     tail = rest.split(END)[1]
     doc.write_text(head + BEGIN + "\n" + "\n".join(lines).rstrip() + "\n" + END + tail, encoding="utf-8")
