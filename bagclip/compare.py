@@ -26,11 +26,12 @@ image counts twice, a tie with itself). The interval is the (alpha/2, 1 - alpha/
 0, else "no evidence either way". With one seed only images are resampled (and the interval
 says nothing about seed-to-seed noise).
 
-Metrics are the package's: image ones by `metrics.binary_metrics` on the resampled scores
-(exact); pixel ones by `metrics.BinnedPixelMetrics` on per-image histograms summed with the
-resample's multiplicities (one (bins,) histogram of normal pixels, of defect pixels and of
-AUPRO region weights per image and seed: a resample costs a matrix product, not a re-sort of
-every pixel). Binning is a tie of the pixels of a bin; `Comparison.binning_error` is the
+Metrics are the package's rule (`metrics.curve_metrics`, which `binary_metrics` and
+`BinnedPixelMetrics` use), computed for all resamples at once from the images' multiplicities:
+image ones exactly, on each class's scores sorted once per seed; pixel ones on per-image
+histograms summed with the multiplicities (one (bins,) histogram of normal pixels, of defect
+pixels and of AUPRO region weights per image and seed: a resample costs a matrix product, not
+a re-sort of every pixel). Binning is a tie of the pixels of a bin; `Comparison.binning_error` is the
 largest AUROC error bound of the full-sample histograms (see BinnedPixelMetrics).
 """
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .metrics import IMAGE_KEYS, PIXEL_KEYS, BinnedPixelMetrics, as_numpy, binary_metrics
+from .metrics import IMAGE_KEYS, PIXEL_KEYS, BinnedPixelMetrics, as_numpy, curve_metrics
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -201,34 +202,38 @@ def _family(metric: str) -> tuple[str, ...]:
     return IMAGE_KEYS if metric in IMAGE_KEYS else PIXEL_KEYS
 
 
-def _per_seed_all(res: Results, metric: str, idx: np.ndarray) -> dict[str, np.ndarray]:
-    """{metric of metric's family: (S,)}: each seed's metrics on the images idx (duplicates
-    allowed), mean over classes; one binary_metrics / one binned sweep per seed and class gives
-    the whole family."""
-    cls = res.classes[idx]
+def _family_values(res: Results, metric: str, M: np.ndarray) -> dict[str, np.ndarray]:
+    """{metric of metric's family: (B, S)}: each seed's metrics, mean over classes, on B
+    multisets of the images given by their multiplicities M (B, n) (a row of ones: the sample
+    itself). All B at once (`metrics.curve_metrics`): one sort of a class's scores per seed,
+    and for pixels one product of multiplicities with the per-image histograms."""
     fam = _family(metric)
-    out = {m: np.zeros(res.n_seeds) for m in fam}
-    names = list(dict.fromkeys(cls.tolist()))
-    for s in range(res.n_seeds):
-        vals = {m: [] for m in fam}
+    B, S = M.shape[0], res.n_seeds
+    out = {m: np.zeros((B, S)) for m in fam}
+    names = list(dict.fromkeys(res.classes.tolist()))
+    for s in range(S):
         for c in names:
-            j = idx[cls == c]
+            j = np.flatnonzero(res.classes == c)
+            Mc = M[:, j]                                                       # (B, n_c)
             if metric in IMAGE_KEYS:
-                got = binary_metrics(res.scores[s, j], res.labels[j])
-            else:
-                got = BinnedPixelMetrics.from_counts(
-                    res.neg[s, j].sum(0), res.pos[s, j].sum(0), res.w[s, j].sum(0),
-                    int(res.regions[j].sum()), lo=res.lo[s], hi=res.hi[s], fpr_limit=res.fpr_limit).compute()
+                sc = res.scores[s, j]
+                order = np.argsort(-sc, kind="stable")
+                ends = np.append(np.flatnonzero(sc[order][:-1] != sc[order][1:]), j.size - 1)  # ties merged
+                y = res.labels[j][order]
+                got = curve_metrics(np.cumsum(Mc[:, order] * y, axis=1)[:, ends],
+                                    np.cumsum(Mc[:, order] * (1 - y), axis=1)[:, ends])
+            else:  # histograms summed with the multiplicities, thresholds = bins, descending
+                neg, pos, w = (np.cumsum((Mc @ h[s, j])[:, ::-1], axis=1) for h in (res.neg, res.pos, res.w))
+                got = curve_metrics(pos, neg, w, Mc @ res.regions[j], res.fpr_limit)
             for m in fam:
-                vals[m].append(got[m.split("_", 1)[1]])
-        for m in fam:
-            out[m][s] = np.mean(vals[m])
+                out[m][:, s] += got[m.split("_", 1)[1]] / len(names)
     return out
 
 
 def _per_seed(res: Results, metric: str, idx: np.ndarray) -> np.ndarray:
     """(S,) metric of each seed on the images idx (duplicates allowed), mean over classes."""
-    return _per_seed_all(res, metric, idx)[metric]
+    M = np.bincount(idx, minlength=res.labels.size)[None].astype(np.float64)
+    return _family_values(res, metric, M)[metric][0]
 
 
 def _check(a: Results, b: Results, metric: str) -> None:
@@ -259,10 +264,13 @@ def _values(res: Results, metric: str, draws: list[np.ndarray], n_boot: int, see
     n_boot, seed) and kept on the Results (a table comparing six rows with one reference
     resamples the reference once; AUROC, AP and F1-max come from one computation)."""
     if (metric, n_boot, seed) not in res.memo:
-        rows = [_per_seed_all(res, metric, np.concatenate([d[k] for d in draws])) for k in range(n_boot)]
+        idx = np.concatenate(draws, axis=1)                                    # (n_boot, n)
+        n = res.labels.size
+        M = np.bincount((idx + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n)
+        vals = _family_values(res, metric, M.reshape(n_boot, n).astype(np.float64))
         for m in _family(metric):
             if m != "pixel_aupro" or res.regions is not None and res.regions.sum():
-                res.memo[(m, n_boot, seed)] = np.stack([r[m] for r in rows])
+                res.memo[(m, n_boot, seed)] = vals[m]
     return res.memo[(metric, n_boot, seed)]
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["compute_metrics", "aupro", "PixelMetricAccumulator", "BinnedPixelMetrics",
-           "binary_metrics", "image_histograms", "merge_metrics", "mean_over_classes", "label_regions", "region_weights",
+           "binary_metrics", "curve_metrics", "image_histograms", "merge_metrics", "mean_over_classes", "label_regions", "region_weights",
            "IMAGE_KEYS", "PIXEL_KEYS", "METRIC_KEYS"]
 
 IMAGE_KEYS = ("image_auroc", "image_f1_max", "image_ap")
@@ -84,7 +84,8 @@ def _lookahead(chunks: Iterable[tuple]) -> Iterator[tuple]:
 
 def _sweep(chunks: Iterable[tuple], n_pos: int, n_neg: int, n_regions: int,
            fpr_limit: float) -> dict:
-    """One pass over (key, y, w, n) chunks in descending score order.
+    """One pass over (key, y, w, n) chunks in descending score order: the streaming form of
+    `curve_metrics`'s rule, for the exact pixel metrics, whose points do not fit in memory at once.
 
     y: bool per pixel, or positive-pixel counts per element when n (pixels per element, e.g.
     a histogram bin) is given; w: float64 region weights (sums) or None. Equal keys are tied
@@ -137,6 +138,52 @@ def _sweep(chunks: Iterable[tuple], n_pos: int, n_neg: int, n_regions: int,
             "aupro": float(pro_area / fpr_limit) if (n_regions and has_w) else math.nan}
 
 
+def curve_metrics(TP, FP, W=None, n_regions=None, fpr_limit: float = 0.3) -> dict:
+    """AUROC, AP, F1-max and AUPRO of B curves at once, from cumulative counts at T thresholds.
+
+    TP, FP (B, T): true and false positives at each threshold, thresholds in descending score
+    order (column t counts every element scoring at least threshold t), so the last column is
+    the totals P and N. Counts may be weights (a bootstrap's multiplicities); a threshold whose
+    counts repeat the previous one's adds a repeated point, which changes no metric.
+    W (B, T): the cumulative region weights (sum of 1/|region| above the threshold) and
+    n_regions (B,): AUPRO's inputs; without them aupro is NaN.
+    The rule is `_sweep`'s (the streaming form for the exact pixel metrics), point for point:
+    curves start at (0, 0); AUROC trapezoid over (FP/N, TP/P); AP = sum (R_t - R_{t-1}) P_t;
+    F1-max = max 2 TP / (TP + FP + P); AUPRO cut at fpr_limit with one interpolated point.
+    Returns {"auroc", "ap", "f1_max", "aupro"}: (B,) float64, NaN where P or N is 0.
+    """
+    TP, FP = np.atleast_2d(np.asarray(TP, np.float64)), np.atleast_2d(np.asarray(FP, np.float64))
+    B = TP.shape[0]
+    n_pos, n_neg = TP[:, -1], FP[:, -1]
+    zero = np.zeros((B, 1))
+    T0, F0 = np.hstack([zero, TP]), np.hstack([zero, FP])          # (B, T+1): from (0, 0)
+    dT, dF = np.diff(T0, axis=1), np.diff(F0, axis=1)
+    called = TP + FP
+    prec = np.divide(TP, called, out=np.zeros_like(TP), where=called > 0)  # dT = 0 where 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {"auroc": np.einsum("bt,bt->b", dF, T0[:, 1:] + T0[:, :-1]) / (2 * n_pos * n_neg),
+               "ap": np.einsum("bt,bt->b", dT, prec) / n_pos,
+               "f1_max": np.max(2 * TP / (called + n_pos[:, None]), axis=1)}
+        out["aupro"] = np.full(B, math.nan)
+        if W is not None:
+            x = F0 / n_neg[:, None]
+            regions = np.atleast_1d(np.asarray(n_regions, np.float64))
+            y = np.minimum(np.hstack([zero, np.atleast_2d(np.asarray(W, np.float64))]) / regions[:, None], 1.0)
+            inside = x[:, 1:] <= fpr_limit                            # segments before the cut
+            area = np.sum(np.where(inside, 0.5 * (y[:, 1:] + y[:, :-1]) * np.diff(x, axis=1), 0.0), axis=1)
+            over = ~inside.all(axis=1)
+            k = np.argmin(inside, axis=1) + 1                          # first point past the limit
+            r = np.arange(B)
+            x0, x1, y0, y1 = x[r, k - 1], x[r, np.minimum(k, x.shape[1] - 1)], y[r, k - 1], y[r, np.minimum(k, x.shape[1] - 1)]
+            yi = y0 + (y1 - y0) * (fpr_limit - x0) / np.where(over, x1 - x0, 1.0)
+            area += np.where(over, 0.5 * (yi + y0) * (fpr_limit - x0), 0.0)
+            out["aupro"] = np.where(regions > 0, area / fpr_limit, math.nan)
+    bad = (n_pos == 0) | (n_neg == 0)
+    for key in out:
+        out[key] = np.where(bad, math.nan, out[key])
+    return out
+
+
 def binary_metrics(scores, labels) -> dict:
     """AUROC, AP, F1-max of 1-D scores (n,) against 0/1 labels (n,), exact, float64 scores.
 
@@ -149,10 +196,11 @@ def binary_metrics(scores, labels) -> dict:
     if np.isnan(s).any():
         raise ValueError("scores contain NaN")
     order = np.argsort(-s, kind="stable")
-    n_pos = int(y.sum())
-    out = _sweep([(s[order], y[order], None, None)], n_pos, s.size - n_pos, 0, 0.3)
-    out.pop("aupro")
-    return out
+    ss, ys = s[order], y[order]
+    ends = np.append(np.flatnonzero(ss[:-1] != ss[1:]), s.size - 1)  # the last of each tie
+    tp = np.cumsum(ys, dtype=np.int64)[ends]
+    got = curve_metrics(tp, ends + 1 - tp)
+    return {k: float(got[k][0]) for k in ("auroc", "ap", "f1_max")}
 
 
 class PixelMetricAccumulator:
@@ -312,7 +360,10 @@ class BinnedPixelMetrics:
         keep = np.flatnonzero(self._neg + self._pos)[::-1]  # non-empty bins, descending
         neg, pos, w = self._neg[keep], self._pos[keep], self._w[keep]
         n_pos, n_neg = int(pos.sum()), int(neg.sum())
-        out = _sweep([(keep, pos, w, neg + pos)], n_pos, n_neg, self._n_regions, self.fpr_limit)
+        got = curve_metrics(np.cumsum(pos), np.cumsum(neg), np.cumsum(w), [self._n_regions], self.fpr_limit)
+        out = {k: float(v[0]) for k, v in got.items()}
+        if not self._n_regions:
+            out["aupro"] = math.nan
         if n_pos and n_neg:
             out["auroc_err"] = float(np.dot(neg, pos)) / (2.0 * n_pos * n_neg)
             below = np.cumsum(neg) / n_neg <= self.fpr_limit

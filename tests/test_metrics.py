@@ -260,3 +260,36 @@ def test_binned_mode_exact_on_grid_and_within_bounds():
     binned = BinnedPixelMetrics(bins=64).update(maps, masks).compute()
     assert 0 < abs(exact["auroc"] - binned["auroc"]) <= binned["auroc_err"]
     assert abs(exact["aupro"] - binned["aupro"]) <= binned["aupro_err"]
+
+
+def test_curve_metrics_with_multiplicities_equals_the_duplicated_sample():
+    """Weights (a bootstrap's multiplicities, zeros included) give what physically repeating
+    each element gives; summed histograms with empty bins give the binned accumulator's values,
+    AUPRO cut at three limits."""
+    from bagclip.metrics import curve_metrics
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        n = int(rng.integers(4, 30))
+        s, y = np.round(rng.random(n), 1), rng.integers(0, 2, n)  # rounding: many ties
+        y[:2] = 0, 1
+        m = rng.integers(0, 3, n)
+        m[:2] = np.maximum(m[:2], 1)
+        ref = binary_metrics(np.repeat(s, m), np.repeat(y, m))
+        o = np.argsort(-s, kind="stable")
+        ends = np.append(np.flatnonzero(s[o][:-1] != s[o][1:]), n - 1)
+        got = curve_metrics(np.cumsum(m[o] * y[o])[ends][None], np.cumsum(m[o] * (1 - y[o]))[ends][None])
+        for k in ref:
+            assert abs(ref[k] - got[k][0]) < 1e-12, k
+    maps = rng.random((5, 8, 8))
+    masks = np.zeros((5, 8, 8), bool)
+    masks[1:, 2:5, 2:5], masks[3, 6:, 6:] = True, True
+    maps[masks] += 0.4
+    for limit in (0.05, 0.3, 1.0):
+        acc = BinnedPixelMetrics(16, 0, 1.5, limit).update(maps, masks)  # bins above 1.4 stay empty
+        neg, pos, w, k = acc.counts()
+        got = curve_metrics(np.cumsum(pos[::-1]), np.cumsum(neg[::-1]), np.cumsum(w[::-1]), [k], limit)
+        exact = PixelMetricAccumulator(limit).update(maps, masks).compute()  # the streaming rule
+        for key in ("auroc", "ap", "f1_max", "aupro"):
+            assert abs(acc.compute()[key] - got[key][0]) < 1e-12, key
+        assert abs(exact["auroc"] - got["auroc"][0]) <= acc.compute()["auroc_err"] + 1e-12
+        assert abs(exact["aupro"] - got["aupro"][0]) <= acc.compute()["aupro_err"] + 1e-12
