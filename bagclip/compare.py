@@ -223,7 +223,8 @@ def _family_values(res: Results, metric: str, M: np.ndarray) -> dict[str, np.nda
                 got = curve_metrics(np.cumsum(Mc[:, order] * y, axis=1)[:, ends],
                                     np.cumsum(Mc[:, order] * (1 - y), axis=1)[:, ends])
             else:  # histograms summed with the multiplicities, thresholds = bins, descending
-                neg, pos, w = (np.cumsum((Mc @ h[s, j])[:, ::-1], axis=1) for h in (res.neg, res.pos, res.w))
+                used = np.flatnonzero((res.neg[s, j] + res.pos[s, j]).any(0))[::-1]  # empty bins add nothing
+                neg, pos, w = (np.cumsum(Mc @ h[s, j][:, used], axis=1) for h in (res.neg, res.pos, res.w))
                 got = curve_metrics(pos, neg, w, Mc @ res.regions[j], res.fpr_limit)
             for m in fam:
                 out[m][:, s] += got[m.split("_", 1)[1]] / len(names)
