@@ -147,8 +147,10 @@ def _check_record(path: Path, record: dict) -> None:
     except (OSError, ValueError):
         old = None
     if old != record:
-        raise ResumeError(f"{path} records another adaptation (other images, seed, kinds, start or "
-                          f"settings); resume with the same ones or use a new folder", path=path)
+        differ = sorted(k for k in set(record) | set(old or {}) if (old or {}).get(k) != record.get(k))
+        raise ResumeError(f"{path} records another adaptation (differing: {', '.join(differ)}); "
+                          f"resume with the same images, seed, kinds, start and settings, or use a "
+                          f"new folder", path=path)
 
 
 def _init_heads(init, cfg, backbone, device):

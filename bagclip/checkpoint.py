@@ -27,12 +27,11 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load as load_bytes
-from safetensors.torch import save
 
 from .config import Config
 from .errors import (CheckpointError, CheckpointMissingError, DivergedError, ResumeError,
                      TornCheckpointError, WeightsChangedError)
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, safetensors_bytes
 
 STATE, HEADS, HISTORY, MANIFEST = "state.pt", "heads.safetensors", "history.json", "checkpoint.json"
 RUN_FILES = (STATE, HEADS, HISTORY, MANIFEST)
@@ -51,7 +50,7 @@ def heads_blob(model: torch.nn.Module, cfg: Config, inputs: dict | None = None) 
     meta = {"bagclip_config": json.dumps(cfg.to_dict())}
     if inputs is not None:
         meta["bagclip_inputs"] = json.dumps(inputs, sort_keys=True)
-    return save(tensors, metadata=meta)
+    return safetensors_bytes(tensors, meta)  # the same bytes for the same heads
 
 
 def save_heads(model: torch.nn.Module, cfg: Config, path: str | os.PathLike, inputs: dict | None = None) -> Path:

@@ -54,6 +54,28 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def safetensors_bytes(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
+    """safetensors.torch.save, with the same bytes for the same tensors and metadata.
+
+    safetensors keeps metadata in a hash map whose order changes from one call to the next, so
+    a file with two metadata keys came out in one of two byte orders at random (a hash of the
+    file, e.g. adapt's record of its starting heads, then failed to match on resume). The
+    header is written again here with the metadata keys sorted and the tensors in data order;
+    the data part is safetensors' own, untouched (its offsets are relative to it).
+    """
+    from safetensors.torch import save
+
+    blob = save(tensors, metadata=metadata)
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
+    ordered.update(sorted(header.items(), key=lambda kv: (kv[1]["data_offsets"], kv[0])))
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors pads it
+    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
+
+
 def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The `__metadata__` of a safetensors file (8-byte little-endian header length, then a
     JSON header), read without loading any tensor. Raises ValueError on a malformed header."""

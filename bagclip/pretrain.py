@@ -52,12 +52,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from safetensors.torch import load_file, save, save_file
+from safetensors.torch import load_file
 
 from .backbone import forward_taps, interpolate_pos_embed, project_patches, random_init_requested
 from .config import MINI_BACKBONE, PRECISIONS, register_model_configs
 from .precision import autocast
-from .files import atomic_write_bytes, atomic_write_text, safetensors_metadata
+from .files import atomic_write_bytes, atomic_write_text, safetensors_bytes, safetensors_metadata
 from .data.io import clip_normalize
 from .data.world import make_pair
 
@@ -297,7 +297,7 @@ def _save_checkpoint(path: Path, model, opt, cfg: PretrainConfig, step: int, his
                 tensors[f"opt.{n}.exp_avg"] = st["exp_avg"].contiguous()
                 tensors[f"opt.{n}.exp_avg_sq"] = st["exp_avg_sq"].contiguous()
     meta = dict(step=str(step), history=json.dumps(history), config=json.dumps(cfg.to_dict()))
-    atomic_write_bytes(path, save(tensors, metadata=meta))
+    atomic_write_bytes(path, safetensors_bytes(tensors, meta))
 
 
 def _load_checkpoint(path: Path, model, opt, cfg: PretrainConfig) -> tuple[int, list]:
@@ -445,6 +445,6 @@ def export_weights(run_dir, path, info: dict | None = None) -> str:
         raise FloatingPointError(f"export: {len(bad)} weight tensors are not finite (e.g. {bad[0]}); "
                                  f"nothing written to {path}")
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}
-    blob = save(tensors, metadata={k: str(v) for k, v in (info or {}).items()})
+    blob = safetensors_bytes(tensors, {k: str(v) for k, v in (info or {}).items()})
     atomic_write_bytes(Path(path), blob)
     return hashlib.sha256(blob).hexdigest()

@@ -269,3 +269,31 @@ def test_cli_huge_seed_is_one_line(tmp_path, capsys):
               "--out", str(tmp_path / "r")])
     msg = str(e.value.code)
     assert "too large" in msg and "Overflow" not in msg and "\n" not in msg
+
+
+def test_safetensors_files_have_the_same_bytes_for_the_same_content(tmp_path):
+    """safetensors orders metadata by a hash map, differently from call to call: a heads file
+    (two metadata keys) came out in either of two byte orders, so adapt's record of its
+    starting heads' SHA-256 failed to match on resume. The same heads now give the same bytes."""
+    from safetensors import safe_open
+    from safetensors.torch import load
+
+    from bagclip import Config
+    from bagclip.checkpoint import heads_blob
+    from bagclip.files import safetensors_bytes
+
+    lin = torch.nn.Linear(3, 2)
+    cfg = Config.tiny(image_size=56)
+    blobs = {heads_blob(lin, cfg, {"aux": "x", "backbone": "y"}) for _ in range(12)}
+    assert len(blobs) == 1  # before: each call one of 2 orders (all 12 alike with p = 2^-11)
+    meta = {f"k{i}": f"välue {i} \"quoted\"\n" for i in range(6)}
+    tensors = {"b": torch.arange(5, dtype=torch.float16), "a": torch.ones(2, 3), "c": torch.zeros(0)}
+    blob = safetensors_bytes(tensors, meta)
+    assert blob == safetensors_bytes(dict(reversed(tensors.items())), dict(reversed(meta.items())))
+    n = int.from_bytes(blob[:8], "little")
+    assert (8 + n) % 8 == 0 and blob[8 + n - 1:8 + n] in (b" ", b"}")
+    back = load(blob)
+    assert set(back) == set(tensors) and all(torch.equal(back[k], tensors[k]) for k in tensors)
+    (tmp_path / "t.safetensors").write_bytes(blob)
+    with safe_open(str(tmp_path / "t.safetensors"), "pt") as f:  # safetensors' own reader
+        assert f.metadata() == meta and torch.equal(f.get_tensor("b"), tensors["b"])
