@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .metrics import IMAGE_KEYS, PIXEL_KEYS, BinnedPixelMetrics, as_numpy, curve_metrics
+from .metrics import IMAGE_KEYS, PIXEL_KEYS, BinnedPixelMetrics, as_numpy, curve_metrics, descending_thresholds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -210,15 +210,12 @@ def _family_values(res: Results, metric: str, M: np.ndarray) -> dict[str, np.nda
     fam = _family(metric)
     B, S = M.shape[0], res.n_seeds
     out = {m: np.zeros((B, S)) for m in fam}
-    names = list(dict.fromkeys(res.classes.tolist()))
+    groups = [np.flatnonzero(res.classes == c) for c in dict.fromkeys(res.classes.tolist())]
     for s in range(S):
-        for c in names:
-            j = np.flatnonzero(res.classes == c)
+        for j in groups:
             Mc = M[:, j]                                                       # (B, n_c)
             if metric in IMAGE_KEYS:
-                sc = res.scores[s, j]
-                order = np.argsort(-sc, kind="stable")
-                ends = np.append(np.flatnonzero(sc[order][:-1] != sc[order][1:]), j.size - 1)  # ties merged
+                order, ends = descending_thresholds(res.scores[s, j])          # ties merged
                 y = res.labels[j][order]
                 got = curve_metrics(np.cumsum(Mc[:, order] * y, axis=1)[:, ends],
                                     np.cumsum(Mc[:, order] * (1 - y), axis=1)[:, ends])
@@ -227,7 +224,7 @@ def _family_values(res: Results, metric: str, M: np.ndarray) -> dict[str, np.nda
                 neg, pos, w = (np.cumsum(Mc @ h[s, j][:, used], axis=1) for h in (res.neg, res.pos, res.w))
                 got = curve_metrics(pos, neg, w, Mc @ res.regions[j], res.fpr_limit)
             for m in fam:
-                out[m][:, s] += got[m.split("_", 1)[1]] / len(names)
+                out[m][:, s] += got[m.split("_", 1)[1]] / len(groups)
     return out
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["compute_metrics", "aupro", "PixelMetricAccumulator", "BinnedPixelMetrics",
-           "binary_metrics", "curve_metrics", "image_histograms", "merge_metrics", "mean_over_classes", "label_regions", "region_weights",
+           "binary_metrics", "curve_metrics", "descending_thresholds", "image_histograms", "merge_metrics", "mean_over_classes", "label_regions", "region_weights",
            "IMAGE_KEYS", "PIXEL_KEYS", "METRIC_KEYS"]
 
 IMAGE_KEYS = ("image_auroc", "image_f1_max", "image_ap")
@@ -138,6 +138,15 @@ def _sweep(chunks: Iterable[tuple], n_pos: int, n_neg: int, n_regions: int,
             "aupro": float(pro_area / fpr_limit) if (n_regions and has_w) else math.nan}
 
 
+def descending_thresholds(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, ends) of 1-D scores (n,): order sorts them descending (stable), ends (T,) are the
+    positions in that order of the last element of each run of equal scores. A threshold is a
+    distinct score (as in scikit-learn): cumulative counts taken at `ends` are `curve_metrics`'s."""
+    order = np.argsort(-scores, kind="stable")
+    ss = scores[order]
+    return order, np.append(np.flatnonzero(ss[:-1] != ss[1:]), ss.size - 1)
+
+
 def curve_metrics(TP, FP, W=None, n_regions=None, fpr_limit: float = 0.3) -> dict:
     """AUROC, AP, F1-max and AUPRO of B curves at once, from cumulative counts at T thresholds.
 
@@ -173,8 +182,8 @@ def curve_metrics(TP, FP, W=None, n_regions=None, fpr_limit: float = 0.3) -> dic
             area = np.sum(np.where(inside, 0.5 * (y[:, 1:] + y[:, :-1]) * np.diff(x, axis=1), 0.0), axis=1)
             over = ~inside.all(axis=1)
             k = np.argmin(inside, axis=1) + 1                          # first point past the limit
-            r = np.arange(B)
-            x0, x1, y0, y1 = x[r, k - 1], x[r, np.minimum(k, x.shape[1] - 1)], y[r, k - 1], y[r, np.minimum(k, x.shape[1] - 1)]
+            r, k1 = np.arange(B), np.minimum(k, x.shape[1] - 1)      # k1 = k where a point is past it
+            x0, x1, y0, y1 = x[r, k - 1], x[r, k1], y[r, k - 1], y[r, k1]
             yi = y0 + (y1 - y0) * (fpr_limit - x0) / np.where(over, x1 - x0, 1.0)
             area += np.where(over, 0.5 * (yi + y0) * (fpr_limit - x0), 0.0)
             out["aupro"] = np.where(regions > 0, area / fpr_limit, math.nan)
@@ -195,10 +204,8 @@ def binary_metrics(scores, labels) -> dict:
         raise ValueError(f"scores {s.shape} and labels {y.shape} differ in length")
     if np.isnan(s).any():
         raise ValueError("scores contain NaN")
-    order = np.argsort(-s, kind="stable")
-    ss, ys = s[order], y[order]
-    ends = np.append(np.flatnonzero(ss[:-1] != ss[1:]), s.size - 1)  # the last of each tie
-    tp = np.cumsum(ys, dtype=np.int64)[ends]
+    order, ends = descending_thresholds(s)
+    tp = np.cumsum(y[order], dtype=np.int64)[ends]
     got = curve_metrics(tp, ends + 1 - tp)
     return {k: float(got[k][0]) for k in ("auroc", "ap", "f1_max")}
 
@@ -361,9 +368,7 @@ class BinnedPixelMetrics:
         neg, pos, w = self._neg[keep], self._pos[keep], self._w[keep]
         n_pos, n_neg = int(pos.sum()), int(neg.sum())
         got = curve_metrics(np.cumsum(pos), np.cumsum(neg), np.cumsum(w), [self._n_regions], self.fpr_limit)
-        out = {k: float(v[0]) for k, v in got.items()}
-        if not self._n_regions:
-            out["aupro"] = math.nan
+        out = {k: float(v[0]) for k, v in got.items()}  # aupro NaN without regions
         if n_pos and n_neg:
             out["auroc_err"] = float(np.dot(neg, pos)) / (2.0 * n_pos * n_neg)
             below = np.cumsum(neg) / n_neg <= self.fpr_limit
