@@ -147,7 +147,8 @@ def _check_record(path: Path, record: dict) -> None:
     except (OSError, ValueError):
         old = None
     if old != record:
-        differ = sorted(k for k in set(record) | set(old or {}) if (old or {}).get(k) != record.get(k))
+        prev = old if isinstance(old, dict) else {}  # an unreadable or foreign record differs everywhere
+        differ = sorted(k for k in set(record) | set(prev) if prev.get(k) != record.get(k))
         raise ResumeError(f"{path} records another adaptation (differing: {', '.join(differ)}); "
                           f"resume with the same images, seed, kinds, start and settings, or use a "
                           f"new folder", path=path)

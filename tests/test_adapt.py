@@ -147,3 +147,19 @@ def test_replay_samples_are_trained_on_and_recorded_by_content(tiny_cfg, tiny_ba
     Image.fromarray(255 - np.asarray(img)).save(replay[-1].image_path)
     with pytest.raises(ValueError, match="another adaptation"):
         _run(cfg, normals, tiny_backbone, cache, tmp_path / "replay", resume=True, replay=replay)
+
+
+def test_resume_check_names_what_differs_and_survives_a_foreign_record(tmp_path):
+    """The refusal names the differing fields; a record that is not a JSON object (a list, or
+    not JSON) is refused the same way, never an AttributeError."""
+    from bagclip.adapt import _check_record
+    from bagclip.errors import ResumeError
+
+    path = tmp_path / "adapt.json"
+    for text, named in (('{"seed": 1, "copies": 2}', "differing: seed"), ("[1, 2]", "differing: copies, seed"),
+                        ("{not json", "differing: copies, seed")):
+        path.write_text(text)
+        with pytest.raises(ResumeError, match=named):
+            _check_record(path, {"seed": 2, "copies": 2})
+    path.write_text('{"seed": 2, "copies": 2}')
+    _check_record(path, {"seed": 2, "copies": 2})  # the same record: resumes
