@@ -110,15 +110,22 @@ def trained_heads(lab: Lab, cfg=None, progress: bool = False):
     """Heads trained on lab.aux with cfg (default lab.cfg), trained once and then reused.
 
     The run lives in <BAGCLIP_CACHE>/course/<run_key> (bagclip.runs: the key of reproduce and
-    the sweeps); a finished run is loaded, an interrupted one continues. Returns
-    bagclip.train.TrainResult (model, history, out_dir).
+    the sweeps); a finished run is loaded, an interrupted one continues. The same run finished
+    by `bagclip reproduce --quick` (`reproduce_runs()`) is read where it is instead (the
+    lessons' heads are its first seed of BAG-CLIP). Returns bagclip.train.TrainResult (model,
+    history, out_dir).
     """
     from .files import cache_root
-    from .runs import run_key, train_or_resume
+    from .runs import read_training, reusable_run, run_inputs, run_key, target_sizes, train_or_resume
 
     cfg = cfg or lab.cfg
-    out = Path(cache_root()) / "course" / run_key(cfg, lab.aux, lab.targets)
-    return train_or_resume(cfg, lab.aux, lab.backbone, out, lab.cache, progress=progress)
+    inputs = run_inputs(lab.aux, lab.targets)
+    key = run_key(cfg, lab.aux, lab.targets, inputs)
+    done = reusable_run(reproduce_runs(), key, cfg, target_sizes(lab.targets), inputs)
+    if done is not None:
+        return read_training(done, cfg, lab.backbone)
+    return train_or_resume(cfg, lab.aux, lab.backbone, Path(cache_root()) / "course" / key, lab.cache,
+                           progress=progress)
 
 
 def reproduce_runs(start=None, levels: int = 2) -> list[Path]:

@@ -88,6 +88,30 @@ def finished_run(run_dir, cfg: Config, sizes: Mapping[str, int], inputs: dict | 
     return None
 
 
+def reusable_run(roots: Sequence, key: str, cfg: Config, sizes: Mapping[str, int], inputs: dict) -> Path | None:
+    """The first roots/<key> that is a finished run of cfg on these inputs with its predictions
+    (a `reuse` root of plan_runs, e.g. reproduce's), or None."""
+    for r in roots:
+        d = Path(r) / key
+        if (d / PREDICTIONS).is_file() and finished_run(d, cfg, sizes, inputs) is not None:
+            return d
+    return None
+
+
+def read_training(run_dir, cfg: Config, backbone):
+    """The finished training of run_dir as bagclip.train.TrainResult, read only (nothing is
+    written there, unlike a resume): the heads (`checkpoint.load_heads`, which refuses a torn or
+    foreign file) and the loss history. ValueError when the heads were trained with another Config."""
+    from .checkpoint import HISTORY, load_heads
+    from .train import TrainResult
+
+    run_dir = Path(run_dir)
+    model, saved, _ = load_heads(run_dir, backbone=backbone)
+    if saved != cfg:
+        raise ValueError(f"{run_dir}: its heads were trained with other settings than the run asked for")
+    return TrainResult(model, json.loads((run_dir / HISTORY).read_text()), run_dir)
+
+
 def train_or_resume(cfg: Config, aux: Sequence, backbone, run_dir, cache, progress: bool = False):
     """The heads of run_dir trained with cfg on aux: trained, or resumed from its checkpoint (a
     finished training resumes to nothing left to do). run_dir None: trained in memory.
@@ -262,9 +286,8 @@ def plan_runs(cfg: Config, settings: Mapping[str, dict], aux: Sequence, targets:
         for seed in seeds:
             c = cfg.replace(**{**settings[name], "seed": seed})
             key = run_key(c, aux, targets, inputs)
-            done = [Path(r) / key for r in reuse if (Path(r) / key / PREDICTIONS).is_file()
-                    and finished_run(Path(r) / key, c, sizes, inputs) is not None]
-            run_dir = (done[0] if done and runs_root is not None else Path(runs_root) / key if runs_root is not None
+            done = reusable_run(reuse, key, c, sizes, inputs) if runs_root is not None else None
+            run_dir = (done or Path(runs_root) / key if runs_root is not None
                        else Path(out_dir) / _slug(name) / f"seed_{seed}" if out_dir is not None else None)
             jobs.append((name, seed, c, run_dir))
     return jobs

@@ -1,6 +1,7 @@
 """bagclip.course's shared lesson measurements (tap_auroc, separations, heads_table), checked by
 properties an independent computation fixes: swapped prompts flip an AUROC to 1 - AUROC; without
 SAFR, F_pre is the cached tap itself; identical heads give identical rows."""
+import json
 import math
 
 import numpy as np
@@ -69,3 +70,35 @@ def test_reproduce_runs_are_found_from_lessons_and_solutions(tmp_path):
     assert course.reproduce_runs(tmp_path / "notebooks") == [runs]  # a lesson
     assert course.reproduce_runs(tmp_path / "notebooks" / "solutions") == [runs]  # a solution
     assert course.reproduce_runs(deep) == []  # three levels up is not looked at
+
+
+def test_trained_heads_reads_reproduces_finished_run_without_writing(lab, tmp_path, monkeypatch):
+    """The lessons' heads come from reproduce's run of the same key, read where it is: the same
+    weights, nothing written there, nothing trained in the course cache; another Config (no such
+    run) is trained into the course cache."""
+    from bagclip.runs import run_key, run_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BAGCLIP_CACHE", str(tmp_path / "cache"))
+    cfg = lab.cfg.replace(epochs=1, batch_size=4)
+    aux = lab.targets["synth"][:4]  # any labelled samples train the heads; the plumbing is the point
+    lab2 = course.Lab("quick", cfg, "cpu", lab.backbone, aux=aux, targets=lab.targets, cache=lab.cache)
+    runs = tmp_path / "runs" / "reproduce-quick" / "runs"
+    run_settings(cfg, {"ours": {}}, aux, lab.targets, [cfg.seed], backbone=lab.backbone, cache=lab.cache,
+                 runs_root=runs, progress=False)
+    run = runs / run_key(cfg, aux, lab.targets)
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.iterdir()}
+
+    got = course.trained_heads(lab2)
+    assert got.out_dir == run
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.iterdir()} == before
+    assert not (tmp_path / "cache" / "course").exists()
+    saved = json.loads((run / "history.json").read_text())
+    assert got.history == saved and len(saved) == 1  # 4 samples, batch 4, one epoch: one step
+    from bagclip.checkpoint import load_heads
+
+    ref = load_heads(run, backbone=lab.backbone)[0].state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in got.model.state_dict().items())
+
+    other = course.trained_heads(lab2, cfg.replace(loss_lambda=0.0))
+    assert other.out_dir.parent == tmp_path / "cache" / "course"
