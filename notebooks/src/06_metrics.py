@@ -134,7 +134,17 @@ from bagclip.report import paper_layout
 heads = course.trained_heads(lab).model  # trained for the config's default epochs (no override)
 print(f"heads trained for {lab.cfg.epochs} epochs (Config default {type(lab.cfg)().epochs}, "
       f"{MODE} preset {lab.cfg.epochs})")
-results = {name: [evaluate_cached(heads, lab.cfg, lab.backbone, lab.cache, samples)] for name, samples in lab.targets.items()}
+set_scores = {name: np.zeros(len(samples)) for name, samples in lab.targets.items()}
+
+
+def keeper(name):  # evaluate_cached's on_batch(indices, maps, scores): keep every image's score
+    def keep(idx, maps, sc):
+        set_scores[name][idx] = sc.numpy()
+    return keep
+
+
+results = {name: [evaluate_cached(heads, lab.cfg, lab.backbone, lab.cache, samples, on_batch=keeper(name))]
+           for name, samples in lab.targets.items()}
 Markdown(f"*{lab.label()}*\n\n" + paper_layout(results, lab.cfg.image_size))
 # %%
 per_class = pd.DataFrame(next(iter(results.values()))[0]["per_class"]).T.mul(100).round(1)
@@ -147,12 +157,8 @@ viz.table_figure(per_class, f"per class, percent - {lab.label()}")
 # dashed (`viz.score_distributions_figure`, also used for figures). The cell after it prints
 # each class's medians and image AUROC from these scores.
 # %%
-from bagclip.inference import predict_samples
-
 target = lab.target
-img_scores = np.zeros(len(target))
-for idx, _, sc, _ in predict_samples(heads, lab.cfg, lab.backbone, lab.cache, target):
-    img_scores[idx] = sc.numpy()
+img_scores = np.concatenate([set_scores[name] for name in lab.targets])  # the tables' scores, in target's order
 img_labels = np.array([int(s.label) for s in target])
 img_classes = [s.class_name for s in target]
 thr_all, _ = an.f1_max_threshold(img_scores, img_labels)

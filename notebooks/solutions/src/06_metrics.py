@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from bagclip import course
-from bagclip.inference import predict_samples
 from bagclip.metrics import binary_metrics, compute_metrics
 
 scores = np.array([0.91, 0.80, 0.74, 0.62, 0.55, 0.47, 0.40, 0.33, 0.20, 0.12])
@@ -77,13 +76,12 @@ print(f"pixel AUROC {'moves' if moved['pixel AUROC'] else 'does not move'}; AUPR
 # The lesson's heads and target images; the share is over that class's normal images.
 # %%
 lab = course.setup(MODE)
-heads = course.trained_heads(lab).model
-target = lab.target
-s_all = np.zeros(len(target))
-for idx, _, sc, _ in predict_samples(heads, lab.cfg, lab.backbone, lab.cache, target):
-    s_all[idx] = sc.numpy()
-y_all = np.array([int(s.label) for s in target])
-cls_all = np.array([s.class_name for s in target])
+ds = list(lab.targets)[0]
+# the shared heads' per-image records on the target set, read back from their run (reproduce's
+# or the course cache's; evaluated once if neither kept them)
+_, runs = course.grid(lab, {"shared heads": {}}, [lab.cfg.seed])
+shared = runs["shared heads"][ds]
+s_all, y_all, cls_all = shared.scores[0], shared.labels, shared.classes  # (n,) each
 auc = {c: binary_metrics(s_all[cls_all == c], y_all[cls_all == c])["auroc"] for c in dict.fromkeys(cls_all)}
 worst = min(auc, key=auc.get)
 normal, bad = s_all[(cls_all == worst) & (y_all == 0)], s_all[(cls_all == worst) & (y_all == 1)]

@@ -4,8 +4,8 @@
 # *The instructor's key for lesson 07. It reads the lesson's runs back (shared with
 # `bagclip reproduce --quick`; trained here only if neither ran), then answers each exercise
 # with a cell that computes the answer. The answers are whatever these cells print on this
-# machine. Quick mode: well under a minute once the lesson's runs exist (exercise 2 trains one
-# variant with one seed).*
+# machine. Quick mode: well under a minute once the lesson's runs exist (exercise 2's variant,
+# one seed, is made by `bagclip reproduce --quick` too; trained here only if it has not run).*
 # %% [parameters]
 MODE = "quick"
 # %%

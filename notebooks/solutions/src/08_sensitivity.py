@@ -4,8 +4,9 @@
 # *The instructor's key for lesson 08. It reads the lesson's runs back (shared with
 # `bagclip reproduce --quick`; trained here only if neither ran), then answers each exercise
 # with a cell that computes the answer. The answers are whatever these cells print on this
-# machine. Quick mode: under a minute once the lesson's runs exist (exercises 2 and 3 train one
-# seed each of one new setting).*
+# machine. Quick mode: under a minute once the lesson's runs exist (exercises 2 and 3 need one
+# seed each of one new setting, made by `bagclip reproduce --quick` too; trained here only if
+# it has not run).*
 # %% [parameters]
 MODE = "quick"
 # %%
