@@ -62,6 +62,12 @@ from .data.io import clip_normalize
 from .data.world import make_pair
 
 
+PATCH_PROJECTIONS = {  # patch_proj -> what the patch losses compare with the text (see patch_losses)
+    "proj": "ln_post + proj (shipped)",
+    "own": "ln_post + state_patch_proj (pretraining only, dropped at export)",
+}
+
+
 @dataclass
 class PretrainConfig:
     arch: str = MINI_BACKBONE  # registered open_clip configuration
@@ -98,6 +104,10 @@ class PretrainConfig:
     # 8 rotations / flips: drawing 24 pairs (0.29 s) would otherwise cost half a bfloat16 step
     w_tie: float = 0.0  # weight of L_tie: the class token's state logit pulled to the top-patch logit
     snapshot_every: int = 0  # > 0: also keep float16 weights every this many steps (learning curves)
+    patch_proj: str = "proj"  # the projection every patch loss goes through (PATCH_PROJECTIONS): "proj",
+    # the shipped ln_post + proj (v2: the tapped tokens are born aligned with the text), or "own",
+    # ln_post + a W x E matrix of the pretraining's own, dropped at export (v3: as in CLIP, the
+    # shipped proj never compares a tapped token with the text, only the class token)
 
     def __post_init__(self) -> None:
         self.taps = tuple(int(t) for t in self.taps)
@@ -113,6 +123,8 @@ class PretrainConfig:
         bad = [k for k, v in weights.items() if not (math.isfinite(v) and v >= 0)]
         if bad:
             raise ValueError(f"pretrain: loss weights must be finite and >= 0 ({', '.join(bad)})")
+        if self.patch_proj not in PATCH_PROJECTIONS:
+            raise ValueError(f"pretrain: patch_proj={self.patch_proj!r}; allowed: {', '.join(PATCH_PROJECTIONS)}")
         if self.w_tie and not self.w_mil:
             raise ValueError("pretrain: w_tie needs w_mil > 0 (it follows L_mil's top-patch logit)")
 
@@ -194,6 +206,23 @@ def build_model(cfg: PretrainConfig):
     return model, open_clip.get_tokenizer(cfg.arch)
 
 
+def patch_projection(model, cfg: PretrainConfig, taps: torch.Tensor) -> torch.Tensor:
+    """Tapped tokens (..., W) -> the space the patch losses compare with the text (..., E).
+    "proj": the shipped ln_post + proj, as a frozen CLIP's training-free maps read them; "own":
+    ln_post + the pretraining's own matrix, so the shipped proj learns from the class token only."""
+    if cfg.patch_proj == "own":
+        return model.visual.ln_post(taps) @ model.state_patch_proj
+    return project_patches(model.visual, taps)
+
+
+def patch_losses(cfg: PretrainConfig) -> dict[str, str]:
+    """{patch loss: the projection it goes through} for the losses this config trains (weight > 0):
+    what a weights record states, and what tests check the shipped recipe against."""
+    active = {"dense": cfg.w_dense, "probe": cfg.w_probe, "proto_patch": cfg.w_proto, "mil": cfg.w_mil,
+              "tie": cfg.w_tie}
+    return {k: PATCH_PROJECTIONS[cfg.patch_proj] for k, w in active.items() if w > 0}
+
+
 def losses(model, cfg: PretrainConfig, x, cover, tokens, clip_loss, probe=None, prototypes=None) -> dict:
     """The pretraining losses for one batch (see the module docstring); "total" is their sum."""
     B2 = x.shape[0]
@@ -218,7 +247,7 @@ def losses(model, cfg: PretrainConfig, x, cover, tokens, clip_loss, probe=None, 
         l_state = F.cross_entropy(state_logits, state_kept.long()) if shown.any() else state_logits.sum() * 0
     else:
         l_state = F.cross_entropy(state_logits, state.long())
-    p = F.normalize(project_patches(model.visual, taps), dim=-1)  # (2B, L, N, E)
+    p = F.normalize(patch_projection(model, cfg, taps), dim=-1)  # (2B, L, N, E)
     pos = (cover >= cfg.min_cover)[:, None].expand(-1, L, -1)  # (2B, L, N) abnormal patches
     neg = (cover == 0)[:, None].expand(-1, L, -1)  # normal ones; the rest is ignored
 
@@ -303,9 +332,9 @@ def _save_checkpoint(path: Path, model, opt, cfg: PretrainConfig, step: int, his
 def _load_checkpoint(path: Path, model, opt, cfg: PretrainConfig) -> tuple[int, list]:
     meta = safetensors_metadata(path)
     saved = json.loads(meta.get("config", "{}"))
-    mine = cfg.to_dict()
+    mine, default = cfg.to_dict(), PretrainConfig().to_dict()  # a field newer than the file: its default
     diff = sorted(k for k in mine if k not in ("workers", "save_every", "threads")
-                  and saved.get(k) != mine[k])
+                  and saved.get(k, default[k]) != mine[k])
     if diff:
         raise ValueError(f"pretrain: {path} was made with other settings ({', '.join(diff)}); "
                          f"resume with the same ones, or use a new --out folder")
@@ -329,6 +358,9 @@ def _training_model(cfg: PretrainConfig, start_from_init: bool):
         model.state_probe = torch.nn.Linear(model.text_projection.shape[1], 2)  # dropped at export
         if cfg.w_proto:
             model.state_prototypes = torch.nn.Parameter(torch.randn(2, model.text_projection.shape[1]))
+        if cfg.patch_proj == "own":  # drawn last: the other parts' draws stay v2's
+            W, E = model.visual.proj.shape  # open_clip's init of proj: width ** -0.5 * randn
+            model.state_patch_proj = torch.nn.Parameter(W ** -0.5 * torch.randn(W, E))
     if cfg.init and start_from_init:
         t = load_file(str(cfg.init))
         t = {k[6:] if k.startswith("model.") else k: v for k, v in t.items() if not k.startswith("opt.")}
@@ -421,7 +453,12 @@ def write_record(weights: Path, sha256: str, run_dir, command: str) -> Path:
     meta = safetensors_metadata(Path(run_dir) / CHECKPOINT)
     history = json.loads(meta.get("history", "[]"))
     t = Path(run_dir, "time.txt")
-    rec = dict(file=weights.name, sha256=sha256, command=command, config=json.loads(meta.get("config", "{}")),
+    config = json.loads(meta.get("config", "{}"))
+    known = {f.name for f in dataclasses.fields(PretrainConfig)}
+    cfg = PretrainConfig(**{k: (tuple(v) if k == "taps" else v) for k, v in config.items() if k in known})
+    rec = dict(file=weights.name, sha256=sha256, command=command, config=config,
+               loss_weights={k: v for k, v in cfg.to_dict().items() if k.startswith("w_")},
+               patch_losses=patch_losses(cfg),
                steps=int(meta.get("step", 0)), final_losses=history[-1] if history else None,
                wall_time=t.read_text().strip() if t.exists() else None)
     path = weights.with_suffix(".json")

@@ -261,3 +261,75 @@ def test_run_time_adds_up_over_sessions_and_survives_a_rerun(tmp_path):
     assert float(first[0]) >= 1000 and first[-1] == str(cfg.steps)
     pretrain(cfg, tmp_path, progress=False)  # finished: nothing runs
     assert (tmp_path / "time.txt").read_text().split() == first
+
+
+# ----------------------------------------------------------------------------- v3: where the patch losses attach
+PATCH_TERMS = ("dense", "probe", "proto_patch", "mil")  # every loss computed from the tapped tokens
+
+
+def _patch_loss_grads(patch_proj: str) -> dict:
+    """Gradients of the patch losses alone (no L_clip / L_state) on one batch, per parameter."""
+    from open_clip.loss import ClipLoss
+
+    from bagclip.pretrain import _training_model, losses
+
+    cfg = PretrainConfig(**{**SHORT, "w_proto": 1.0, "w_mil": 1.0, "patch_proj": patch_proj,
+                            "precision": "float32", "min_contrast": 0})
+    model, tok = _training_model(cfg, start_from_init=False)
+    x, cover, tokens = WorldBatches(cfg, 16, tok)[0]
+    out = losses(model, cfg, x, cover, tokens, ClipLoss(), model.state_probe, model.state_prototypes)
+    sum(out[k] for k in PATCH_TERMS).backward()
+    return {n: p.grad for n, p in model.named_parameters()}
+
+
+def test_own_patch_projection_keeps_every_patch_loss_away_from_the_shipped_proj():
+    """With patch_proj="own" no patch loss reaches `visual.proj` (the class token's projection,
+    shipped); with "proj" (v2) they all do. The own matrix is trained and is not exported."""
+    own, shipped = _patch_loss_grads("own"), _patch_loss_grads("proj")
+    assert own["visual.proj"] is None or float(own["visual.proj"].abs().max()) == 0.0
+    assert float(own["state_patch_proj"].abs().max()) > 0
+    assert float(shipped["visual.proj"].abs().max()) > 0 and "state_patch_proj" not in shipped
+
+
+def test_export_drops_the_own_patch_projection(tmp_path):
+    cfg = PretrainConfig(**{**SHORT, "patch_proj": "own"})
+    pretrain(cfg, tmp_path / "run", progress=False)
+    export_weights(tmp_path / "run", tmp_path / "w.safetensors")
+    assert not any(k.startswith("state_") for k in load_file(tmp_path / "w.safetensors"))
+
+
+def test_v2_checkpoints_without_the_field_resume_as_proj(tmp_path):
+    """A checkpoint written before patch_proj existed reads as the default ("proj")."""
+    import bagclip.pretrain as pt
+    from bagclip.files import safetensors_metadata
+
+    pretrain(PretrainConfig(**SHORT), tmp_path, progress=False, stop_after=2)
+    meta = safetensors_metadata(tmp_path / CHECKPOINT)
+    old = json.loads(meta["config"])
+    old.pop("patch_proj")
+    t = load_file(str(tmp_path / CHECKPOINT))
+    (tmp_path / CHECKPOINT).write_bytes(pt.safetensors_bytes(t, {**meta, "config": json.dumps(old)}))
+    _, hist = pretrain(PretrainConfig(**SHORT), tmp_path, progress=False)
+    assert len(hist) == SHORT["steps"]
+    with pytest.raises(ValueError, match="patch_proj"):
+        pretrain(PretrainConfig(**{**SHORT, "patch_proj": "own", "steps": 6}), tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("recipe", ["recipe-v3.json"])
+def test_shipped_v3_recipe_sends_no_patch_loss_through_the_shipped_proj(recipe):
+    """The v3 recipe file, and the record of the weights it made: every patch loss is listed
+    with its projection, and none is the shipped proj."""
+    from pathlib import Path
+
+    import bagclip.weights as weights
+    from bagclip.pretrain import PATCH_PROJECTIONS, patch_losses
+
+    fields = {k: v for k, v in json.loads((Path(weights.__file__).parent / recipe).read_text()).items()
+              if not k.startswith("_")}
+    via = patch_losses(PretrainConfig(**fields))
+    assert set(via) >= {"dense", "probe", "mil"}
+    assert PATCH_PROJECTIONS["proj"] not in via.values()
+    rec = record("bagclip-mini-v3") if (Path(weights.__file__).parent / "bagclip-mini-v3.json").is_file() else None
+    if rec is not None:
+        assert rec["patch_losses"] and PATCH_PROJECTIONS["proj"] not in rec["patch_losses"].values()
+        assert all(rec["loss_weights"][k] == rec["config"][k] for k in rec["loss_weights"])

@@ -208,6 +208,8 @@ def _add_pretrain(sub, c) -> None:
     p.add_argument("--reuse", type=int, help="steps each drawn batch serves, rotated / flipped (default 1)")
     p.add_argument("--w-tie", type=float, help="weight of the class-token-follows-top-patches loss (default 0)")
     p.add_argument("--snapshot-every", type=int, help="also keep float16 weights every N steps (learning curves)")
+    p.add_argument("--patch-proj", choices=("proj", "own"), help="projection of the patch losses: the shipped "
+                   "proj (v2, tokens born aligned) or one of their own, dropped at export (v3; default proj)")
     p.add_argument("--recipe", help="JSON file of these settings (e.g. bagclip/weights/recipe.json); flags win")
     p.add_argument("--export", default=None, help="also write the weights here (float16 safetensors + .json record)")
     p.set_defaults(fn=c.cmd_pretrain_mini)
