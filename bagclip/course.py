@@ -292,3 +292,35 @@ def heads_table(lab: Lab, heads: dict, cfg=None):
             rows.append({"target set": name, "heads": variant, "image AUROC": r["image_auroc"],
                          "pixel AUROC": r["pixel_auroc"]})
     return pd.DataFrame(rows).set_index(["target set", "heads"])
+
+
+def balanced(samples, n: int) -> list:
+    """The first n normal and the first n defective samples of each class, in the samples' order:
+    a smaller, still balanced, fixed subset of a target set."""
+    kept, count = [], {}
+    for s in samples:
+        k = (str(s.class_name), bool(s.label))
+        if count.get(k, 0) < n:
+            count[k] = count.get(k, 0) + 1
+            kept.append(s)
+    return kept
+
+
+def alignment(lab: Lab, heads: dict, samples) -> dict:
+    """Do the tapped tokens speak the text? {detector: compare.Results} on `samples` (one seed) for
+    the training-free scorer on the raw tapped tokens (ln_post + proj against [T_N, T_A]), the same
+    on the value-value stream (`detail_attention="vv"`: its own backbone and cache), and each of
+    `heads` ({name: trained heads}); feed pairs of them to `bagclip.compare` (lesson 01)."""
+    from .backbone import load_backbone
+    from .cache import FeatureCache
+    from .compare import Results
+    from .evaluate import evaluate_recorded
+    from .zeroshot import ZeroShot
+
+    vv_cfg = lab.cfg.replace(detail_attention="vv")
+    vv_bb = load_backbone(vv_cfg, device=lab.device)
+    detectors = {"raw tokens (training-free)": (ZeroShot(lab.backbone), lab.cfg, lab.backbone, lab.cache),
+                 "value-value stream (training-free)": (ZeroShot(vv_bb), vv_cfg, vv_bb, FeatureCache(vv_bb)),
+                 **{name: (m, lab.cfg, lab.backbone, lab.cache) for name, m in heads.items()}}
+    return {name: Results.from_records([evaluate_recorded(m, c, b, k, samples)[1]])
+            for name, (m, c, b, k) in detectors.items()}

@@ -177,15 +177,47 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+CURVE = {"training-free image": "training-free|image_auroc", "raw pixel": "training-free|pixel_auroc",
+         "BAG-CLIP pixel": f"{OURS}|pixel_auroc", "gap BAG-CLIP - raw": f"gap {OURS}",
+         "gap APRIL - raw": f"gap {APRIL}"}
+
+
+def curve(run_dir: Path, sets: dict) -> "pd.DataFrame":
+    """Every snapshot of a pretraining run (RUN_DIR/snapshots/step*.safetensors) measured as a
+    row of the table; long-form (step, set, quantity, value, lo, hi) in RUN_DIR/gap-curve.csv."""
+    import pandas as pd
+
+    rows = []
+    for snap in sorted(Path(run_dir, "snapshots").glob("step*.safetensors")):
+        r = measure(snap.stem, str(snap), Path(run_dir) / "gap-curve", sets)
+        for s in sets:
+            for q, key in CURVE.items():
+                v = r[s][key]
+                rows.append(dict(step=int(snap.stem[4:]), set=s, quantity=q, value=v[0], lo=v[1], hi=v[2]))
+    df = pd.DataFrame(rows)
+    df.to_csv(Path(run_dir) / "gap-curve.csv", index=False)
+    return df
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("weights", nargs="+", metavar="NAME=FILE", help="shipped name or .safetensors file")
+    ap.add_argument("weights", nargs="*", metavar="NAME=FILE", help="shipped name or .safetensors file")
+    ap.add_argument("--curve", metavar="RUN_DIR", help="instead: every snapshot of a pretraining run, into "
+                    "RUN_DIR/gap-curve.csv and RUN_DIR/gap-curve.png")
     ap.add_argument("--out", default="runs/variants")
     ap.add_argument("--n-good", type=int, default=40)
     ap.add_argument("--n-bad", type=int, default=40)
     a = ap.parse_args(argv)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     sets = mini.test_sets(1, a.n_good, a.n_bad, real=True)
+    if a.curve:
+        from bagclip.viz import save_figure
+        from bagclip.viz.curves import gap_curve_figure
+
+        df = curve(Path(a.curve), sets)
+        save_figure(gap_curve_figure(df), Path(a.curve) / "gap-curve.png")
+        print(df.round(1).to_string(index=False))
+        return
     rows = []
     for spec in a.weights:
         name, _, path = spec.partition("=")

@@ -287,3 +287,27 @@ def learning_curve_figure(df):
     axes[0].legend(fontsize=8)
     fig.suptitle("bagclip-mini learning curve (ours, synthetic pretraining; NOT the paper's numbers)", fontsize=9)
     return fig
+
+
+def gap_curve_figure(df):
+    """A pretraining run's snapshots as benchmarks/variants.py --curve measures them: left, the
+    AUROCs (training-free image, raw-token pixel, BAG-CLIP heads' pixel); right, the gap that
+    matters, heads minus raw-token pixel AUROC, each with its 95 % interval, one line style per
+    test set. `df`: long-form rows (step, set, quantity, value, lo, hi) in percent."""
+    fig = new_figure(11, 3.8)
+    axes = fig.subplots(1, 2, sharex=True)
+    styles = ["-", "--", ":", "-."]
+    for (s, g), ls in zip(df.groupby("set", sort=False), styles):
+        for q, h in g.sort_values("step").groupby("quantity", sort=False):
+            ax = axes[1] if q.startswith("gap") else axes[0]
+            line, = ax.plot(h["step"], h["value"], ls, marker="o", ms=3, label=f"{q} ({s})")
+            ax.fill_between(h["step"], h["lo"], h["hi"], alpha=0.15, color=line.get_color())
+    axes[0].set(xlabel="pretraining step", ylabel="AUROC (%)", title="AUROC on the held-out sets")
+    axes[1].axhline(0, color="grey", lw=0.8)
+    axes[1].set(xlabel="pretraining step", ylabel="points", title="heads minus raw tokens, pixel AUROC")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.suptitle("bagclip-mini pretraining snapshots (ours, synthetic pretraining; NOT the paper's numbers)",
+                 fontsize=9)
+    return fig
