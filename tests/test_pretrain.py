@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from bagclip import Config, load_backbone
 from bagclip.pretrain import CHECKPOINT, PretrainConfig, WorldBatches, _balanced, build_model, \
     export_weights, pretrain
-from bagclip.weights import record, shipped_path
+from bagclip.weights import SHIPPED, record, shipped_path
 
 SHORT = dict(steps=4, batch_pairs=2, low_size=64, final_share=0.0, workers=0, save_every=2, warmup=1,
              threads=1)
@@ -77,13 +77,14 @@ def test_balanced_loss_by_hand():
     assert float(_balanced(ce, pos, neg)) == pytest.approx(0.5 * 1.0 + 0.5 * 2.5)
 
 
-def test_shipped_weights_match_their_record_and_load_offline(monkeypatch):
-    path = shipped_path("bagclip-mini")
-    rec = record("bagclip-mini")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_match_their_record_and_load_offline(monkeypatch, name):
+    path = shipped_path(name)
+    rec = record(name)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == rec["sha256"]
     assert path.stat().st_size <= 20 * 2 ** 20
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    bb = load_backbone(Config.quick())
+    bb = load_backbone(Config.quick(pretrained=name))
     assert bb.grid == 14 and bb.embed_dim == 128
     text = bb.encode_text(["carpet"])[0]
     assert float(text[0] @ text[1]) < 0.999  # normal and abnormal prompts are not one vector
@@ -329,7 +330,15 @@ def test_shipped_v3_recipe_sends_no_patch_loss_through_the_shipped_proj(recipe):
     via = patch_losses(PretrainConfig(**fields))
     assert set(via) >= {"dense", "probe", "mil"}
     assert PATCH_PROJECTIONS["proj"] not in via.values()
-    rec = record("bagclip-mini-v3") if (Path(weights.__file__).parent / "bagclip-mini-v3.json").is_file() else None
-    if rec is not None:
-        assert rec["patch_losses"] and PATCH_PROJECTIONS["proj"] not in rec["patch_losses"].values()
-        assert all(rec["loss_weights"][k] == rec["config"][k] for k in rec["loss_weights"])
+    rec = record("bagclip-mini-v3")
+    assert set(rec["patch_losses"]) == set(via) and PATCH_PROJECTIONS["proj"] not in rec["patch_losses"].values()
+    assert all(rec["config"][k] == v for k, v in fields.items() if k not in ("threads", "workers", "save_every"))
+    assert rec["loss_weights"] == {k: rec["config"][k] for k in rec["loss_weights"]} and "w_dense" in rec["loss_weights"]
+
+
+def test_shipped_weights_total_at_most_40_mb():
+    from pathlib import Path
+
+    import bagclip.weights as weights
+
+    assert sum(f.stat().st_size for f in Path(weights.__file__).parent.glob("*.safetensors")) <= 40 * 10 ** 6

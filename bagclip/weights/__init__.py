@@ -10,7 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
-SHIPPED = ("bagclip-mini",)
+SHIPPED = ("bagclip-mini", "bagclip-mini-v3")  # v2 (born aligned: the quick default), v3 (CLIP-like)
 _DIR = Path(__file__).parent
 
 
