@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bagclip.data import synth
-from bagclip.data import synth_pool
+from bagclip.data import workers
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64  # the default counts (500 images: the worker path, >= 64) at a cheap size
@@ -84,12 +84,12 @@ FAILURES = {
     "no executable": lambda mp: mp.setattr(sys, "executable", ""),
     "not a Python": lambda mp: mp.setattr(sys, "executable", "/bin/false"),
     "another bagclip": lambda mp: mp.setattr(
-        synth_pool, "_BOOT", "print('{\"synth\": \"/elsewhere/synth.py\", \"version\": 1}')"),
+        workers, "_BOOT", "print('{\"module\": \"/elsewhere/bagclip/data/synth.py\"}')"),
     "stops mid-tree": lambda mp: mp.setattr(
-        synth_pool, "_BOOT", synth_pool._BOOT.replace(
+        workers, "_BOOT", workers._BOOT.replace(
             "worker_main()", "import os, bagclip.data.synth as s; f = s.make_image; n = [0]; "
             "s.make_image = lambda *a: (n.append(1), os._exit(3) if len(n) > 5 else f(*a))[1]; worker_main()")),
-    "crashes at start": lambda mp: mp.setattr(synth_pool, "_BOOT", "raise SystemExit(7)"),
+    "crashes at start": lambda mp: mp.setattr(workers, "_BOOT", "raise SystemExit(7)"),
 }
 SMALL = dict(size=64, n_train=8, n_test_good=8, n_test_bad=16, categories=["wood", "fabric"])  # 64 images
 
@@ -103,7 +103,7 @@ def small_ref(tmp_path_factory):
 @pytest.mark.parametrize("kind", sorted(FAILURES))
 def test_failing_workers_fall_back_to_the_same_bytes(small_ref, tmp_path, monkeypatch, caplog, kind):
     FAILURES[kind](monkeypatch)
-    with caplog.at_level(logging.INFO, logger="bagclip.data.synth_pool"):
+    with caplog.at_level(logging.INFO, logger="bagclip.data.workers"):
         root = synth.generate(tmp_path / "t", **SMALL)
     assert manifest_hash(root) == small_ref
     assert any(r.levelno == logging.WARNING and "in this process" in r.getMessage() for r in caplog.records), \
@@ -125,7 +125,7 @@ def test_an_interrupted_generation_ends_its_workers(tmp_path, monkeypatch, error
             raise error("stopped by the test")
         return write(tmp, cat, split, defect, i, im)
 
-    monkeypatch.setattr(synth_pool.subprocess, "Popen", popen)
+    monkeypatch.setattr(workers.subprocess, "Popen", popen)
     monkeypatch.setattr(synth, "_write_image", write_then_fail)
     with pytest.raises(error):
         synth.generate(tmp_path / "t", **SMALL)

@@ -218,25 +218,27 @@ def _check_args(categories, size: int, n_train: int, n_test_good: int, n_test_ba
     return categories
 
 
-def _make(job) -> SynthImage:
-    cat, split, defect, i, size, seed = job
-    return make_image(cat, defect, size, seed, i, split)
+def draw_arrays(cat: str, split: str, defect: str, i: int, size: int, seed: int) -> tuple:
+    """(clean, image, mask) of one image: `make_image` as arrays, what worker processes send."""
+    im = make_image(cat, defect, size, seed, i, split)
+    return im.clean, im.image, im.mask
 
 
 def _draw_all(plan, size: int, seed: int, parallel: bool = True):
     """The plan's images, in plan order. Each image is a pure function of its arguments, so
     drawing them in worker processes (one per core, at most 2: drawing is about 0.2-0.3 s an
     image, half of a cold `reproduce --quick`'s first minutes) gives the same bytes. The workers
-    are fresh interpreters that never import the caller's main module (`synth_pool`: a script
+    are fresh interpreters that never import the caller's main module (`workers`: a script
     without a main guard, a heredoc, any start method; docs/design.md)."""
-    plan = list(plan)
+    jobs = [(cat, split, defect, i, size, seed) for cat, split, defect, i in plan]
     workers = min(2, os.cpu_count() or 1)
-    if not parallel or workers < 2 or len(plan) < 64:  # small trees: workers cost more than they save
-        yield from (_make((*job, size, seed)) for job in plan)
+    if not parallel or workers < 2 or len(jobs) < 64:  # small trees: workers cost more than they save
+        yield from (SynthImage(*draw_arrays(*job)) for job in jobs)
         return
-    from .synth_pool import draw_in_workers
+    from .workers import map_in_workers
 
-    yield from draw_in_workers(plan, size, seed, workers, lambda job: _make((*job, size, seed)))
+    for clean, image, mask in map_in_workers(f"{__name__}:draw_arrays", jobs, workers):
+        yield SynthImage(clean, image, mask)
 
 
 def _write_image(tmp: Path, cat: str, split: str, defect: str, i: int, im: SynthImage) -> dict:
