@@ -16,7 +16,10 @@ tokens of a fresh `encode` equal those the feature cache stores, bit for bit. `e
 images in micro-batches of exactly ENCODE_BATCH (the last one zero-padded): matrix-product
 kernels pick their blocking by the batch's row count, so the same image encoded in a batch of
 8 and of 3 differs in the last float16 step; at one fixed batch shape an image's tokens do not
-depend on its batch neighbours or position (tests/test_reliability_cache.py).
+depend on its batch neighbours or position (tests/test_reliability_cache.py). Paths that do
+not write the cache (predict, calibrate) pass `pad=False`: one image costs one forward, and an
+image in a shorter last micro-batch may differ from its cached tokens in that last float16
+step (docs/decisions.md bounds what that does to a score).
 With `detail_attention="vv"`, taps at or after `bsa_start` come from the V-V attention stream
 instead (see `vv_attention` and docs/decisions.md).
 """
@@ -151,12 +154,17 @@ class Backbone(nn.Module):
         return self.visual.conv1.weight.device
 
     @torch.no_grad()
-    def encode(self, images: torch.Tensor, micro_batch: int | None = ENCODE_BATCH) -> Tokens:
+    def encode(self, images: torch.Tensor, micro_batch: int | None = ENCODE_BATCH,
+               pad: bool = True) -> Tokens:
         """images (B, 3, S, S) normalised for CLIP -> Tokens(patches (B, L, N, W), cls (B, E)).
 
         micro_batch: run in forwards of exactly this many images (the last zero-padded), so that
-        an image's tokens never depend on the batch it came in; None runs the batch as given
-        (the cost benchmark's raw forward).
+        an image's tokens never depend on the batch it came in (what the feature cache stores);
+        None runs the batch as given (the cost benchmark's raw forward).
+        pad=False: the last micro-batch runs as it is, without padding: what paths that do not
+        write the cache use (predict, calibrate, a lesson's single image), so that one image
+        costs one forward. Images in a full micro-batch get the cached bytes; those in a
+        shorter last one may differ in the last float16 step (bound: docs/decisions.md).
         """
         s = self.cfg.image_size
         if images.ndim != 4 or images.shape[1:] != (3, s, s):
@@ -165,15 +173,16 @@ class Backbone(nn.Module):
         from .budget import check_forward  # issue 19: refuse before allocating
 
         heads = int(getattr(self.blocks[0].attn, "num_heads", 1))
-        check_forward(self.cfg, self.width, heads, self.patch_size, micro_batch or images.shape[0],
-                      self.device)
+        rows = images.shape[0] if micro_batch is None or not pad else micro_batch  # one forward's images
+        rows = min(rows, micro_batch or rows)
+        check_forward(self.cfg, self.width, heads, self.patch_size, rows, self.device)
         if micro_batch is None:
             return self._encode(images)
         parts = []
         for i in range(0, images.shape[0], micro_batch):
             chunk = images[i:i + micro_batch]
             n = chunk.shape[0]
-            if n < micro_batch:  # pad: the forward's shape, hence its kernels, stay the same
+            if n < micro_batch and pad:  # pad: the forward's shape, hence its kernels, stay the same
                 chunk = torch.cat([chunk, chunk.new_zeros((micro_batch - n, *chunk.shape[1:]))])
             t = self._encode(chunk)
             parts.append(Tokens(t.patches[:n], t.cls[:n]))

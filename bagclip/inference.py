@@ -71,7 +71,7 @@ def scorer(model, backbone: Backbone, cfg: Config) -> Callable:
     """The evaluator's callable: fn(images (B, 3, S, S), class_name) -> (maps (B, S, S), scores (B,))."""
     def fn(images: torch.Tensor, class_name: str):
         text = class_texts(backbone, [class_name], cfg)[class_name]
-        tok = backbone.encode(images)
+        tok = backbone.encode(images, pad=False)  # writes no cache: no padding (docs/decisions.md)
         t = text.to(tok.cls.device).expand(images.shape[0], -1, -1)
         maps, scores, _ = heads_forward(model, tok, t, cfg)
         return maps.cpu(), scores.cpu()
@@ -211,7 +211,7 @@ def predict(images, checkpoint: str | os.PathLike | None = None, class_name: str
         if not chunk:
             continue
         imgs = torch.stack(batch).to(backbone.device)
-        tok = backbone.encode(imgs)
+        tok = backbone.encode(imgs, pad=False)  # one image, one forward (docs/decisions.md)
         maps, scores, pimg = heads_forward(model, tok, text.to(backbone.device).expand(len(chunk), -1, -1), cfg)
         for j, it in enumerate(chunk):
             m = maps[j:j + 1, None]

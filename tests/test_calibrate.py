@@ -94,10 +94,11 @@ def test_threshold_from_synthetic_normals_holds_on_fresh_ones(tiny_cfg, tiny_bac
     fp = sum(cal.is_anomalous(p.image_score) for p in preds)
     lo, hi = betabinom(m, n + 1 - 57, 57).interval(0.999)
     assert lo <= fp <= hi, fp
-    # predict scores a calibration image exactly as calibrate did
+    # predict scores a calibration image as calibrate did, within the unpadded path's bound
+    # (both skip the padding, in batches of other sizes: docs/decisions.md)
     again = predict(tmp_path / "cal" / "0000.png", class_name="brushed_metal", cfg=tiny_cfg,
                     backbone=tiny_backbone, model=ZeroShot(tiny_backbone))[0].image_score
-    assert any(abs(again - s) < 1e-6 for s in cal.scores)
+    assert any(abs(again - s) <= 1e-4 for s in cal.scores)
     # 1.0 on the normalised map = the pixel threshold: ~1 % of normal pixels lie above it
     frac = np.mean([np.mean(cal.normalise(p.anomaly_map) > 1.0) for p in preds])
     assert 0.002 < frac < 0.05, frac

@@ -13,6 +13,7 @@ left by a killed generation (its marker names a process that is gone) is removed
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -217,26 +218,41 @@ def _check_args(categories, size: int, n_train: int, n_test_good: int, n_test_ba
     return categories
 
 
-def _make(args) -> SynthImage:
-    cat, split, defect, i, size, seed = args
-    return make_image(cat, defect, size, seed, i, split)
+def draw_arrays(cat: str, split: str, defect: str, i: int, size: int, seed: int) -> tuple:
+    """(clean, image, mask) of one image: `make_image` as arrays, what worker processes send."""
+    im = make_image(cat, defect, size, seed, i, split)
+    return im.clean, im.image, im.mask
 
 
 def _draw_all(plan, size: int, seed: int, parallel: bool = True):
     """The plan's images, in plan order. Each image is a pure function of its arguments, so
     drawing them in worker processes (one per core, at most 2: drawing is about 0.2-0.3 s an
-    image, half of a cold `reproduce --quick`'s first minutes) gives the same bytes."""
+    image, half of a cold `reproduce --quick`'s first minutes) gives the same bytes. The workers
+    are fresh interpreters that never import the caller's main module (`workers`: a script
+    without a main guard, a heredoc, any start method; docs/design.md)."""
     jobs = [(cat, split, defect, i, size, seed) for cat, split, defect, i in plan]
     workers = min(2, os.cpu_count() or 1)
-    if not parallel or workers < 2 or len(jobs) < 64:  # small trees: a pool costs more than it saves
-        yield from map(_make, jobs)
+    if not parallel or workers < 2 or len(jobs) < 64:  # small trees: workers cost more than they save
+        yield from (SynthImage(*draw_arrays(*job)) for job in jobs)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from .workers import map_in_workers
 
-    # spawn, not fork: the parent may hold torch's thread pools, which a forked child can deadlock on
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from pool.map(_make, jobs, chunksize=8)
+    for clean, image, mask in map_in_workers(f"{__name__}:draw_arrays", jobs, workers):
+        yield SynthImage(clean, image, mask)
+
+
+def _write_image(tmp: Path, cat: str, split: str, defect: str, i: int, im: SynthImage) -> dict:
+    """Write one image (and its mask) as PNG under `tmp`; {relative path: sha256}."""
+    rels = {f"{cat}/{split}/{defect}/{i:03d}.png": im.image}
+    if defect != "good":
+        rels[f"{cat}/ground_truth/{defect}/{i:03d}_mask.png"] = im.mask.astype(np.uint8) * 255
+    out = {}
+    for rel, a in rels.items():
+        data = _png(a)
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_bytes(data)
+        out[rel] = hashlib.sha256(data).hexdigest()
+    return out
 
 
 def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = QUICK["n_train"],
@@ -270,17 +286,12 @@ def generate(out_dir, seed: int = 0, size: int = QUICK["size"], n_train: int = Q
         (tmp / MARKER).write_text("bagclip synthetic benchmark\n")
         files = {}
         plan = list(_plan(categories, n_train, n_test_good, n_test_bad, *target))
-        for (cat, split, defect, i), im in zip(plan, _draw_all(plan, size, seed, parallel=hook is None)):
-            if hook is not None:
-                hook(cat, split, defect, i, im)
-            rels = {f"{cat}/{split}/{defect}/{i:03d}.png": im.image}
-            if defect != "good":
-                rels[f"{cat}/ground_truth/{defect}/{i:03d}_mask.png"] = im.mask.astype(np.uint8) * 255
-            for rel, a in rels.items():
-                data = _png(a)
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / rel).write_bytes(data)
-                files[rel] = hashlib.sha256(data).hexdigest()
+        # closing: an error or Ctrl-C here ends the drawing workers at once
+        with contextlib.closing(_draw_all(plan, size, seed, parallel=hook is None)) as drawn:
+            for (cat, split, defect, i), im in zip(plan, drawn):
+                if hook is not None:
+                    hook(cat, split, defect, i, im)
+                files.update(_write_image(tmp, cat, split, defect, i, im))
         counts = {c: {"train": n_train, "test": sum(class_counts(c, n_test_good, n_test_bad, *target))}
                   for c in categories}
         manifest = dict(params=params, aux_classes=[c for c in AUX_CLASSES if c in categories],

@@ -97,7 +97,7 @@ bb_vv = bagclip.load_backbone(cfg.replace(detail_attention="vv"), device=lab.dev
 sample = samples[0]
 image, mask, tok_none = lab.view(sample)
 with torch.no_grad():
-    tok_vv = bb_vv.encode(load_image(sample.image_path, cfg.image_size)[None].to(bb_vv.device))
+    tok_vv = bb_vv.encode(load_image(sample.image_path, cfg.image_size)[None].to(bb_vv.device), pad=False)
 T = class_texts(bb, [sample.class_name], cfg)[sample.class_name]
 maps = {name: an.tap_text_maps(bb, t.patches, T, cfg.logit_scale)[0] for name, t in
         (("none", tok_none), ("vv", tok_vv))}

@@ -67,7 +67,7 @@ for px in (native_px, big_px):
                  "defect area %": round(100 * float(m.mean()), 3)})
 big = bagclip.load_backbone(cfg.replace(image_size=big_px), device=lab.device)
 with torch.no_grad():
-    tok = big.encode(load_image(small_one.image_path, big_px)[None].to(big.device))
+    tok = big.encode(load_image(small_one.image_path, big_px)[None].to(big.device), pad=False)  # one image, one forward
 assert tok.patches.shape[2] == (big_px // bb.patch_size) ** 2
 print(f"{small_one.class_name}/{small_one.defect_type} ({small_one.image_path.stem}); tokens at {big_px} px: "
       f"{tuple(tok.patches.shape)}")

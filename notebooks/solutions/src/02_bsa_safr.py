@@ -56,8 +56,8 @@ bb_vv = bagclip.load_backbone(cfg.replace(detail_attention="vv", bsa_start=late)
 sample = [s for s in lab.target if s.label][0]
 x = load_image(sample.image_path, cfg.image_size)[None]
 with torch.no_grad():
-    t_none = bb.encode(x.to(bb.device)).patches.float().cpu()
-    t_vv = bb_vv.encode(x.to(bb_vv.device)).patches.float().cpu()
+    t_none = bb.encode(x.to(bb.device), pad=False).patches.float().cpu()
+    t_vv = bb_vv.encode(x.to(bb_vv.device), pad=False).patches.float().cpu()
 diff = (t_vv - t_none).abs().amax(dim=(-1, -2))[0]
 same = {f"block {t}": bool(d <= 1e-6) for t, d in zip(cfg.taps, diff)}
 print(f"bsa_start = block {late}: max |vv - none| per tap", [round(float(d), 3) for d in diff])
