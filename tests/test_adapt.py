@@ -287,3 +287,34 @@ def test_a_record_made_in_one_process_is_resumed_in_another(tmp_path):
         assert p.returncode == 0, p.stderr[-2000:]
         records.append((tmp_path / "adapted" / A.RECORD).read_bytes())
     assert records[0] == records[1] == records[2]
+
+
+# (id, image, side it is drawn at, allowed kinds): no allowed defect fits (real drawings)
+NO_ROOM = [
+    ("every kind on 4 pixels", "noise", 4, None),
+    ("every kind on 8 pixels", "noise", 8, None),
+    ("cracks on a flat 14-pixel image", "flat", 14, ["crack"]),
+    ("holes on a black 14-pixel image", "black", 14, ["hole"]),
+    ("folds on 8 pixels", "white", 8, ["fold"]),
+]
+
+
+@pytest.mark.parametrize("case", NO_ROOM, ids=[c[0] for c in NO_ROOM])
+def test_no_room_for_a_defect_is_the_kits_error_in_one_line(case, tmp_path):
+    """The kit's own error (the CLI's one line with what to do), never a RuntimeError traceback."""
+    from bagclip.cli.errors import phrase
+    from bagclip.errors import BagclipError, DefectDrawError
+
+    _, what, side, kinds = case
+    pixels = {"noise": np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8),
+              "flat": np.full((64, 64, 3), 128, np.uint8), "black": np.zeros((64, 64, 3), np.uint8),
+              "white": np.full((64, 64, 3), 255, np.uint8)}[what]
+    img = tmp_path / f"{what}.png"
+    Image.fromarray(pixels).save(img)
+    with pytest.raises(DefectDrawError) as e:
+        A.draw_training_set([img], "part", tmp_path / "out", side, kinds=kinds)
+    err = e.value
+    assert isinstance(err, BagclipError) and not isinstance(err, RuntimeError)
+    assert err.path == img and err.size == side and err.kinds == tuple(kinds or A.ANY_IMAGE_KINDS)
+    line = phrase("adapt", err)
+    assert "\n" not in line and str(img) in line and f"{side}x{side}" in line and "image_size" in line
