@@ -102,10 +102,12 @@ class FeatureCache:
                                     f"folder (or $BAGCLIP_CACHE)", self.root)
 
     def _unreadable(self, path: Path, err: OSError) -> PermissionError:
-        return PermissionError(f"feature cache entry {path} is not readable by this user "
-                               f"({err.strerror}): ask its owner to make the cache group-readable "
-                               f"(chmod -R g+rX {self.root}), or point --cache-dir (or "
-                               f"$BAGCLIP_CACHE) at a folder of your own")
+        from .errors import CacheUnreadableError
+
+        return CacheUnreadableError(f"feature cache entry {path} is not readable by this user "
+                                    f"({err.strerror}): ask its owner to make the cache group-readable "
+                                    f"(chmod -R g+rX {self.root}), or use a cache folder of your own "
+                                    f"(or $BAGCLIP_CACHE)", path)
 
     def path_for(self, image_path: str | os.PathLike) -> Path:
         return self.dir / f"{_file_digest(image_path)}.safetensors"

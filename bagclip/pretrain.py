@@ -308,7 +308,7 @@ def _load_checkpoint(path: Path, model, opt, cfg: PretrainConfig) -> tuple[int, 
                   and saved.get(k) != mine[k])
     if diff:
         raise ValueError(f"pretrain: {path} was made with other settings ({', '.join(diff)}); "
-                         f"resume with the same ones, or use a new --out folder")
+                         f"resume with the same ones, or use a new run folder")
     t = load_file(str(path))
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
     step = int(meta["step"])
