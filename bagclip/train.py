@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 
 from .backbone import Backbone
+from .budget import check_heads
 from .cache import FeatureCache
 from .checkpoint import RUN_FILES, STATE, resume_state, write_checkpoint
 from .config import Config
@@ -137,6 +138,9 @@ def _train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os
 
     if not samples:
         raise ValueError("train: the training set is empty; check the dataset root and split")
+    # issue 32: heads too large for this machine are refused before anything is encoded or built
+    check_heads(cfg, backbone.width, backbone.embed_dim, backbone.grid, batch=min(cfg.batch_size, len(samples)),
+                training=True, device=backbone.device)
     out = _run_folder(out_dir, cfg, resume)
     cache = cache or FeatureCache(backbone)
     entries = cache.ensure([s.image_path for s in samples], progress=progress)
