@@ -152,3 +152,28 @@ def test_the_cli_names_set_before_the_settings_string(case, capsys, tmp_path, mo
     with pytest.raises(ConfigError) as e:
         Config.quick().with_overrides([pair])
     assert str(e.value).startswith(pair) and "--set" not in str(e.value) and e.value.override == pair
+
+
+# --- issue 32: a backbone the kit cannot tap is refused by the Config -------------------------
+NOT_VITS = ["RN50", "RN101-quickgelu", "convnext_base", "ViT-B-16-SigLIP"]  # ResNets, timm towers
+
+
+@pytest.mark.parametrize("name", NOT_VITS)
+def test_a_backbone_without_a_vit_is_one_line(name, capsys, tmp_path):
+    """Refused when the settings are read (was predict's TypeError traceback for RN50), in the
+    library and in one line from the CLI; open_clip's own ViTs still pass."""
+    from PIL import Image
+
+    from bagclip import Config
+    from bagclip.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        Config.quick(backbone=name, pretrained=None)
+    assert e.value.field == "backbone" and "VisionTransformer" in str(e.value)
+    img = tmp_path / "a.png"
+    Image.new("RGB", (16, 16)).save(img)
+    rc, err = _exit(["predict", str(img), "--quick", "--set", f"backbone={name}", "--set", "pretrained=null"],
+                    capsys)
+    last = [l for l in err.splitlines() if l.strip()][-1]
+    assert rc == 1 and f"--set backbone={name}" in last and "ViT-B-16" in last and "Traceback" not in err
+    assert Config(backbone="ViT-B-16", image_size=224, taps=(3, 6, 9, 12)).arch.patch_size == 16
