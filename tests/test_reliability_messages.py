@@ -177,3 +177,48 @@ def test_a_backbone_without_a_vit_is_one_line(name, capsys, tmp_path):
     last = [l for l in err.splitlines() if l.strip()][-1]
     assert rc == 1 and f"--set backbone={name}" in last and "ViT-B-16" in last and "Traceback" not in err
     assert Config(backbone="ViT-B-16", image_size=224, taps=(3, 6, 9, 12)).arch.patch_size == 16
+
+
+# --- issue 32: a sweeps table names what the sensitivity figures sweep ------------------------
+# (id, the --sweeps table): settings no figure sweeps (they were a KeyError 'k' traceback, or ignored)
+FOREIGN_SWEEPS = [
+    ("image_size only", {"image_size": [112]}),
+    ("K in capitals", {"K": [5, 15]}),
+    ("P for gcn_layers", {"k": [5, 15], "P": [3, 5]}),
+    ("a misspelt name", {"gcn_layer": [3, 5]}),
+]
+
+
+@pytest.mark.parametrize("case", FOREIGN_SWEEPS, ids=[c[0] for c in FOREIGN_SWEEPS])
+def test_a_sweeps_table_naming_other_settings_is_one_line(case, capsys, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    rc, err = _exit(["reproduce", "--parts", "sensitivity", "--sweeps", json.dumps(case[1])], capsys)
+    last = [l for l in err.splitlines() if l.strip()][-1]
+    bad = [k for k in case[1] if k not in ("k", "gcn_layers")]
+    assert rc == 1 and all(repr(k) in last for k in bad) and "Figure 5 sweeps k" in last, last
+    assert "--sweeps" in last and "Traceback" not in err
+
+
+# (id, the table, full mode, the grids the figures get)
+GRIDS = [
+    ("none: quick's", None, False, {"k": [5, 10, 15, 20, 30], "gcn_layers": [2, 3, 5, 7]}),
+    ("none: the paper's", None, True, {"k": [5, 10, 15, 20, 30], "gcn_layers": [2, 3, 4, 5, 6, 7]}),
+    ("k only", {"k": [5, 15]}, False, {"k": [5, 15], "gcn_layers": [2, 3, 5, 7]}),
+    ("gcn_layers only", {"gcn_layers": [3]}, True, {"k": [5, 10, 15, 20, 30], "gcn_layers": [3]}),
+    ("both", {"gcn_layers": [3], "k": [7]}, False, {"k": [7], "gcn_layers": [3]}),
+]
+
+
+@pytest.mark.parametrize("case", GRIDS, ids=[c[0] for c in GRIDS])
+def test_a_setting_left_out_of_the_sweeps_keeps_its_default_grid(case, caplog):
+    import logging
+
+    from bagclip.experiments import sensitivity_grids
+
+    _, table, full, want = case
+    with caplog.at_level(logging.INFO, logger="bagclip.experiments"):
+        assert sensitivity_grids(table, full) == want
+    kept = [k for k in want if table is not None and k not in table]
+    assert all(any(f"{k} keeps its default grid" in r.getMessage() for r in caplog.records) for k in kept)

@@ -41,6 +41,7 @@ HINTS = (
 FLAGS = {"image_level": "eval --image-level", "resolution": "eval --resolution",
          "pretrained": "--set pretrained=FILE", "out": "--out",
          # ListError: a list given with a value twice, or the seed swept as a setting
+         "sweeps": "reproduce --sweeps '{\"k\": [5, 15], \"gcn_layers\": [3, 5]}'",
          "seeds": "--seeds 0 1 2", "grid_seeds": "reproduce --grid-seeds 0 1",
          "values": "sweep --values 5 10 15", "dataset": "--dataset NAME=ROOT, each name once",
          "train": "--train NAME=ROOT, each name once", "target": "--target NAME=ROOT, each name once"}
