@@ -138,25 +138,79 @@ def draw_training_set(images, class_name: str, out_dir: str | os.PathLike, size:
     return normals + bad, record
 
 
-def _check_record(path: Path, record: dict) -> None:
-    """Resuming: the record in the run folder (if any) must be the one of this adaptation."""
+def _check_record(path: Path, record: dict, legacy: dict | None = None) -> dict:
+    """Resuming: the record in the run folder (if any) must be the one of this adaptation;
+    returns the record to keep (`record`, or the folder's own when only its form is older).
+
+    legacy: {old key: its value now} for fields an older record held in another form (the
+    starting heads by their file's SHA-256, before `init_weights_sha256`): a record that
+    differs only there, with those values, is this adaptation and is kept as it is (its
+    checkpoints record the drawn set by the record's hash)."""
     if not path.is_file():
-        return
+        return record
     try:
         old = json.loads(path.read_text())
     except (OSError, ValueError):
         old = None
-    if old != record:
-        prev = old if isinstance(old, dict) else {}  # an unreadable or foreign record differs everywhere
-        differ = sorted(k for k in set(record) | set(prev) if prev.get(k) != record.get(k))
-        raise ResumeError(f"{path} records another adaptation (differing: {', '.join(differ)}); "
-                          f"resume with the same images, seed, kinds, start and settings, or use a "
-                          f"new folder", path=path)
+    if old == record:
+        return record
+    prev = old if isinstance(old, dict) else {}  # an unreadable or foreign record differs everywhere
+    if legacy and _older_form(prev, record, legacy):
+        return prev
+    differ = sorted(k for k in set(record) | set(prev) if prev.get(k) != record.get(k))
+    raise ResumeError(f"{path} records another adaptation (differing: {', '.join(_dotted(prev, record, differ))}); "
+                      f"resume with the same images, seed, kinds, start and settings, or use a "
+                      f"new folder", path=path)
+
+
+def _older_form(old: dict, record: dict, legacy: dict) -> bool:
+    """True when `old` is `record` in the older form `legacy` describes (see _check_record)."""
+    new_keys = {"init_weights_sha256"}
+    return (all(old.get(k) == v for k, v in legacy.items()) and not new_keys & set(old)
+            and {k: v for k, v in old.items() if k not in legacy}
+            == {k: v for k, v in record.items() if k not in new_keys})
+
+
+def _dotted(old: dict, new: dict, keys) -> list[str]:
+    """The differing keys, a mapping's own differing keys named within it (config.lr)."""
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{j}" for j in sorted(set(a) | set(b)) if a.get(j) != b.get(j)]
+        else:
+            out.append(k)
+    return out
+
+
+def _start_record(init_state: dict | None) -> dict:
+    """The record's field for the starting heads: their weights' digest (None: cfg.seed's
+    initialisation), not their file's bytes (see weights_digest)."""
+    return {"init_weights_sha256": None if init_state is None else weights_digest(init_state)}
+
+
+def weights_digest(state: dict) -> str:
+    """SHA-256 of heads' weights: every tensor's name, dtype, shape and bytes, in name order.
+
+    What trained heads are, whatever their file's header holds: a run's heads.safetensors is
+    written again on every resume of that run, with metadata (settings, input fingerprints)
+    whose form may change between versions of the kit, so its file hash is not the weights'
+    identity (issue 32: adapt's resume refused its own record after the starting heads' file
+    was rewritten with another header)."""
+    import torch
+
+    h = hashlib.sha256()
+    for k in sorted(state):
+        t = state[k].detach().cpu().contiguous()
+        h.update(json.dumps([k, str(t.dtype), list(t.shape)]).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def _init_heads(init, cfg, backbone, device):
     """(state, SHA-256 of the heads file, cfg, backbone) of the trained heads in `init`; cfg
-    defaults to theirs and may differ only in training settings (else AdaptError)."""
+    defaults to theirs and may differ only in training settings (else AdaptError). The file's
+    hash only recognises records of the older form (`_check_record`'s legacy)."""
     from .cache import _file_digest
     from .checkpoint import HEADS, load_heads
     from .model import build_heads
@@ -206,9 +260,9 @@ def adapt(images, class_name: str, out_dir: str | os.PathLike, cfg=None,
     from .train import train
 
     out = Path(out_dir)
-    init_state, init_sha = None, None
+    init_state, init_file_sha = None, None
     if init is not None:
-        init_state, init_sha, cfg, backbone = _init_heads(init, cfg, backbone, device)
+        init_state, init_file_sha, cfg, backbone = _init_heads(init, cfg, backbone, device)
     cfg = cfg or (backbone.cfg if backbone is not None else Config.quick())
     backbone = backbone or load_backbone(cfg, device=device)
     existing = [f for f in RUN_FILES if (out / f).exists()]
@@ -220,14 +274,14 @@ def adapt(images, class_name: str, out_dir: str | os.PathLike, cfg=None,
     claim_output(out, "adapt run folder", legacy=lambda p: (p / RECORD).exists(), setting="out")
     samples, record = draw_training_set(images, class_name, out / DATA_DIR, cfg.image_size, cfg.seed,
                                         copies, kinds, exclude_kinds)
-    record["init_heads_sha256"] = init_sha
+    record.update(_start_record(init_state))
     replay = list(replay)
     if replay:  # by content: a replaced file is another adaptation (resume refuses it)
         record["replay"] = _replay_record(replay)
     record["config"] = cfg.to_dict()
     record = json.loads(json.dumps(record))  # JSON-normal form, as read back
     if resume:
-        _check_record(out / RECORD, record)
+        record = _check_record(out / RECORD, record, legacy={"init_heads_sha256": init_file_sha})
     # written before training: an interrupted run keeps what it was drawing, for resume's check
     atomic_write_text(out / RECORD, json.dumps(record, indent=1))
     # drawn files are rewritten on every call (new dates): checkpoints record the set by content

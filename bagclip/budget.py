@@ -7,7 +7,9 @@ line naming the setting and what to do, when that exceeds what the machine has a
 free memory for a CUDA device). Called where the allocation happens: `Backbone.encode`
 (image_size: the backbone's attention and the graph's N x N distances), `model.smooth_maps`
 (smoothing_sigma: the reflect-padded maps), `evaluate.evaluate` (the evaluation resolution:
-the metric buffer and the resized maps). No torch at import.
+the metric buffer and the resized maps), `model.build_heads` and `train` (the heads' sizes:
+gcn_hidden, gcn_layers, the taps' width, safr_reduction, and batch_size when training). No
+torch at import.
 """
 from __future__ import annotations
 
@@ -112,3 +114,57 @@ def check_resolution(n_images: int, resolution: int, avail=None) -> None:
     check(need, "resolution", f"evaluating {n_images} images at resolution {resolution}",
           "evaluate at a lower resolution (the image size, or 'native' for the images' own)",
           None, avail)
+
+
+def heads_parameters(cfg, width: int, embed_dim: int) -> int:
+    """The trainable parameters `model.BAGCLIP` holds for cfg on a backbone of token width W and
+    embed dim E, counted from the settings alone: SAFR (L*W -> L*W/r -> L*W), each SAG
+    (W -> h, then P-1 times h -> h, W x W with metric_proj; one, or one per tap), each tap's
+    JFF ((W + h) -> E) and the global adapter (E x E + E)."""
+    L, h, P = len(cfg.taps), cfg.gcn_hidden, cfg.gcn_layers
+    n = 0
+    if cfg.use_safr:
+        c = L * width
+        n += 2 * c * (c // cfg.safr_reduction)
+    if cfg.use_sag:
+        one = width * h + (P - 1) * h * h + (width * width if cfg.metric_proj else 0)
+        n += one * (1 if cfg.share_sag else L)
+    dim_pre = width if (cfg.use_jff or not cfg.use_sag) else 0
+    n += L * (dim_pre + (h if cfg.use_sag else 0)) * embed_dim
+    if cfg.global_adapter:
+        n += embed_dim * embed_dim + embed_dim
+    return int(n)
+
+
+def heads_bytes(cfg, width: int, embed_dim: int, grid: int, batch: int = 1,
+                training: bool = False) -> tuple[float, float]:
+    """(weights, activations) bytes of the heads, float32, a lower estimate: the weights (four
+    copies when training: weights, gradients, Adam's two moments) and one forward of `batch`
+    images: every GCN layer's output (B, L, N, h), F_pre and Psi (B, L, N, W + E), and the
+    upsampled text maps (B, L, 2, S, S); kept twice when training (for the backward)."""
+    L, n = len(cfg.taps), grid * grid
+    weights = heads_parameters(cfg, width, embed_dim) * 4.0 * (4 if training else 1)
+    gcn = cfg.gcn_layers * cfg.gcn_hidden if cfg.use_sag else 0
+    acts = batch * L * (n * (gcn + width + embed_dim) + 2 * cfg.image_size ** 2) * 4.0
+    return weights, acts * (2 if training else 1)
+
+
+def check_heads(cfg, width: int, embed_dim: int, grid: int, batch: int = 1, training: bool = False,
+                device=None, avail=None) -> None:
+    """BudgetError naming the size setting to lower when the heads cannot fit: batch_size when a
+    batch of one image would fit, else gcn_hidden or gcn_layers (whichever is further beyond
+    the paper's 384 and 5)."""
+    avail = available_bytes(device) if avail is None else avail
+    weights, acts = heads_bytes(cfg, width, embed_dim, grid, batch, training)
+    if avail is None or weights + acts <= avail:
+        return
+    params = heads_parameters(cfg, width, embed_dim)
+    if batch > 1 and sum(heads_bytes(cfg, width, embed_dim, grid, 1, training)) <= avail:
+        setting, advice = "batch_size", "lower batch_size"
+    else:
+        setting = "gcn_hidden" if cfg.gcn_hidden / 384 >= cfg.gcn_layers / 5 else "gcn_layers"
+        advice = f"lower {setting} (the paper: gcn_hidden 384, gcn_layers 5)"
+    what = (f"{'training ' if training else ''}the heads (gcn_hidden={cfg.gcn_hidden}, gcn_layers="
+            f"{cfg.gcn_layers}, {len(cfg.taps)} taps of width {width}: {params:.3g} parameters"
+            f"{f', batches of {batch}' if training else ''})")
+    check(weights + acts, setting, what, advice, device, avail)

@@ -5,8 +5,10 @@ Each image's `Tokens` (patches (L, N, W), cls (E,)) is stored as one safetensors
 nothing), in a folder named by a SHA-256 of the backbone identity (`Config.backbone_identity`:
 every field that changes the tokens), under a name that is a SHA-256 of the image file's bytes.
 Writes are atomic (temp file + rename) and group-readable (0o666 less the umask); every entry
-carries a checksum of its tensor bytes and the key of the identity it was encoded with, so a
-truncated, corrupted or foreign file is detected, removed and recomputed, never silently used;
+carries a checksum of its tensor bytes, the key of the identity it was encoded with and the
+SHA-256 of its image (its own file name), so a truncated, corrupted or foreign file, or one
+moved under another image's name (two entries swapped), is detected, removed and recomputed,
+never silently used; entries from before they named their image are recomputed once;
 an entry this user may not read is reported as such (never called corrupt, never deleted).
 A local weights file counts by its SHA-256 (`Backbone.weights_sha256`), not only its name and date.
 Tokens do not depend on the batch an image was encoded in (`Backbone.encode`'s fixed
@@ -23,6 +25,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -35,6 +38,8 @@ from safetensors.torch import save
 
 from .backbone import Backbone, Tokens
 from .files import atomic_write_bytes, cache_root
+
+log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
@@ -51,8 +56,9 @@ def _file_digest(path: str | os.PathLike) -> str:
 
 
 def _tensor_digest(patches: torch.Tensor, cls: torch.Tensor, key: str = "") -> str:
-    """SHA-256 of the identity key and the tensors' bytes: one metadata field checks both (one
-    field also keeps the file's bytes deterministic: safetensors orders several keys at random)."""
+    """SHA-256 of `key` (the identity key and the image's SHA-256, `FeatureCache._entry_key`)
+    and the tensors' bytes: one metadata field checks all (one field also keeps the file's
+    bytes deterministic: safetensors orders several keys at random)."""
     h = hashlib.sha256(key.encode())
     for t in (patches, cls):
         h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -75,7 +81,7 @@ class FeatureCache:
         self.key = hashlib.sha256(ident.encode()).hexdigest()[:16]
         self.root = Path(root) if root is not None else default_cache_dir()
         self.dir = self.root / self.key
-        self.hits = self.misses = self.repaired = 0
+        self.hits = self.misses = self.repaired = self.unnamed = 0
         try:
             have = (self.dir / "identity.json").read_bytes()
         except FileNotFoundError:
@@ -102,13 +108,20 @@ class FeatureCache:
                                     f"folder (or $BAGCLIP_CACHE)", self.root)
 
     def _unreadable(self, path: Path, err: OSError) -> PermissionError:
-        return PermissionError(f"feature cache entry {path} is not readable by this user "
-                               f"({err.strerror}): ask its owner to make the cache group-readable "
-                               f"(chmod -R g+rX {self.root}), or point --cache-dir (or "
-                               f"$BAGCLIP_CACHE) at a folder of your own")
+        from .errors import CacheUnreadableError
+
+        return CacheUnreadableError(f"feature cache entry {path} is not readable by this user "
+                                    f"({err.strerror}): ask its owner to make the cache group-readable "
+                                    f"(chmod -R g+rX {self.root}), or use a cache folder of your own "
+                                    f"(or $BAGCLIP_CACHE)", path)
 
     def path_for(self, image_path: str | os.PathLike) -> Path:
         return self.dir / f"{_file_digest(image_path)}.safetensors"
+
+    def _entry_key(self, path: Path) -> str:
+        """What an entry's checksum covers besides its tensors: this backbone's identity key
+        and the image the entry is named after (its file name is the image's SHA-256)."""
+        return f"{self.key}:{path.stem}"
 
     def _read(self, path: Path) -> Tokens | None:
         """Load one entry, or None (and delete the file) if it is missing or corrupt."""
@@ -121,8 +134,12 @@ class FeatureCache:
         try:
             data = load_bytes(blob)
             p, c = data["patches"], data["cls"]
-            if _metadata(blob).get("sha256") != _tensor_digest(p, c, self.key):
-                raise ValueError("checksum mismatch: damaged, or written for another backbone")
+            got = _metadata(blob).get("sha256")
+            if got != _tensor_digest(p, c, self._entry_key(path)):
+                if got == _tensor_digest(p, c, self.key):  # written before entries named their image
+                    return self._drop_unnamed(path)
+                raise ValueError("checksum mismatch: damaged, written for another backbone, or "
+                                 "the tokens of another image")
             return Tokens(p, c)
         except (SafetensorError, ValueError, KeyError, OSError) as err:
             warnings.warn(f"feature cache entry {path} is corrupt ({err}); recomputing it")
@@ -133,11 +150,25 @@ class FeatureCache:
             self.repaired += 1
             return None
 
+    def _drop_unnamed(self, path: Path) -> None:
+        """An entry from before entries named their image: which image it holds cannot be
+        checked, so it is recomputed (said once per cache, not as a corrupt file)."""
+        if not self.unnamed:
+            log.info("feature cache %s: entries written before they named their image are "
+                     "recomputed once", self.dir)
+        self.unnamed += 1
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # read-only folder: the write of the recomputed entry will say so
+        return None
+
     def _write(self, path: Path, patches: torch.Tensor, cls: torch.Tensor) -> None:
         dtype = getattr(torch, self.backbone.cfg.feature_dtype)
         p = patches.to(dtype).contiguous().cpu()
         c = cls.to(dtype).contiguous().cpu()
-        blob = save({"patches": p, "cls": c}, metadata={"sha256": _tensor_digest(p, c, self.key)})
+        digest = _tensor_digest(p, c, self._entry_key(path))
+        blob = save({"patches": p, "cls": c}, metadata={"sha256": digest})
         try:
             atomic_write_bytes(path, blob)
         except OSError as err:

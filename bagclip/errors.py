@@ -14,11 +14,13 @@ class BagclipError(ValueError):
 
 
 class ConfigError(BagclipError):
-    """A bad setting: the message names it and says what is allowed. `field` is its name."""
+    """A bad setting: the message names it and says what is allowed. `field` is its name;
+    `override` the `key=value` string it came from (the message then starts with it), when
+    it came from one (`Config.with_overrides`): the CLI names its flag before it."""
 
-    def __init__(self, msg: str, field: str | None = None):
+    def __init__(self, msg: str, field: str | None = None, override: str | None = None):
         super().__init__(msg)
-        self.field = field
+        self.field, self.override = field, override
 
 
 class CheckpointError(BagclipError):
@@ -110,6 +112,10 @@ class NothingToResumeError(ResumeError, FileNotFoundError):
 
 class CacheUnwritableError(BagclipError, PermissionError):
     """The feature cache folder cannot take the entries it lacks."""
+
+
+class CacheUnreadableError(BagclipError, PermissionError):
+    """A feature cache entry (or its folder's identity) this user may not read."""
 
 
 class WeightsUnavailableError(BagclipError, RuntimeError):

@@ -56,6 +56,27 @@ LESSON_RUNS = {"no pixel loss": {"loss_lambda": 0.0},  # solution 05, exercise 1
                "learnt metric": {"metric_proj": True}}  # solution 08, exercise 3
 
 
+def sensitivity_grids(sweeps: Mapping[str, Sequence] | None, full: bool) -> dict:
+    """The grids of Figures 5-6: `sweeps` over the mode's default (SWEEPS, QUICK_SWEEPS), so a
+    table giving only k keeps the default gcn_layers grid (said in the log). A setting no
+    figure sweeps is refused (it would be ignored): ListError naming the ones that are."""
+    from .errors import ListError
+
+    default = SWEEPS if full else QUICK_SWEEPS
+    if sweeps is None:
+        return dict(default)
+    unknown = [k for k in sweeps if k not in default]
+    if unknown:
+        raise ListError(f"the sweeps table names {', '.join(map(repr, unknown))}, which no sensitivity "
+                        f"figure sweeps: Figure 5 sweeps k and Figure 6 gcn_layers; give either or both "
+                        f"(one left out keeps its default grid)", setting="sweeps")
+    for k in default:
+        if k not in sweeps:
+            log.info(f"sensitivity: {k} keeps its default grid {default[k]} (the sweeps table gives "
+                     f"{', '.join(sweeps)} only)")
+    return {k: list(sweeps.get(k, v)) for k, v in default.items()}
+
+
 def _context(cfg: Config, out_dir, figures_dir, seeds, grid_seeds, device, synth_root, full: bool,
              sweeps, run_kw: dict) -> Context:
     """The data, the backbone and its cache, and the folders: what every artefact shares."""
@@ -71,7 +92,7 @@ def _context(cfg: Config, out_dir, figures_dir, seeds, grid_seeds, device, synth
     backbone = load_backbone(cfg, device=device)
     ctx = Context(cfg, aux, targets, backbone, FeatureCache(backbone), Path(out_dir), Path(figures_dir),
                   label, list(seeds), list(grid_seeds),
-                  dict(sweeps if sweeps is not None else (SWEEPS if full else QUICK_SWEEPS)), run_kw,
+                  sensitivity_grids(sweeps, full), run_kw,
                   summary={"label": label, "config": cfg.to_dict()})
     log.info(f"[{label}]\ntrain: {len(aux)} images of {len({s.class_name for s in aux})} classes\n"
              f"test:  {len(ctx.target)} images of {sorted({s.class_name for s in ctx.target})}")
@@ -138,7 +159,8 @@ def reproduce(cfg: Config | None = None, out_dir: str | os.PathLike = QUICK_OUT,
     artefacts(parts)  # refuses unknown parts before any work
     check_grid(None, None, seeds)  # issue 19: a seed twice, refused before any work
     check_unique_values(list(grid_seeds), "grid seeds", setting="grid_seeds")
-    for param, values in (sweeps or {}).items():
+    sweeps = sensitivity_grids(sweeps, full)  # issue 32: a table without k was a KeyError
+    for param, values in sweeps.items():
         check_grid(param, values, grid_seeds)
     cfg = cfg or (Config() if full else Config.quick())
     ctx = _context(cfg, out_dir, figures_dir, seeds, grid_seeds, device, synth_root, full, sweeps,

@@ -4,6 +4,7 @@ No torch here (`bagclip.config` uses it): everything is bytes, text and JSON.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -33,6 +34,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     0664), not mkstemp's 0600: the feature cache and run folders are shared by a group.
     """
     path = Path(path)
+    if path.is_dir():  # else os.replace's error names the temp file, not the path given
+        raise IsADirectoryError(errno.EISDIR, "a folder, not a file: give the path of the file to write",
+                                str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

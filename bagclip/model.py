@@ -217,6 +217,9 @@ class BAGCLIP(nn.Module):
 def build_heads(cfg: Config, backbone) -> BAGCLIP:
     """BAGCLIP heads sized for this backbone (width W, embed dim E, grid G), initialised from
     cfg.seed; cfg.heads_init="clip" starts them as the training-free scorer (docs/decisions.md)."""
+    from .budget import check_heads  # issue 32: gcn_hidden=1e9 is refused, not allocated
+
+    check_heads(cfg, backbone.width, backbone.embed_dim, backbone.grid, device=backbone.device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = BAGCLIP(cfg, width=backbone.width, embed_dim=backbone.embed_dim, grid=backbone.grid)

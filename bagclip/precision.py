@@ -45,8 +45,9 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool | None:
 def _warn_emulated_bf16() -> None:
     if cpu_has_native_bf16() is False:
         log.warning("bfloat16 on this CPU is emulated (no %s): matrix products run tens of times "
-                    "slower than float32; use precision float32 here (e.g. pretrain-mini --precision "
-                    "float32), bfloat16 where the CPU has them or on a GPU", " or ".join(NATIVE_BF16_FLAGS))
+                    "slower than float32; use precision float32 here (pretraining's precision, "
+                    "backbone_precision, heads_precision), bfloat16 where the CPU has them or on a "
+                    "GPU", " or ".join(NATIVE_BF16_FLAGS))
 
 
 def autocast(precision: str, device: torch.device | str):

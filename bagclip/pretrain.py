@@ -337,7 +337,7 @@ def _load_checkpoint(path: Path, model, opt, cfg: PretrainConfig) -> tuple[int, 
                   and saved.get(k, default[k]) != mine[k])
     if diff:
         raise ValueError(f"pretrain: {path} was made with other settings ({', '.join(diff)}); "
-                         f"resume with the same ones, or use a new --out folder")
+                         f"resume with the same ones, or use a new run folder")
     t = load_file(str(path))
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
     step = int(meta["step"])
@@ -362,14 +362,44 @@ def _training_model(cfg: PretrainConfig, start_from_init: bool):
             W, E = model.visual.proj.shape  # open_clip's init of proj: width ** -0.5 * randn
             model.state_patch_proj = torch.nn.Parameter(W ** -0.5 * torch.randn(W, E))
     if cfg.init and start_from_init:
-        t = load_file(str(cfg.init))
+        from .errors import BagclipError
+
+        t = _init_tensors(cfg.init)
         t = {k[6:] if k.startswith("model.") else k: v for k, v in t.items() if not k.startswith("opt.")}
         t = {k: v.float() for k, v in t.items() if not k.startswith("state_")}
-        missing = model.load_state_dict(t, strict=False).missing_keys
+        try:
+            missing = model.load_state_dict(t, strict=False).missing_keys
+        except RuntimeError as err:  # shapes of another model
+            why = str(err).splitlines()[-1].strip()[:160]
+            raise BagclipError(f"pretrain: the init weights {cfg.init} do not fit this model ({why}); "
+                               f"{_INIT_HINT}", path=cfg.init) from None
         if any(not k.startswith("state_") for k in missing):
-            raise ValueError(f"pretrain: {cfg.init} lacks weights {missing[:3]}...; pass a bagclip-mini "
-                             f"checkpoint or exported weights file")
+            raise BagclipError(f"pretrain: the init weights {cfg.init} lack {', '.join(missing[:3])}...; "
+                               f"{_INIT_HINT}", path=cfg.init)
     return model, tokenizer
+
+
+_INIT_HINT = "give a bagclip-mini run's checkpoint (or its folder) or exported weights (.safetensors)"
+
+
+def _init_tensors(path) -> dict:
+    """The tensors of the init setting: a safetensors file, or a run folder's checkpoint;
+    BagclipError naming the path for anything else (a text file was safetensors' traceback)."""
+    from safetensors import SafetensorError
+
+    from .errors import BagclipError
+
+    p = Path(path)
+    if p.is_dir() and (p / CHECKPOINT).is_file():
+        p = p / CHECKPOINT
+    if not p.is_file():
+        what = "a folder without a checkpoint" if p.is_dir() else "not found"
+        raise BagclipError(f"pretrain: the init weights {p} are {what}; {_INIT_HINT}", path=p)
+    try:
+        return load_file(str(p))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BagclipError(f"pretrain: the init weights {p} are not a safetensors weights file "
+                           f"({' '.join(str(err).split())[:120]}); {_INIT_HINT}", path=p) from None
 
 
 def _step(model, opt, cfg: PretrainConfig, batch, clip_loss, step: int) -> dict:

@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 
 from .backbone import Backbone
+from .budget import check_heads
 from .cache import FeatureCache
 from .checkpoint import RUN_FILES, STATE, resume_state, write_checkpoint
 from .config import Config
@@ -107,6 +108,16 @@ def _start(cfg: Config, backbone: Backbone, out: Path | None, resume: bool, init
     return model, opt, step, history
 
 
+def _check_trainable(cfg: Config, samples: Sequence, backbone: Backbone) -> None:
+    """Before anything is encoded or built: a training set, and heads that fit this machine
+    with their gradients, Adam's moments and a batch (issue 32: gcn_hidden=1e9 was torch's
+    768 GB allocation traceback)."""
+    if not samples:
+        raise ValueError("train: the training set is empty; check the dataset root and split")
+    check_heads(cfg, backbone.width, backbone.embed_dim, backbone.grid, batch=min(cfg.batch_size, len(samples)),
+                training=True, device=backbone.device)
+
+
 def train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os.PathLike | None = None,
           *args, **kw) -> TrainResult:
     """Train the heads on `samples` (see `_train`), holding the run folder's lock (issue 19): a
@@ -135,8 +146,7 @@ def _train(cfg: Config, samples: Sequence, backbone: Backbone, out_dir: str | os
     """
     from tqdm.auto import tqdm
 
-    if not samples:
-        raise ValueError("train: the training set is empty; check the dataset root and split")
+    _check_trainable(cfg, samples, backbone)
     out = _run_folder(out_dir, cfg, resume)
     cache = cache or FeatureCache(backbone)
     entries = cache.ensure([s.image_path for s in samples], progress=progress)

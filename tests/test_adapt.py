@@ -106,7 +106,7 @@ def test_starts_from_trained_heads(tiny_cfg, tiny_backbone, normals, cache, tmp_
     for k, v in first.model.state_dict().items():
         assert torch.equal(v, zero.model.state_dict()[k]), k
     rec = json.loads((tmp_path / "second" / A.RECORD).read_text())
-    assert rec["init_heads_sha256"] and rec["config"]["seed"] == 1
+    assert rec["init_weights_sha256"] == A.weights_digest(first.model.state_dict()) and rec["config"]["seed"] == 1
     with pytest.raises(ValueError, match="do not fit"):
         A.adapt(normals, "carpet", tmp_path / "third", init=tmp_path / "first", backbone=tiny_backbone,
                 cfg=_cfg(tiny_cfg, gcn_hidden=32), copies=1, cache=cache, progress=False)
@@ -163,3 +163,158 @@ def test_resume_check_names_what_differs_and_survives_a_foreign_record(tmp_path)
             _check_record(path, {"seed": 2, "copies": 2})
     path.write_text('{"seed": 2, "copies": 2}')
     _check_record(path, {"seed": 2, "copies": 2})  # the same record: resumes
+
+
+# --- issue 32: the record is a pure function of the inputs ---------------------------------------
+def _rewrite_header(path, change):
+    """Rewrite a safetensors file's JSON header with `change(header)`; the tensor bytes are kept
+    (what a writer with another header order or other metadata leaves for the same weights)."""
+    blob = path.read_bytes()
+    n = int.from_bytes(blob[:8], "little")
+    header = change(json.loads(blob[8:8 + n]))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + blob[8 + n:])
+
+
+def _reversed(d):
+    return dict(reversed(list(d.items())))
+
+
+# (id, how the starting heads' file is rewritten, resume accepted): the same weights under
+# another header are the same start; other weights are another adaptation
+HEADS_FILES = [
+    ("metadata keys in another order", lambda h: {**h, "__metadata__": _reversed(h["__metadata__"])}, True),
+    ("tensor entries in another order", lambda h: _reversed(h), True),
+    ("other input fingerprints recorded", lambda h: {**h, "__metadata__": {**h["__metadata__"],
+                                                                          "bagclip_inputs": "{}"}}, True),
+    ("other weights", None, False),
+]
+
+
+@pytest.mark.parametrize("case", HEADS_FILES, ids=[c[0] for c in HEADS_FILES])
+def test_the_start_is_recorded_by_its_weights_not_its_file(tiny_cfg, tiny_backbone, normals, cache, tmp_path, case):
+    from safetensors.torch import load_file, save_file
+
+    _, change, accepted = case
+    _run(_cfg(tiny_cfg, epochs=1), normals, tiny_backbone, cache, tmp_path / "init")
+    heads = tmp_path / "start.safetensors"
+    heads.write_bytes((tmp_path / "init" / "heads.safetensors").read_bytes())
+    kw = dict(init=heads, backbone=tiny_backbone, copies=1, cache=cache, progress=False)
+    A.adapt(normals, "carpet", tmp_path / "ad", **kw)
+    before = (tmp_path / "ad" / A.RECORD).read_bytes()
+    if change is not None:
+        _rewrite_header(heads, change)
+    else:  # one weight moved: other heads, under the same settings
+        t, meta = load_file(heads), json.loads(heads.read_bytes()[8:8 + int.from_bytes(heads.read_bytes()[:8], "little")])
+        k = sorted(t)[0]
+        t[k] = t[k] + 1e-3
+        save_file(t, heads, metadata=meta["__metadata__"])
+    if accepted:
+        A.adapt(normals, "carpet", tmp_path / "ad", resume=True, **kw)
+        assert (tmp_path / "ad" / A.RECORD).read_bytes() == before
+    else:
+        with pytest.raises(ValueError, match="another adaptation \\(differing: init_weights_sha256\\)"):
+            A.adapt(normals, "carpet", tmp_path / "ad", resume=True, **kw)
+
+
+def test_a_record_of_the_older_form_is_resumed_as_it_is(tiny_cfg, tiny_backbone, normals, cache, tmp_path,
+                                                        monkeypatch):
+    """Records written before init_weights_sha256 named the start by its file's hash: a resume
+    with that same file accepts them and keeps them as they are (their checkpoints record the
+    drawn set by the record's hash); a start file replaced since is refused."""
+    from bagclip.cache import _file_digest
+
+    _run(_cfg(tiny_cfg, epochs=1), normals, tiny_backbone, cache, tmp_path / "init")
+    start = tmp_path / "init" / "heads.safetensors"
+    kw = dict(init=tmp_path / "init", backbone=tiny_backbone, copies=1, cache=cache, progress=False)
+    with monkeypatch.context() as m:  # the run as the version before left it, interrupted
+        m.setattr(A, "_start_record", lambda state: {"init_heads_sha256": _file_digest(start)})
+        A.adapt(normals, "carpet", tmp_path / "ad", max_steps=1, save_every=1, **kw)
+    old = (tmp_path / "ad" / A.RECORD).read_bytes()
+    A.adapt(normals, "carpet", tmp_path / "ad", resume=True, **kw)  # finishes it
+    assert (tmp_path / "ad" / A.RECORD).read_bytes() == old  # kept as it is
+    rec = json.loads(old)
+    rec["init_heads_sha256"] = "0" * 64  # made from another start file
+    (tmp_path / "ad" / A.RECORD).write_text(json.dumps(rec, indent=1))
+    with pytest.raises(ValueError, match="differing: init_heads_sha256, init_weights_sha256"):
+        A.adapt(normals, "carpet", tmp_path / "ad", resume=True, **kw)
+
+
+CHILD = """
+import json, sys
+from pathlib import Path
+from PIL import Image
+from bagclip import Config, load_backbone
+from bagclip.adapt import adapt
+from bagclip.cache import FeatureCache
+from bagclip.data import load_dataset
+from bagclip.data.synth import generate, make_image
+from bagclip.train import train
+
+base = Path(sys.argv[1])
+cfg = Config.tiny(image_size=112, epochs=1, batch_size=4)
+bb = load_backbone(cfg)
+cache = FeatureCache(bb, base / "cache")
+aux = load_dataset("synth", generate(base / "synth", size=112, n_train=1, n_test_good=1, n_test_bad=2,
+                                     categories=["wood", "screw"]), "test")
+(base / "normals").mkdir(exist_ok=True)
+for i in range(2):
+    Image.fromarray(make_image("carpet", "good", 112, seed=5, index=i).image).save(base / "normals" / f"{i}.png")
+# as benchmarks/adapt.py does: a finished run is resumed (its heads file written again)
+zs, ad = base / "zero-shot", base / "adapted"
+train(cfg, aux, bb, zs, cache=cache, resume=(zs / "state.pt").is_file(), progress=False)
+adapt(base / "normals", "carpet", ad, cfg=cfg, init=zs, backbone=bb, copies=1, cache=cache, progress=False,
+      resume=(ad / "state.pt").is_file())
+"""
+
+
+def test_a_record_made_in_one_process_is_resumed_in_another(tmp_path):
+    """benchmarks/adapt.py's rerun in a reused work folder, in fresh processes with other hash
+    seeds (Python's, and safetensors' own random header order before files.safetensors_bytes)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+           "HF_HUB_OFFLINE": "1", "BAGCLIP_CACHE": str(tmp_path / "kit-cache")}
+    records = []
+    for seed in ("1", "2", "3"):
+        p = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path)], env={**env, "PYTHONHASHSEED": seed},
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-2000:]
+        records.append((tmp_path / "adapted" / A.RECORD).read_bytes())
+    assert records[0] == records[1] == records[2]
+
+
+# (id, image, side it is drawn at, allowed kinds): no allowed defect fits (real drawings)
+NO_ROOM = [
+    ("every kind on 4 pixels", "noise", 4, None),
+    ("every kind on 8 pixels", "noise", 8, None),
+    ("cracks on a flat 14-pixel image", "flat", 14, ["crack"]),
+    ("holes on a black 14-pixel image", "black", 14, ["hole"]),
+    ("folds on 8 pixels", "white", 8, ["fold"]),
+]
+
+
+@pytest.mark.parametrize("case", NO_ROOM, ids=[c[0] for c in NO_ROOM])
+def test_no_room_for_a_defect_is_the_kits_error_in_one_line(case, tmp_path):
+    """The kit's own error (the CLI's one line with what to do), never a RuntimeError traceback."""
+    from bagclip.cli.errors import phrase
+    from bagclip.errors import BagclipError, DefectDrawError
+
+    _, what, side, kinds = case
+    pixels = {"noise": np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8),
+              "flat": np.full((64, 64, 3), 128, np.uint8), "black": np.zeros((64, 64, 3), np.uint8),
+              "white": np.full((64, 64, 3), 255, np.uint8)}[what]
+    img = tmp_path / f"{what}.png"
+    Image.fromarray(pixels).save(img)
+    with pytest.raises(DefectDrawError) as e:
+        A.draw_training_set([img], "part", tmp_path / "out", side, kinds=kinds)
+    err = e.value
+    assert isinstance(err, BagclipError) and not isinstance(err, RuntimeError)
+    assert err.path == img and err.size == side and err.kinds == tuple(kinds or A.ANY_IMAGE_KINDS)
+    line = phrase("adapt", err)
+    assert "\n" not in line and str(img) in line and f"{side}x{side}" in line and "image_size" in line

@@ -404,3 +404,64 @@ def test_killed_synth_generation_leaves_no_temp_folder(tmp_path):
     generate(out, size=64, n_train=1, n_test_good=1, n_test_bad=1, categories=["wood"])
     assert not list(tmp_path.glob(".s.tmp-*"))
     assert (out / "synth_manifest.json").is_file()
+
+
+# --- issue 32: pretrain-mini's init and export paths --------------------------------------------
+def _init_file(kind: str, tmp: Path) -> Path:
+    """An --init that is not weights the model can start from."""
+    from safetensors.torch import load_file, save_file
+
+    shipped = REPO / "bagclip" / "weights" / "bagclip-mini.safetensors"
+    p = tmp / f"init-{kind}"
+    if kind == "text":
+        p.write_text("these are not weights\n")
+    elif kind == "empty":
+        p.write_bytes(b"")
+    elif kind == "image":
+        write_image(p.with_suffix(".png"), (16, 16))
+        p = p.with_suffix(".png")
+    elif kind == "truncated":
+        p.write_bytes(shipped.read_bytes()[:4096])
+    elif kind == "folder":
+        p.mkdir()
+    elif kind == "other shapes":
+        t = load_file(shipped)
+        k = sorted(t)[0]
+        t[k] = torch.zeros(3)
+        save_file(t, p)
+    elif kind == "other names":
+        save_file({"some.weight": torch.zeros(2)}, p)
+    return p  # "missing": never written
+
+
+INITS = ["text", "empty", "image", "truncated", "folder", "missing", "other shapes", "other names"]
+
+
+@pytest.mark.parametrize("kind", INITS)
+def test_pretrain_init_that_is_not_weights_is_one_line(kind, tmp_path, capsys):
+    init = _init_file(kind, tmp_path)
+    rc, _, err = _cli(["pretrain-mini", "--out", str(tmp_path / "run"), "--steps", "1", "--batch-pairs", "1",
+                       "--threads", "1", "--init", str(init)], capsys)
+    _check_refusal(rc, err, ["init weights", str(init), "checkpoint"])
+    assert not (tmp_path / "run" / "checkpoint.safetensors").exists()  # refused before any step
+
+
+@pytest.mark.parametrize("where", ["a new folder", "the run folder", "the current folder"])
+def test_pretrain_export_to_a_folder_is_one_line_before_training(where, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    export = {"a new folder": tmp_path / "weights", "the run folder": run, "the current folder": Path(".")}[where]
+    export.mkdir(exist_ok=True)
+    rc, _, err = _cli(["pretrain-mini", "--out", str(run), "--steps", "1", "--export", str(export)], capsys)
+    _check_refusal(rc, err, [f"--export {export} is a folder", "bagclip-mini.safetensors"])
+    assert ".tmp" not in err and not (run / "checkpoint.safetensors").exists()
+
+
+def test_an_atomic_write_onto_a_folder_names_the_folder(tmp_path):
+    from bagclip.files import atomic_write_bytes
+
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(IsADirectoryError) as e:
+        atomic_write_bytes(tmp_path / "dir", b"x")
+    assert e.value.filename == str(tmp_path / "dir") and not list(tmp_path.glob(".*.tmp"))

@@ -120,3 +120,70 @@ def test_cli_predict_refuses_in_one_line(tmp_path, capsys, monkeypatch, setting,
         main(["predict", str(img), "--quick", "--set", setting])
     msg = str(e.value.code)
     assert msg.startswith("bagclip predict:") and word in msg and "GiB" in msg and "\n" not in msg
+
+
+# --- issue 32: the heads' sizes ---------------------------------------------------------------
+# (id, settings changed from Config.tiny's): the count from the settings against the built heads
+HEADS = [
+    ("tiny", {}),
+    ("one shared SAG", {"share_sag": True}),
+    ("learnt metric", {"metric_proj": True}),
+    ("no SAFR", {"use_safr": False}),
+    ("no SAG", {"use_sag": False}),
+    ("no JFF fusion", {"use_jff": False}),
+    ("no global adapter", {"global_adapter": False}),
+    ("reduction 1, wide, deep", {"safr_reduction": 1, "gcn_hidden": 96, "gcn_layers": 7}),
+]
+
+
+@pytest.mark.parametrize("case", HEADS, ids=[c[0] for c in HEADS])
+def test_heads_parameters_are_those_built(case, tiny_cfg, tiny_backbone):
+    from bagclip.model import build_heads, count_parameters
+
+    cfg = tiny_cfg.replace(**case[1])
+    want = count_parameters(build_heads(cfg, tiny_backbone))[0]
+    assert budget.heads_parameters(cfg, tiny_backbone.width, tiny_backbone.embed_dim) == want
+
+
+# (id, settings, memory available or None for this machine's, the setting named)
+TOO_LARGE = [
+    ("gcn_hidden 1e9", ["gcn_hidden=1000000000"], None, "gcn_hidden"),
+    ("gcn_hidden 1e6", ["gcn_hidden=1000000"], 64 * GIB, "gcn_hidden"),
+    ("gcn_layers 1e8", ["gcn_layers=100000000"], None, "gcn_layers"),
+    ("deep and wide", ["gcn_hidden=20000", "gcn_layers=500"], 64 * GIB, "gcn_layers"),
+    ("a batch beyond the memory", ["batch_size=4"], 9 << 20, "batch_size"),
+]
+
+
+@pytest.fixture(scope="module")
+def small_synth(tmp_path_factory):
+    from bagclip.data.synth import generate
+
+    return generate(tmp_path_factory.mktemp("s") / "s", size=112, n_train=1, n_test_good=2, n_test_bad=2,
+                    categories=["wood"])
+
+
+@pytest.mark.parametrize("case", TOO_LARGE, ids=[c[0] for c in TOO_LARGE])
+def test_heads_too_large_are_refused_in_one_line(case, small_synth, tmp_path, capsys, monkeypatch):
+    """Before anything is encoded or allocated: one line naming the setting, never torch's
+    allocation traceback (768 GB for gcn_hidden=1e9)."""
+    from bagclip.cli import main
+
+    _, settings, avail, word = case
+    if avail is not None:
+        monkeypatch.setattr(budget, "available_bytes", lambda device=None: avail)
+    argv = ["train", "--quick", "--set", "image_size=112", "--set", "epochs=1",
+            *[a for s in settings for a in ("--set", s)], "--dataset", f"synth={small_synth}",
+            "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "c")]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    msg = str(e.value.code)
+    assert msg.startswith("bagclip train:") and f"lower {word}" in msg and "GiB" in msg and "\n" not in msg
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("*.safetensors"))  # nothing encoded
+
+
+def test_build_heads_refuses_before_allocating(tiny_cfg, tiny_backbone):
+    from bagclip.model import build_heads
+
+    with pytest.raises(BudgetError, match="gcn_hidden=1000000000"):
+        build_heads(tiny_cfg.replace(gcn_hidden=10**9), tiny_backbone)

@@ -222,3 +222,74 @@ def test_a_bad_weights_file_says_so_without_weights_only(tmp_path, case, capsys)
     msg = str(e.value.code)
     assert "weights_only" not in msg and "Traceback" not in msg and "\n" not in msg, msg
     assert str(f) in msg and "not a weights file" in msg and "--set pretrained" in msg, msg
+
+
+# --- issue 32: an entry knows the image it belongs to ---------------------------------------
+def _swap(entries, i, j):
+    a, b = entries[i].read_bytes(), entries[j].read_bytes()
+    entries[i].write_bytes(b)
+    entries[j].write_bytes(a)
+
+
+def _rotate(entries, idx):
+    blobs = [entries[i].read_bytes() for i in idx]
+    for i, blob in zip(idx, blobs[1:] + blobs[:1]):
+        entries[i].write_bytes(blob)
+
+
+def _copy_over(entries, i, j):
+    entries[j].write_bytes(entries[i].read_bytes())
+
+
+# (id, what is done to the entries on disk, the entries that no longer hold their image)
+MOVED = [
+    ("two entries swapped", lambda e: _swap(e, 0, 1), [0, 1]),
+    ("two pairs swapped", lambda e: (_swap(e, 2, 5), _swap(e, 3, 4)), [2, 3, 4, 5]),
+    ("three rotated", lambda e: _rotate(e, [1, 4, 7]), [1, 4, 7]),
+    ("one copied over another", lambda e: _copy_over(e, 6, 0), [0]),
+]
+
+
+@pytest.mark.parametrize("case", MOVED, ids=[c[0] for c in MOVED])
+def test_an_entry_under_another_images_name_is_recomputed_with_a_word(tmp_path, tiny_backbone, images, case):
+    """Training reads what the cache holds: an entry moved under another image's name is found
+    on read (its checksum covers its image), named in a warning and recomputed, never used."""
+    _, move, hit = case
+    cache = FeatureCache(tiny_backbone, tmp_path / "c")
+    paths = images[:8]
+    entries = cache.ensure(paths, progress=False)
+    truth = [e.read_bytes() for e in entries]
+    move(entries)
+    with pytest.warns(UserWarning) as rec:
+        again = cache.ensure(paths, progress=False)
+    named = sorted(i for i, e in enumerate(entries) if any(str(e) in str(w.message) for w in rec))
+    assert named == sorted(hit), [str(w.message) for w in rec]
+    assert all("another image" in str(w.message) for w in rec)
+    assert [e.read_bytes() for e in again] == truth  # recomputed: each entry holds its own image again
+    fresh = FeatureCache(tiny_backbone, tmp_path / "fresh").get(paths, progress=False)
+    got = cache.load_batch(again)
+    assert torch.equal(got.patches, fresh.patches.float()) and torch.equal(got.cls, fresh.cls.float())
+
+
+def test_entries_that_do_not_name_their_image_are_recomputed_once(tmp_path, tiny_backbone, images, caplog):
+    """An entry written before entries named their image (its checksum covers the identity key
+    only) cannot be checked: recomputed, said once per cache, not called corrupt."""
+    import logging
+
+    from safetensors.torch import load_file, save
+
+    from bagclip.cache import _tensor_digest
+
+    cache = FeatureCache(tiny_backbone, tmp_path / "c")
+    entries = cache.ensure(images[:3], progress=False)
+    truth = [e.read_bytes() for e in entries]
+    for e in entries:  # as the kit wrote them before
+        t = load_file(e)
+        e.write_bytes(save(t, metadata={"sha256": _tensor_digest(t["patches"], t["cls"], cache.key)}))
+    import warnings
+
+    with caplog.at_level(logging.INFO, logger="bagclip.cache"), warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "corrupt" warning
+        again = FeatureCache(tiny_backbone, tmp_path / "c").ensure(images[:3], progress=False)
+    assert [e.read_bytes() for e in again] == truth
+    assert sum("named their image" in r.getMessage() for r in caplog.records) == 1

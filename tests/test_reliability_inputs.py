@@ -126,7 +126,7 @@ def test_mask_binarisation_rule(tmp_path, caplog, case):
     with caplog.at_level(logging.WARNING, logger="bagclip.data.io"):
         got = mask_array(p)
     np.testing.assert_array_equal(got, want)
-    warned = [r for r in caplog.records if str(p) in r.getMessage()]
+    warned = [r for r in caplog.records if str(p) in r.getMessage() and "marks no defect" not in r.getMessage()]
     assert bool(warned) == warns, caplog.text
     if warns:
         assert "binarised at >" in warned[0].getMessage() and "PNG" in warned[0].getMessage()
@@ -301,3 +301,59 @@ def test_cli_names_its_own_flag_for_image_level(tmp_path, capsys):
         main(["cache", "--quick", "--dataset", f"meta={root}", "--cache-dir", str(tmp_path / "c")])
     msg = str(e.value.code)
     assert "image_level=True" not in msg and "--image-level" in msg, msg
+
+
+# --- issue 32: an anomalous image whose mask marks nothing is named, once ------------------
+def _pil(a, mode=None):
+    return Image.fromarray(a, mode) if mode else Image.fromarray(a)
+
+
+def _palette_black():
+    im = Image.new("P", (40, 32), 0)
+    im.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    return im
+
+
+# (id, the mask image, suffix, marks a pixel): masks of anomalous images
+EMPTY = [
+    ("8-bit zeros", lambda: _pil(np.zeros((32, 40), np.uint8)), ".png", False),
+    ("16-bit zeros", lambda: _pil(np.zeros((32, 40), np.uint16)), ".png", False),
+    ("black RGB", lambda: _pil(np.zeros((32, 40, 3), np.uint8)), ".png", False),
+    ("palette of black", _palette_black, ".png", False),
+    ("float TIFF zeros", lambda: _pil(np.zeros((32, 40), np.float32)), ".tif", False),
+    ("lossy zeros", lambda: _pil(np.zeros((32, 40), np.uint8)), ".jpg", False),
+    ("one pixel", lambda: _pil(_box(box=(5, 6, 7, 8))), ".png", True),
+    ("VisA 0/1 box", lambda: _pil(_box(on=1)), ".png", True),
+]
+
+
+@pytest.mark.parametrize("case", EMPTY, ids=[c[0] for c in EMPTY])
+def test_an_empty_mask_is_named_once_when_evaluated(tmp_path, caplog, case):
+    """Evaluated (and trained on, which reloads masks every step) with one warning naming the
+    file and what it means; a mask that marks any pixel gives none. docs/decisions.md says why
+    it is a warning and not a refusal."""
+    import torch
+
+    from bagclip.data import Sample
+    from bagclip.evaluate import evaluate
+
+    _, make, suffix, marks = case
+    img, mask = tmp_path / "bad.png", tmp_path / f"bad_mask{suffix}"
+    Image.fromarray(np.full((32, 40, 3), 90, np.uint8)).save(img)
+    make().save(mask)
+    samples = [Sample(img, None, "part", "good", 0), Sample(img, mask, "part", "dent", 1)]
+
+    def scorer(images, cls):  # (maps (B, 16, 16), scores (B,)): any scorer
+        maps = torch.rand(len(images), 16, 16, generator=torch.Generator().manual_seed(0))
+        return maps, torch.tensor([0.2, 0.7])[:len(images)]
+
+    with caplog.at_level(logging.WARNING, logger="bagclip.data.io"):
+        evaluate(scorer, samples, 16, progress=False)
+        for _ in range(2):  # training reloads it every step
+            load_mask(mask, 16)
+    named = [r.getMessage() for r in caplog.records if "marks no defect" in r.getMessage()]
+    if marks:
+        assert named == []
+        return
+    assert len(named) == 1 and str(mask) in named[0], caplog.text
+    assert "counts as normal" in named[0] and "Draw the defect" in named[0] and "\n" not in named[0]

@@ -237,6 +237,9 @@ def cmd_reproduce(a) -> None:
 def cmd_pretrain_mini(a) -> None:
     from ..pretrain import PretrainConfig, export_weights, pretrain, write_record
 
+    if a.export and Path(a.export).is_dir():  # before training, not after it (and not a temp file's name)
+        raise ValueError(f"--export {a.export} is a folder; give the file to write the weights to, e.g. "
+                         f"--export {Path(a.export) / 'bagclip-mini.safetensors'}")
     fields = {f.name for f in dataclasses.fields(PretrainConfig)}
     recipe = {}
     if getattr(a, "recipe", None):  # a JSON of PretrainConfig fields; flags given beside it win

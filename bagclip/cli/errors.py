@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import (AdaptError, CacheUnwritableError, CalibrationFileError, CheckpointError,
+from ..errors import (AdaptError, CacheUnreadableError, CacheUnwritableError, CalibrationFileError, CheckpointError,
                       DefectDrawError, DeviceError, EvalSettingsError, InputsChangedError,
                       NothingToResumeError, ResumeError, RunExistsError, TornCheckpointError,
                       WeightsChangedError, WeightsUnavailableError)
@@ -28,6 +28,7 @@ HINTS = (
     (EvalSettingsError, "evaluation settings change with --set smoothing_sigma=... / image_score=... "
                         "and --class-name-map"),
     (CacheUnwritableError, "point --cache-dir (or $BAGCLIP_CACHE) at a writable folder"),
+    (CacheUnreadableError, "or point --cache-dir (or $BAGCLIP_CACHE) at a folder of your own"),
     (WeightsUnavailableError, "or run offline on the shipped weights: --quick"),
     (CalibrationFileError, "rerun `bagclip calibrate` for this class"),
     (DefectDrawError, "draw on larger images: --set image_size=... (images are resized to it), or "
@@ -40,6 +41,7 @@ HINTS = (
 FLAGS = {"image_level": "eval --image-level", "resolution": "eval --resolution",
          "pretrained": "--set pretrained=FILE", "out": "--out",
          # ListError: a list given with a value twice, or the seed swept as a setting
+         "sweeps": "reproduce --sweeps '{\"k\": [5, 15], \"gcn_layers\": [3, 5]}'",
          "seeds": "--seeds 0 1 2", "grid_seeds": "reproduce --grid-seeds 0 1",
          "values": "sweep --values 5 10 15", "dataset": "--dataset NAME=ROOT, each name once",
          "train": "--train NAME=ROOT, each name once", "target": "--target NAME=ROOT, each name once"}
@@ -71,6 +73,8 @@ def phrase(cmd: str, err: BaseException, out=None) -> str:
         return f"bagclip {cmd}: {what}. {advice}"
     h = hint(err)
     text = " ".join(str(err).split())  # one line, whatever the library wrote
+    if getattr(err, "override", None) and text.startswith(err.override):  # a `key=value` of --set
+        text = "--set " + text
     return f"bagclip {cmd}: {text}" + (f" ({h})" if h else "")
 
 

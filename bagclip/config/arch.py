@@ -38,14 +38,24 @@ def _model_config(name: str) -> dict | None:
 
 @lru_cache(maxsize=None)
 def backbone_arch(name: str) -> Arch | None:
-    """The architecture of an open_clip ViT name, or None if no model config names it."""
+    """The architecture of an open_clip ViT name, or None if no model config names it or its
+    image tower is not a ViT (`not_a_vit`)."""
     mc = _model_config(name)
-    if mc is None or "patch_size" not in mc.get("vision_cfg", {}):
-        return None  # unknown, or not a ViT
+    if mc is None or mc.get("vision_cfg", {}).get("patch_size") is None:
+        return None  # unknown, or not a ViT (a ResNet's config holds "patch_size": null)
     v = mc["vision_cfg"]
     layers = v["layers"]
     return Arch(int(v["patch_size"]), int(layers if isinstance(layers, int) else sum(layers)),
                 int(v["width"]), int(mc["embed_dim"]))
+
+
+@lru_cache(maxsize=None)
+def not_a_vit(name: str) -> bool:
+    """True when open_clip knows `name` but its image tower is not open_clip's VisionTransformer
+    (a ResNet such as RN50, or a timm or other tower: its config names no patch size); the kit
+    taps that class's blocks only."""
+    mc = _model_config(name)
+    return mc is not None and mc.get("vision_cfg", {}).get("patch_size") is None
 
 
 _registered = False

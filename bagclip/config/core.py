@@ -183,14 +183,14 @@ class Config:
         sources = {k: f"{k}={v!r}" for k, v in changes.items()}
         parsed, parsed_sources = parse_overrides(pairs)
         changes.update(parsed)
-        sources.update(parsed_sources)
         if not changes:
             return self
         try:
             return self.from_dict({**self.to_dict(), **changes})
         except ConfigError as err:
-            where = sources.get(err.field) if err.field else None
-            raise ConfigError(f"{where}: {err}" if where else str(err), err.field) from None
+            pair = parsed_sources.get(err.field) if err.field else None  # the string it came from
+            where = pair or (sources.get(err.field) if err.field else None)
+            raise ConfigError(f"{where}: {err}" if where else str(err), err.field, override=pair) from None
 
     def check_eval_changes(self, other: "Config") -> "Config":
         """`other` if it differs from this (a checkpoint's training Config) only in EVAL_FIELDS,

@@ -76,10 +76,10 @@ def parse_overrides(pairs: Sequence[str]) -> tuple[dict[str, Any], dict[str, str
         key, sep, raw = kv.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set expects key=value (e.g. --set lr=1e-4), got {kv!r}")
+            raise ConfigError(f"{kv}: a setting is given as key=value (e.g. lr=1e-4)", override=kv)
         try:
             changes[key] = json.loads(raw)
         except json.JSONDecodeError:
             changes[key] = raw
-        sources[key] = f"--set {kv}"
+        sources[key] = kv
     return changes, sources

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from ..errors import ConfigError
-from .arch import backbone_arch
+from .arch import backbone_arch, not_a_vit
 
 DETAIL_ATTENTIONS = ("none", "vv")
 IMAGE_SCORES = ("mix", "global", "max")
@@ -54,6 +54,10 @@ def _check_values(cfg) -> None:
 
 def _check_arch(cfg) -> None:
     arch = backbone_arch(cfg.backbone)
+    if arch is None and not_a_vit(cfg.backbone):
+        _bad(f"backbone={cfg.backbone!r} has no open_clip VisionTransformer (its image tower is a "
+             f"ResNet, or a timm or other model), whose blocks the kit taps; choose a ViT such "
+             f"as 'ViT-B-16' or 'ViT-L-14-336', or the offline 'bagclip-mini'")
     if arch is None:
         return  # unknown to open_clip here: load_backbone will say so
     patch, depth = arch.patch_size, arch.depth

@@ -184,11 +184,33 @@ def binarize_mask(a: np.ndarray, path=None) -> np.ndarray:
 
 
 def mask_array(path) -> np.ndarray:
-    """(H, W) bool of a mask file at its native size (as displayed), by `binarize_mask`."""
+    """(H, W) bool of a mask file at its native size (as displayed), by `binarize_mask`.
+
+    A mask file that marks no pixel is warned about once per file (`warn_empty_mask`)."""
     im = _open(path)
     if im.mode == "RGBA":
         im = im.convert("RGB")  # a palette mask came back RGBA: compare colours, not indices
-    return binarize_mask(np.asarray(im), path)
+    m = binarize_mask(np.asarray(im), path)
+    if not m.any():
+        warn_empty_mask(path)
+    return m
+
+
+_warned_empty: set[str] = set()
+
+
+def warn_empty_mask(path) -> None:
+    """Warn, once per file, that a mask marks no defect pixel. Every layout gives masks to
+    anomalous images only, so its image counts as defective while all its pixels count as
+    normal: pixel metrics and the segmentation loss read it as a perfect part. A warning, not
+    a refusal (docs/decisions.md): loading reads masks' headers only, and one such mask in a
+    public set must not stop its image-level results."""
+    key = str(path)
+    if key not in _warned_empty:
+        _warned_empty.add(key)
+        log.warning("mask %s marks no defect pixel (all zero): its image is anomalous, yet every one "
+                    "of its pixels counts as normal in pixel metrics and training. Draw the defect "
+                    "in the mask, or move the image to the normal images if it has none", path)
 
 
 def image_hw(path) -> tuple[int, int]:

@@ -19,7 +19,8 @@ def record(name: str) -> dict:
     path = _DIR / f"{name}.json"
     if not path.is_file():
         raise FileNotFoundError(f"shipped weights record {path} is missing; reinstall bagclip "
-                                f"(pip install -e .) or rebuild it: bagclip pretrain-mini --export {path.with_suffix('.safetensors')}")
+                                f"(pip install -e .), or pretrain the weights again and export them to "
+                                f"{path.with_suffix('.safetensors')} (bagclip.pretrain; docs/bagclip-mini.md)")
     return json.loads(path.read_text())
 
 
