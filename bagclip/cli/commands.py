@@ -83,10 +83,11 @@ def _map_names(paths: list[str], maps_dir: Path | None = None) -> dict[str, str]
     """Anomaly-map file names, unique and never a file of the user's in maps_dir (issue 19:
     bagclip.files.unique_names; in a folder bagclip did not make, every file there is taken)."""
     from ..files import is_kit_folder, unique_names
+    from .decisions import is_kit_map
 
     taken: set[str] = set()
     if maps_dir is not None and maps_dir.is_dir():
-        here = {q.name for q in maps_dir.iterdir()}
+        here = {q.name for q in maps_dir.iterdir() if not is_kit_map(q)}  # our own maps: rewritten
         inputs = {Path(p).name for p in paths if Path(p).resolve().parent == maps_dir.resolve()}
         taken = inputs if is_kit_folder(maps_dir) else here
     return unique_names(paths, "_map.png", taken)

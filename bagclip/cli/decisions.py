@@ -70,7 +70,7 @@ def cmd_calibrate(a) -> None:
         print(f"note: {shown(target)} was written by another calibration of {a.class_name!r} while this one "
               f"ran; both are kept. To decide with this one, give predict --calibration {shown(path)}",
               file=sys.stderr)
-    print(f"image threshold {cal.image_threshold:.4f} (the {ordinal(k)} smallest of {n} normal scores): on "
+    print(f"image threshold {cal.image_threshold:.4f} (the {ordinal(k)} smallest of {plural(n, 'normal score')}): on "
           f"fresh normal images of this class, expected FPR {(n + 1 - k) / (n + 1):.1%} (<= {a.fpr:.1%}; "
           f"{plural(min_images(a.fpr), 'image')} is the least for this rate)")
     print(f"pixel threshold {cal.pixel_threshold:.4f}: calibrated maps are divided by it, "
