@@ -76,8 +76,9 @@ class CalibrationFileError(CalibrationError):
 
 
 class StaleCalibrationError(CalibrationFileError):
-    """A calibration made on other backbone weights than the ones loaded (the shipped weights
-    were replaced since): `weights_sha256` is what it records, `loaded_sha256` what is used."""
+    """A calibration made on other backbone weights than the ones loaded (the weights file was
+    replaced since, or the record edited): `weights_sha256` is what it records, `loaded_sha256`
+    what is used."""
 
     def __init__(self, msg: str, path=None, weights_sha256=None, loaded_sha256=None):
         super().__init__(msg, path=path)

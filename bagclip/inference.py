@@ -183,7 +183,7 @@ def predict(images, checkpoint: str | os.PathLike | None = None, class_name: str
     left out and the rest predicted. Without it, the first such file raises DataError.
     """
     from .data import DataError, load_image
-    from .data.io import image_hw
+    from .data.io import scorable_hw
 
     model, cfg, backbone = _detector(checkpoint, cfg, backbone, model, device)
     items = _collect(images, skipped)
@@ -199,7 +199,7 @@ def predict(images, checkpoint: str | os.PathLike | None = None, class_name: str
                 chunk.append(it)
                 continue
             try:
-                hw, x = image_hw(it), load_image(it, s)
+                hw, x = scorable_hw(it), load_image(it, s)  # too small: refused
             except DataError as err:
                 if skipped is None:
                     raise

@@ -1,6 +1,8 @@
 """The decision commands end to end on a tiny synthetic tree: predict without a checkpoint
 (the training-free scorer, named), calibrate (and its refusal), adapt, predict and eval with a
 calibration beside the checkpoint."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -25,7 +27,7 @@ def test_predict_without_checkpoint_names_the_training_free_scorer(synth, capsys
     assert "scorer: training-free ZeroShot (frozen bagclip-mini" in cap.out
     line = [l for l in cap.out.splitlines() if "score=" in l][0]
     assert line.endswith("undecided (no calibration)")  # no invented threshold
-    assert "bagclip calibrate NORMALS --class-name screw --quick" in cap.err  # how to get a decision
+    assert "bagclip calibrate GOOD --class-name screw --quick" in cap.err  # how to get a decision
 
 
 def test_calibrate_refuses_three_images_at_one_percent_in_one_line(synth, tmp_path):
@@ -90,52 +92,50 @@ def test_adapt_that_cannot_draw_a_defect_says_so_in_one_line(synth, tmp_path, mo
     assert "--set image_size=" in msg and "fewer --exclude-kinds" in msg  # what to do
 
 
-# ---------------------------------------------------------------- the shipped generic calibration
-def test_shipped_calibration_records_the_shipped_weights_and_its_images():
-    """Re-checked after every change of the shipped weights: python tools/calibrate_quick.py."""
-    import hashlib
+# ---------------------------------------------------------------- no default decision (issue 32)
+def test_predict_quick_without_a_calibration_does_not_decide_and_says_how_in_one_line(synth, capsys):
+    """No shipped generic threshold any more: it flagged 38 of 100 normal parts of classes it
+    was not made on. The undecided line gives the exact calibrate command of this scorer."""
+    import shlex
 
-    from bagclip import calibrate as C
-    from bagclip.data import synth as S
-    from bagclip.weights import _DIR, record
+    from bagclip.cli.decisions import CALIBRATION_IMAGES
 
-    cal = C.load_calibration(C.SHIPPED_CALIBRATION)  # consistent: the rule applied to its scores
-    weights = hashlib.sha256((_DIR / "bagclip-mini.safetensors").read_bytes()).hexdigest()
-    assert cal.weights_sha256 == weights == record("bagclip-mini")["sha256"], \
-        "shipped weights changed: regenerate the calibration with `python tools/calibrate_quick.py`"
-    assert cal.class_name == C.GENERIC and cal.fpr == 0.05 and cal.n_images >= 19
-    assert {i["name"].split("/")[0] for i in cal.images} == set(S.AUX_CLASSES)  # never a target class
-    assert len({i["sha256"] for i in cal.images}) == cal.n_images
-    assert cal.scorer == C.scorer_identity(__import__("bagclip").Config.quick(), None)
-
-
-def test_predict_quick_decides_with_the_generic_threshold_and_names_the_scorer(synth, capsys):
     img = next((synth / "screw" / "test" / "good").glob("*.png"))
-    main(["predict", str(img), "--quick", "--class-name", "screw"])
+    main(["predict", str(img), *SMALL, "--class-name", "screw"])
     cap = capsys.readouterr()
-    assert "scorer: training-free ZeroShot (frozen bagclip-mini" in cap.out
-    assert "GENERIC threshold" in cap.out and "not of your class 'screw'" in cap.out
-    assert "bagclip calibrate NORMALS --class-name screw --quick --out DIR" in cap.out
     line = [l for l in cap.out.splitlines() if "score=" in l][0]
-    assert line.endswith(("  normal (generic threshold, training-free scorer)",
-                          "  ANOMALOUS (generic threshold, training-free scorer)"))
-    assert "undecided" not in cap.out and "warning" not in cap.err
+    assert line.endswith("undecided (no calibration)") and "ANOMALOUS" not in cap.out
+    said = [l for l in cap.err.splitlines() if l.startswith("decision:")]
+    assert len(said) == 1 and f"{CALIBRATION_IMAGES} normal images of screw" in said[0]
+    cmd = said[0].split("`")[1]  # the command, as one would paste it
+    assert shlex.split(cmd) == ["bagclip", "calibrate", "GOOD", "--class-name", "screw", *SMALL,
+                                "--out", "calibration"]
+    assert said[0].endswith("then add --calibration calibration to this command")
 
 
-def test_predict_quick_refuses_a_calibration_of_other_weights(synth, tmp_path, capsys, monkeypatch):
-    import json
+def test_the_undecided_command_makes_a_calibration_that_predict_then_decides_with(synth, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """The printed command, run as printed (GOOD: the class's normal images), gives the file
+    that the suggested `--calibration calibration` finds: the line is exact, not a sketch."""
+    import shlex
 
+    good = synth / "screw" / "train" / "good"
+    img = next((synth / "screw" / "test" / "good").glob("*.png"))
+    monkeypatch.chdir(tmp_path)
+    main(["predict", str(img), *SMALL, "--class-name", "screw"])
+    cmd = [l for l in capsys.readouterr().err.splitlines() if l.startswith("decision:")][0].split("`")[1]
+    argv = [str(good) if w == "GOOD" else w for w in shlex.split(cmd)[1:]]
+    main(argv + ["--fpr", "0.25"])  # 4 normal images here: the least for 25 %, not for 5 %
+    capsys.readouterr()
+    main(["predict", str(img), *SMALL, "--class-name", "screw", "--calibration", "calibration"])
+    line = [l for l in capsys.readouterr().out.splitlines() if "score=" in l][0]
+    assert line.endswith(("  normal", "  ANOMALOUS")) and "normal_tail=" in line
+
+
+def test_no_shipped_calibration_is_left_to_read():
+    import bagclip
     from bagclip import calibrate as C
 
-    data = json.loads(C.SHIPPED_CALIBRATION.read_text())
-    data["weights_sha256"] = "0" * 64  # made on weights since replaced
-    stale = tmp_path / "quick-calibration.json"
-    stale.write_text(json.dumps(data))
-    monkeypatch.setattr(C, "SHIPPED_CALIBRATION", stale)
-    img = next((synth / "screw" / "test" / "good").glob("*.png"))
-    main(["predict", str(img), "--quick", "--class-name", "screw"])
-    cap = capsys.readouterr()
-    warning = [l for l in cap.err.splitlines() if l.startswith("warning:")]
-    assert len(warning) == 1 and "sha256 000000000000..." in warning[0]
-    assert warning[0].endswith("regenerate it with `python tools/calibrate_quick.py`")
-    assert [l for l in cap.out.splitlines() if "score=" in l][0].endswith("undecided (no calibration)")
+    weights = Path(bagclip.__file__).parent / "weights"
+    assert not (weights / "quick-calibration.json").exists()
+    assert not [n for n in ("SHIPPED_CALIBRATION", "shipped_calibration", "GENERIC") if hasattr(C, n)]

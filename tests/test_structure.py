@@ -23,7 +23,7 @@ ROOT = PKG.parent
 # The README's layout, bottom first: a module imports only from units above it in this list
 # (a unit is a top-level module or subpackage of bagclip; inside a unit, the cycle test rules).
 LAYERS = [
-    "files", "errors", "budget", "weights", "paper", "metrics", "aupro_cflow", "prompts",  # no torch
+    "files", "errors", "budget", "weights", "paper", "metrics", "conformal", "aupro_cflow", "prompts",  # no torch
     "config",  # one Config, no torch
     "data",  # loaders, protocol, synthetic benchmark
     "fingerprint",  # what a run's inputs were; refusals of repeated names and seeds

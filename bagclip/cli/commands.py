@@ -74,7 +74,7 @@ def cmd_eval(a) -> None:
         seen: dict = {}
         r = evaluate(scorer(model, bb, cfg), samples, cfg.image_size, dataset_name=name,
                      resolution=a.resolution, on_class=lambda c, s, y: seen.__setitem__(c, (s, y)))
-        eval_normal_only(a, cfg, name, r, seen)  # F1-max labelled, beside the normal-only threshold
+        eval_normal_only(a, cfg, name, r, seen, bb.weights_sha256)  # F1-max beside the normal-only threshold
         write_results(r, Path(a.out) / name)
         print(json.dumps({k: v for k, v in r.items() if k != "per_class"}, indent=2, default=float))
 
@@ -83,10 +83,11 @@ def _map_names(paths: list[str], maps_dir: Path | None = None) -> dict[str, str]
     """Anomaly-map file names, unique and never a file of the user's in maps_dir (issue 19:
     bagclip.files.unique_names; in a folder bagclip did not make, every file there is taken)."""
     from ..files import is_kit_folder, unique_names
+    from .decisions import is_kit_map
 
     taken: set[str] = set()
     if maps_dir is not None and maps_dir.is_dir():
-        here = {q.name for q in maps_dir.iterdir()}
+        here = {q.name for q in maps_dir.iterdir() if not is_kit_map(q)}  # our own maps: rewritten
         inputs = {Path(p).name for p in paths if Path(p).resolve().parent == maps_dir.resolve()}
         taken = inputs if is_kit_folder(maps_dir) else here
     return unique_names(paths, "_map.png", taken)
@@ -94,7 +95,7 @@ def _map_names(paths: list[str], maps_dir: Path | None = None) -> dict[str, str]
 
 def cmd_predict(a) -> None:
     from ..inference import predict
-    from .decisions import map_png, predict_line, predict_setup
+    from .decisions import map_png, part_images, predict_line, predict_setup, shown
 
     # heads + their calibration, or the training-free scorer; names the scorer that answers
     model, cfg, bb, cal = predict_setup(a)
@@ -104,24 +105,27 @@ def cmd_predict(a) -> None:
 
         claim_output(maps_dir, "--save-maps")
     skipped: list = []
-    preds = predict(a.images, cfg=cfg, model=model, backbone=bb, class_name=a.class_name,
-                    device=a.device, skipped=skipped)
+    items = part_images(a.images, skipped)  # issue 32: the maps it wrote before are not parts
+    preds = predict(items, cfg=cfg, model=model, backbone=bb, class_name=a.class_name,
+                    device=a.device, skipped=skipped) if items else []
     names = _map_names([p.path for p in preds], maps_dir) if maps_dir else {}
     for p in preds:
         flag = predict_line(p, a, cal)
-        print(f"{p.path}\tscore={p.image_score:.4f}\tp_img={p.p_img:.4f}\tmax_map={p.anomaly_map.max():.4f}{flag}")
+        print(f"{shown(p.path)}\tscore={p.image_score:.4f}\tp_img={p.p_img:.4f}\tmax_map={p.anomaly_map.max():.4f}{flag}")
         if maps_dir:
             from ..files import atomic_write_bytes
 
             atomic_write_bytes(maps_dir / names[p.path], map_png(p, cal))
     for path, why in skipped:
-        print(f"skipped {path}: {why}", file=sys.stderr)
+        print(f"skipped {shown(path)}: {shown(why)}", file=sys.stderr)
     if len(skipped) == 1 and not preds:
-        raise SystemExit(f"bagclip predict: cannot read {skipped[0][0]}: {skipped[0][1]}; give an image file")
+        raise SystemExit(f"bagclip predict: cannot score {shown(skipped[0][0])}: {shown(skipped[0][1])}; "
+                         f"give an image file of a part")
     if skipped:
-        names = ", ".join(p for p, _ in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
-        raise SystemExit(f"bagclip predict: {len(skipped)} of {len(skipped) + len(preds)} image(s) could "
-                         f"not be read ({names}; reasons above); replace or remove them")
+        names = ", ".join(shown(p) for p, _ in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+        n = len(skipped) + len(preds)
+        raise SystemExit(f"bagclip predict: {len(skipped)} of {n} image{'s' if n > 1 else ''} could "
+                         f"not be read or scored ({names}; reasons above); replace or remove them")
 
 
 def _claim(path, legacy=None) -> Path:

@@ -65,12 +65,49 @@ def _open(path) -> Image.Image:
     try:
         with Image.open(path) as im:
             im.load()
+            white = white_level(im, path)
             im = im if im.mode != "P" else im.convert("RGBA")
             # as displayed: a phone's portrait photo is stored landscape + an orientation tag
-            return ImageOps.exif_transpose(im)  # a copy, also when there is no tag
+            out = ImageOps.exif_transpose(im)  # a copy, also when there is no tag
+    except DataError:
+        raise
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError...)
         raise DataError(f"cannot read image {path}: {type(e).__name__}: {e}. The file is corrupt or "
                         f"not an image; replace or delete it") from e
+    if white is not None:
+        out.info[WHITE] = white  # the copy keeps info: to_rgb_array reads it
+    return out
+
+
+WHITE = "bagclip_white_level"  # Image.info key: the pixel value of white, from the file's header
+_MAX_SAMPLE_VALUE = 281  # TIFF tag MaxSampleValue
+_INT16_FORMATS = ("PNG", "PPM")  # their "I" mode is always 16-bit data (16-bit grey, maxval > 255)
+
+
+def white_level(im: Image.Image, path=None) -> float | None:
+    """The value white has in an integer image of more than 8 bits, read from its mode and
+    its file's header, never guessed from its pixels (a dark 16-bit image is not an 8-bit one):
+    65535 for 16-bit modes and formats, a TIFF's MaxSampleValue or BitsPerSample up to 16.
+    None for other modes. A 32-bit integer image that declares no maximum is refused
+    (DataError): its white level is unknown."""
+    if im.mode.startswith("I;16"):
+        return 65535.0
+    if im.mode != "I":
+        return None
+    if im.format in _INT16_FORMATS:
+        return 65535.0
+    tags = getattr(im, "tag_v2", None) or {}
+    top = tags.get(_MAX_SAMPLE_VALUE)
+    bits = tags.get(258)  # BitsPerSample
+    top = top[0] if isinstance(top, tuple) else top
+    bits = bits[0] if isinstance(bits, tuple) else bits
+    if isinstance(top, int) and 0 < top < 2 ** 32 - 1:
+        return float(top)
+    if isinstance(bits, int) and bits <= 16:
+        return float(2 ** bits - 1)
+    raise DataError(f"image {path} holds {bits or 32}-bit integer pixels and declares no maximum "
+                    f"value, so its white level is unknown (16-bit data in a 32-bit file is not "
+                    f"told apart from 32-bit data). Save it as an 8- or 16-bit PNG or TIFF")
 
 
 def check_readable(path, full: bool = False) -> str | None:
@@ -84,12 +121,14 @@ def check_readable(path, full: bool = False) -> str | None:
 
 
 def to_rgb_array(im: Image.Image) -> np.ndarray:
-    """(H, W, 3) uint8 from any PIL mode; 16-bit and float data are rescaled, not clipped."""
+    """(H, W, 3) uint8 from any PIL mode; 16-bit and float data are rescaled, not clipped
+    (integer data by its `white_level`, whatever its pixels' values)."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(im).astype(np.float64)
-        if im.mode.startswith("I;16") or (im.mode == "I" and a.max(initial=0) > 255):
-            a = a / 65535.0 * 255.0  # 16-bit data: full range maps to 0..255
-        elif im.mode == "F" and a.max(initial=0) <= 1.0:
+        if im.mode != "F":  # integer data: its white level from the file (white_level), scaled to 255
+            white = im.info.get(WHITE) or white_level(im)
+            a = a / white * 255.0
+        elif a.max(initial=0) <= 1.0:
             a = a * 255.0
         a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
         return np.repeat(a[..., None], 3, axis=-1)
@@ -226,6 +265,26 @@ def image_hw(path) -> tuple[int, int]:
             w, h = h, w
     except Exception as e:
         raise DataError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
+    return h, w
+
+
+MIN_SIDE = 16  # pixels: fewer give less than one image pixel per patch of a 16 x 16 patch grid
+MAX_ASPECT = 4.0  # squashed to a square, a longer image's parts are stretched more than 4x
+
+
+def scorable_hw(path) -> tuple[int, int]:
+    """(H, W) of an image to be scored as one part, from its header: DataError when a side is
+    under MIN_SIDE pixels (upsampled to the model's size it holds nothing to score), and a
+    logged warning when one side is over MAX_ASPECT times the other (the square resize distorts
+    it: tiles of it score what a square part would)."""
+    h, w = image_hw(path)
+    if min(h, w) < MIN_SIDE:
+        raise DataError(f"image {path} is {w} x {h} pixels: too small to score (at least {MIN_SIDE} "
+                        f"pixels a side). Give the part at its camera's resolution")
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        log.warning("image %s is %d x %d pixels: resized to a square, its parts are stretched %.0fx; "
+                    "scores of such images are not comparable to square ones (score square tiles of it)",
+                    path, w, h, max(h, w) / min(h, w))
     return h, w
 
 
