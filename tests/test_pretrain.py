@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from bagclip import Config, load_backbone
-from bagclip.pretrain import CHECKPOINT, PretrainConfig, WorldBatches, _balanced, build_model, \
+from bagclip.pretrain_losses import _balanced
+from bagclip.pretrain import CHECKPOINT, PretrainConfig, WorldBatches, build_model, \
     export_weights, pretrain
 from bagclip.weights import SHIPPED, record, shipped_path
 

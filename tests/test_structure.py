@@ -29,7 +29,7 @@ LAYERS = [
     "fingerprint",  # what a run's inputs were; refusals of repeated names and seeds
     "precision", "backbone", "cache",  # image -> tokens
     "safr", "sag", "jff", "losses", "model", "zeroshot", "checkpoint",  # heads and their files
-    "train", "inference", "adapt", "pretrain",  # training; maps; heads adapted to one class
+    "train", "inference", "adapt", "pretrain_losses", "pretrain",  # training; maps; adapted heads; the miniature
     "evaluate", "calibrate",  # metrics of a detector; its thresholds from normal images
     "runs",  # one run per (Config, seed), keyed, resumable
     "report", "analysis", "compare", "cost",  # tables, lesson analysis, paired bootstrap, Tables 4-5
