@@ -10,7 +10,8 @@ Auxiliary sets are drawn from the pretraining world (`bagclip.data.world`: 40 ca
 the benchmark's five targets) under a seed pretraining never used (AUX_SEED), each scene as
 its clean and its defective image with the defect's mask, an equal number of scenes per
 category: for every (number of categories, number of images) of the grid, BAG-CLIP's heads are
-trained with quick mode's settings (one seed) and measured on the synthetic targets and on the
+trained with quick mode's settings (one seed), and so are the APRIL-GAN-style heads (no SAFR,
+no SAG), measured on the synthetic targets and on the
 real photographs with foreign defects (benchmarks/mini.py, 40 + 40 images a class). Each row
 beside the quick auxiliary set's heads: the paired difference with its interval and verdict
 (`bagclip.compare`). Every number is ours; never the paper's. Results are kept in
@@ -67,22 +68,37 @@ def world_aux(root: Path, n_classes: int, n_images: int, size: int = 224) -> Pat
     return root
 
 
+APRIL = {"use_safr": False, "use_sag": False}  # the APRIL-GAN-style heads: no SAFR, no SAG
+
+
 def records(name: str, aux, cfg: Config, bb, cache, out: Path, sets: dict) -> dict:
-    """{set: Results} of BAG-CLIP's heads trained on aux (checkpoint and records kept in out)."""
-    model = train_or_resume(cfg, aux, bb, out / "runs" / name, cache).model.eval()
-    return {s: Results.from_records([evaluate_recorded(model, cfg, bb, cache, samples)[1]])
-            for s, samples in sets.items()}
+    """{(heads, set): Results} of BAG-CLIP's and the APRIL-GAN-style heads trained on aux
+    (checkpoints kept in out/runs)."""
+    res = {}
+    for heads, c in (("bagclip", cfg), ("april", cfg.replace(**APRIL))):
+        model = train_or_resume(c, aux, bb, out / "runs" / f"{name}-{heads}", cache).model.eval()
+        for s, samples in sets.items():
+            res[heads, s] = Results.from_records([evaluate_recorded(model, c, bb, cache, samples)[1]])
+    return res
 
 
-def row(name: str, n_classes: int, n_images: int, res: dict, base: dict | None) -> dict:
+def _cmp(a: Results, b: Results, metric: str) -> list:
+    c = compare(a, b, metric, n_boot=1000, seed=0)
+    return [100 * c.diff, 100 * c.low, 100 * c.high, c.verdict]
+
+
+def row(name: str, n_classes: int, n_images: int, res: dict, base: dict | None, sets) -> dict:
+    """One table row: BAG-CLIP's AUROCs, BAG-CLIP minus APRIL-GAN-style (pixel) and, beside the
+    quick auxiliary set's heads (base), the paired differences."""
     r = {"row": name, "classes": n_classes, "images": n_images}
-    for s, rec in res.items():
+    for s in sets:
+        rec = res["bagclip", s]
         for metric in ("image_auroc", "pixel_auroc"):
             e = estimate(rec, metric, n_boot=1000, seed=0)
             r[f"{s}|{metric}"] = [100 * e.value, 100 * e.low, 100 * e.high]
             if base is not None:
-                c = compare(base[s], rec, metric, n_boot=1000, seed=0)
-                r[f"{s}|{metric}|vs quick"] = [100 * c.diff, 100 * c.low, 100 * c.high, c.verdict]
+                r[f"{s}|{metric}|vs quick"] = _cmp(base["bagclip", s], rec, metric)
+        r[f"{s}|bagclip - april pixel"] = _cmp(res["april", s], rec, "pixel_auroc")
     return r
 
 
@@ -90,13 +106,16 @@ def table(rows: list[dict], sets) -> str:
     lines = []
     for s in sets:
         lines += [f"### {s}", "",
-                  "| auxiliary set | classes | images | image AUROC | pixel AUROC | image vs quick | pixel vs quick |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| auxiliary set | classes | images | BAG-CLIP image AUROC | BAG-CLIP pixel AUROC | image vs quick "
+                  "| pixel vs quick | BAG-CLIP - APRIL-GAN-style pixel |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in rows:
             cells = [f"{r[f'{s}|{m}'][0]:.1f} [{r[f'{s}|{m}'][1]:.1f}, {r[f'{s}|{m}'][2]:.1f}]"
                      for m in ("image_auroc", "pixel_auroc")]
             vs = [(lambda v: f"{v[0]:+.1f} [{v[1]:+.1f}, {v[2]:+.1f}] {v[3]}")(r[f"{s}|{m}|vs quick"])
                   if f"{s}|{m}|vs quick" in r else "-" for m in ("image_auroc", "pixel_auroc")]
+            v = r[f"{s}|bagclip - april pixel"]
+            vs.append(f"{v[0]:+.1f} [{v[1]:+.1f}, {v[2]:+.1f}] {v[3]}")
             lines.append(f"| {r['row']} | {r['classes']} | {r['images']} | " + " | ".join(cells + vs) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -121,7 +140,7 @@ def main(argv=None) -> None:
     cache = FeatureCache(bb, out / "cache")
     quick_aux, _ = protocol_data(False, image_size=cfg.image_size)
     base = records("quick", quick_aux, cfg, bb, cache, out, sets)
-    rows = [row(QUICK_ROW, len({s.class_name for s in quick_aux}), len(quick_aux), base, None)]
+    rows = [row(QUICK_ROW, len({s.class_name for s in quick_aux}), len(quick_aux), base, None, sets)]
     for n_classes in a.classes:
         for n_images in a.images:
             name = f"world-{n_classes}c-{n_images}i"
@@ -130,7 +149,7 @@ def main(argv=None) -> None:
                 rows.append(json.loads(kept.read_text()))
                 continue
             aux = load_dataset("mvtec", world_aux(out / "sets" / name, n_classes, n_images, cfg.image_size), "test")
-            rows.append(row(name, n_classes, len(aux), records(name, aux, cfg, bb, cache, out, sets), base))
+            rows.append(row(name, n_classes, len(aux), records(name, aux, cfg, bb, cache, out, sets), base, sets))
             kept.write_text(json.dumps(rows[-1], indent=1))
             print(f"{name}: {len(aux)} images, {time.time() - t0:.0f} s so far", flush=True)
     text = (f"weights {a.weights}, seed {a.seed}; {sum(len(s) for s in sets.values())} target images; "
