@@ -173,8 +173,10 @@ class Backbone(nn.Module):
         from .budget import check_forward  # issue 19: refuse before allocating
 
         heads = int(getattr(self.blocks[0].attn, "num_heads", 1))
-        rows = images.shape[0] if micro_batch is None or not pad else micro_batch  # one forward's images
-        rows = min(rows, micro_batch or rows)
+        if micro_batch is None:  # one forward's images: the batch, a padded micro-batch, or fewer
+            rows = images.shape[0]
+        else:
+            rows = micro_batch if pad else min(micro_batch, images.shape[0])
         check_forward(self.cfg, self.width, heads, self.patch_size, rows, self.device)
         if micro_batch is None:
             return self._encode(images)

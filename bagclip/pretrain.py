@@ -60,7 +60,7 @@ from .precision import autocast
 from .files import atomic_write_bytes, atomic_write_text, safetensors_bytes, safetensors_metadata
 from .data.io import clip_normalize
 from .data.world import make_pair
-from .pretrain_losses import PATCH_PROJECTIONS, losses, patch_losses  # noqa: F401  (re-exported)
+from .pretrain_losses import PATCH_PROJECTIONS, losses, patch_losses  # tests and benchmarks import them from here too
 
 
 @dataclass

@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import mini  # noqa: E402  benchmarks/mini.py: the two test sets
 
 from bagclip import Config, load_backbone  # noqa: E402
+from bagclip.artefacts import context  # noqa: E402
+from bagclip.artefacts.context import METHODS  # noqa: E402
 from bagclip.cache import FeatureCache  # noqa: E402
 from bagclip.compare import Results, compare, estimate  # noqa: E402
 from bagclip.data import load_dataset  # noqa: E402
@@ -68,7 +70,7 @@ def world_aux(root: Path, n_classes: int, n_images: int, size: int = 224) -> Pat
     return root
 
 
-APRIL = {"use_safr": False, "use_sag": False}  # the APRIL-GAN-style heads: no SAFR, no SAG
+APRIL = METHODS[context.APRIL]  # the APRIL-GAN-style heads as reproduce trains them: no SAFR, no SAG
 
 
 def records(name: str, aux, cfg: Config, bb, cache, out: Path, sets: dict) -> dict:

@@ -36,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import mini  # noqa: E402  benchmarks/mini.py: the two test sets
 
 from bagclip import Config, load_backbone  # noqa: E402
+from bagclip.artefacts import context  # noqa: E402
+from bagclip.artefacts.context import METHODS  # noqa: E402
 from bagclip.backbone import Tokens  # noqa: E402
 from bagclip.cache import FeatureCache  # noqa: E402
 from bagclip.compare import Results, compare, estimate  # noqa: E402
@@ -47,7 +49,7 @@ from bagclip.runs import train_or_resume  # noqa: E402
 from bagclip.zeroshot import ZeroShot  # noqa: E402
 
 OURS, APRIL = "BAG-CLIP heads", "APRIL-GAN-style heads"
-HEADS = {OURS: {}, APRIL: {"use_safr": False, "use_sag": False}}
+HEADS = {OURS: METHODS[context.OURS], APRIL: METHODS[context.APRIL]}  # the settings reproduce trains
 
 
 class LinearProbe(nn.Module):

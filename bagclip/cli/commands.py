@@ -95,6 +95,7 @@ def _map_names(paths: list[str], maps_dir: Path | None = None) -> dict[str, str]
 
 def cmd_predict(a) -> None:
     from ..inference import predict
+    from ..conformal import plural
     from .decisions import map_png, part_images, predict_line, predict_setup, shown
 
     # heads + their calibration, or the training-free scorer; names the scorer that answers
@@ -124,7 +125,7 @@ def cmd_predict(a) -> None:
     if skipped:
         names = ", ".join(shown(p) for p, _ in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
         n = len(skipped) + len(preds)
-        raise SystemExit(f"bagclip predict: {len(skipped)} of {n} image{'s' if n > 1 else ''} could "
+        raise SystemExit(f"bagclip predict: {len(skipped)} of {plural(n, 'image')} could "
                          f"not be read or scored ({names}; reasons above); replace or remove them")
 
 

@@ -80,7 +80,7 @@ def _open(path) -> Image.Image:
 
 
 WHITE = "bagclip_white_level"  # Image.info key: the pixel value of white, from the file's header
-_MAX_SAMPLE_VALUE = 281  # TIFF tag MaxSampleValue
+_MAX_SAMPLE_VALUE, _BITS_PER_SAMPLE = 281, 258  # TIFF tags
 _INT16_FORMATS = ("PNG", "PPM")  # their "I" mode is always 16-bit data (16-bit grey, maxval > 255)
 
 
@@ -98,7 +98,7 @@ def white_level(im: Image.Image, path=None) -> float | None:
         return 65535.0
     tags = getattr(im, "tag_v2", None) or {}
     top = tags.get(_MAX_SAMPLE_VALUE)
-    bits = tags.get(258)  # BitsPerSample
+    bits = tags.get(_BITS_PER_SAMPLE)
     top = top[0] if isinstance(top, tuple) else top
     bits = bits[0] if isinstance(bits, tuple) else bits
     if isinstance(top, int) and 0 < top < 2 ** 32 - 1:
