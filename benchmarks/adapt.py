@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -218,6 +219,8 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=int, default=None, help="adaptation epochs (default: the heads' own)")
     ap.add_argument("--preset", default="quick", choices=list(PRESETS), help="Config preset: quick (the shipped bagclip-mini, "
                     "CPU), full (the paper's ViT-L-14-336 with OpenAI weights: internet, a GPU), tiny, lab")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a Config "
+                    "field of the preset, as the CLI's --set (e.g. pretrained=bagclip-mini-v3)")
     ap.add_argument("--device", default=None, help="e.g. cuda (default: the backbone's default)")
     ap.add_argument("--replay", type=int, default=0, help="auxiliary samples the adapted heads also "
                     "train on (rehearsal; default 0: the drawn set only)")
@@ -235,7 +238,8 @@ def main(argv=None) -> None:
     a.smoke = a.smoke or a.size == "smoke"
     seeds, n_normal, copies, n_good, n_bad = SIZES["smoke" if a.smoke else a.size]
     a.seeds = a.seeds or seeds
-    a.work = a.work or "runs/bench-adapt" + ("-smoke" if a.smoke else "-reduced" if a.size == "reduced" else "")
+    a.work = a.work or ("runs/bench-adapt" + ("-smoke" if a.smoke else "-reduced" if a.size == "reduced" else "")
+                        + "".join("-" + re.sub(r"[^A-Za-z0-9.]+", "-", kv) for kv in a.set))  # never another Config's runs
     a.n_normal, a.n_good, a.n_bad = a.n_normal or n_normal, a.n_good or n_good, a.n_bad or n_bad
     a.copies = a.copies or copies
     a.adapt_settings = {k: v for k, v in (("lr", a.lr), ("epochs", a.epochs)) if v is not None}
@@ -245,7 +249,7 @@ def main(argv=None) -> None:
         a.n_boot = min(a.n_boot, 200)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     clock = _Clock()
-    cfg = Config.preset(a.preset, **({"epochs": 1} if a.smoke else {}))
+    cfg = Config.preset(a.preset, **({"epochs": 1} if a.smoke else {})).with_overrides(a.set)
     bb = load_backbone(cfg, device=a.device)
     lines = tables(a, cfg, bb, FeatureCache(bb), clock)
     print("\n".join(lines))
