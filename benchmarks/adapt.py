@@ -205,7 +205,8 @@ SIZES = {  # --size: (seeds, normal images for adapting, drawn copies of each, n
 }
 
 
-def main(argv=None) -> None:
+def options(argv=None) -> argparse.Namespace:
+    """The command line, resolved: the size's defaults filled in, the work folder named."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=SIZES, default="full",
                     help="full (default), reduced (fewer seeds and images; see docs/adapt.md for run "
@@ -247,6 +248,11 @@ def main(argv=None) -> None:
     a.replay_note = {"replay of auxiliary samples": a.replay} if a.replay else {}
     if a.smoke:
         a.n_boot = min(a.n_boot, 200)
+    return a
+
+
+def main(argv=None) -> None:
+    a = options(argv)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     clock = _Clock()
     cfg = Config.preset(a.preset, **({"epochs": 1} if a.smoke else {})).with_overrides(a.set)

@@ -318,3 +318,24 @@ def test_no_room_for_a_defect_is_the_kits_error_in_one_line(case, tmp_path):
     assert err.path == img and err.size == side and err.kinds == tuple(kinds or A.ANY_IMAGE_KINDS)
     line = phrase("adapt", err)
     assert "\n" not in line and str(img) in line and f"{side}x{side}" in line and "image_size" in line
+
+
+def test_the_benchmarks_set_reaches_the_config_and_keeps_its_own_runs_folder():
+    """benchmarks/adapt.py --set KEY=VALUE overrides the preset's Config like the CLI's --set, and
+    its default work folder names the override, so v3's runs never reuse v2's finished heads."""
+    import importlib.util
+    from pathlib import Path
+
+    from bagclip import Config
+    from bagclip.errors import ConfigError
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "adapt.py"
+    spec = importlib.util.spec_from_file_location("bench_adapt", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    plain, v3 = bench.options([]), bench.options(["--set", "pretrained=bagclip-mini-v3"])
+    assert plain.work == "runs/bench-adapt" and v3.work == "runs/bench-adapt-pretrained-bagclip-mini-v3"
+    assert Config.quick().with_overrides(v3.set).pretrained == "bagclip-mini-v3"
+    assert bench.options(["--set", "pretrained=x", "--work", "w"]).work == "w"  # an explicit folder wins
+    with pytest.raises(ConfigError, match="no_such_field"):
+        Config.quick().with_overrides(bench.options(["--set", "no_such_field=1"]).set)

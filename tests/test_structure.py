@@ -282,18 +282,21 @@ def test_backbone_fields_are_the_ones_that_change_tokens(tiny_backbone, tmp_path
                          {"t": ["b"]}, backbone=tiny_backbone)
 
 
-def test_docs_adapt_csv_holds_the_numbers_of_the_page_table():
-    """benchmarks/adapt.py --write-docs writes docs/adapt.md's table and docs/adapt.csv in one
-    run; lesson 11 counts verdicts from the CSV, so the two must agree cell for cell."""
+@pytest.mark.parametrize("page", ["docs/adapt.md", "docs/v3-reproduce/adapt.md"])
+def test_docs_adapt_csv_holds_the_numbers_of_the_page_table(page):
+    """benchmarks/adapt.py --write-docs writes a page's table and its .csv in one run; lesson 11
+    counts verdicts from docs/adapt.csv, so the two must agree cell for cell."""
     import csv
     import re
 
-    page = (ROOT / "docs" / "adapt.md").read_text(encoding="utf-8")
+    page = ROOT / page
+    csv_path = page.with_suffix(".csv")
+    page = page.read_text(encoding="utf-8")
     table = page.split("<!-- adapt-table:begin -->")[1].split("<!-- adapt-table:end -->")[0]
     cells = re.findall(r"\| ([\w]+) \| [^|]+ \| (-?\d+\.\d) \| (-?\d+\.\d) \| ([+-]\d+\.\d) \[(-?\d+\.\d), "
                        r"(-?\d+\.\d)\] (effect|no evidence) \| (-?\d+\.\d) \| (-?\d+\.\d) \| ([+-]\d+\.\d) "
                        r"\[(-?\d+\.\d), (-?\d+\.\d)\] (effect|no evidence) \|", table)
-    with open(ROOT / "docs" / "adapt.csv", newline="", encoding="utf-8") as f:
+    with open(csv_path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * len(cells) > 0
     for row, (cls, *vals) in zip(zip(rows[::2], rows[1::2]), cells):
