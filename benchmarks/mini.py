@@ -201,14 +201,14 @@ def table(results: dict[str, dict]) -> str:
     return to_markdown(pd.DataFrame.from_dict(rows, orient="index").rename_axis("class"))
 
 
-def test_sets(seed: int = 1, n_good: int = 40, n_bad: int = 40, real: bool = False) -> dict:
-    """{title: samples}: the synthetic targets and, with `real`, the real-photo set."""
+def test_sets(seed: int = 1, n_good: int = 40, n_bad: int = 40, real: bool = False, size: int = 224) -> dict:
+    """{title: samples}: the synthetic targets and, with `real`, the real-photo set, drawn at `size`."""
     root = ensure_synth(seed=seed, n_train=1, n_test_good=n_good, n_test_bad=n_bad,
-                        categories=list(TARGET_CLASSES))
+                        categories=list(TARGET_CLASSES), size=size)
     sets = {"synthetic targets": load_dataset("synth", root, "test", classes=TARGET_CLASSES)}
     if real:
         tmp = Path(tempfile.mkdtemp(prefix="bagclip-real-"))
-        sets["real photos, foreign defects"] = load_dataset("mvtec", real_photo_set(tmp, seed, n_good, n_bad), "test")
+        sets["real photos, foreign defects"] = load_dataset("mvtec", real_photo_set(tmp, seed, n_good, n_bad, size), "test")
     return sets
 
 

@@ -109,13 +109,14 @@ def probe_for(cfg: Config, backbone, cache, aux) -> LinearProbe:
     return LinearProbe(L, W, cfg.image_size).fit(np.concatenate(X), np.concatenate(y))
 
 
-def measure(name: str, weights: str, out: Path, sets: dict, seed: int = 0) -> dict:
-    """Every row of one backbone (see the module docstring); kept in out/<name>.json."""
+def measure(name: str, weights: str, out: Path, sets: dict, seed: int = 0, overrides=()) -> dict:
+    """Every row of one backbone (see the module docstring); kept in out/<name>.json.
+    `overrides`: `--set KEY=VALUE` strings applied to the quick Config (e.g. image_size=448)."""
     done = out / f"{name}.json"
     if done.exists():
         return json.loads(done.read_text())
     t0 = time.time()
-    cfg = Config.quick(pretrained=weights, seed=seed)
+    cfg = Config.quick(pretrained=weights, seed=seed).with_overrides(overrides)
     aux, _ = protocol_data(False, image_size=cfg.image_size)
     bb = load_backbone(cfg)
     cache = FeatureCache(bb, out / "cache")
@@ -209,9 +210,13 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="runs/variants")
     ap.add_argument("--n-good", type=int, default=40)
     ap.add_argument("--n-bad", type=int, default=40)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a field of the quick Config, as the CLI's --set (e.g. image_size=448: "
+                         "the test sets are then drawn at that size too); give each --set its own --out")
     a = ap.parse_args(argv)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    sets = mini.test_sets(1, a.n_good, a.n_bad, real=True)
+    size = Config.quick().with_overrides(a.set).image_size
+    sets = mini.test_sets(1, a.n_good, a.n_bad, real=True, size=size)
     if a.curve:
         from bagclip.viz import save_figure
         from bagclip.viz.curves import gap_curve_figure
@@ -223,7 +228,7 @@ def main(argv=None) -> None:
     rows = []
     for spec in a.weights:
         name, _, path = spec.partition("=")
-        rows.append(measure(name, path or name, Path(a.out), sets))
+        rows.append(measure(name, path or name, Path(a.out), sets, overrides=a.set))
         print(f"{name}: measured in {rows[-1]['wall_s']} s", flush=True)
     text = table(rows)
     Path(a.out, "table.md").write_text(text + "\n")
