@@ -251,11 +251,16 @@ def options(argv=None) -> argparse.Namespace:
     return a
 
 
+def config(a: argparse.Namespace) -> Config:
+    """The preset's Config with the smoke test's one epoch and the --set overrides applied."""
+    return Config.preset(a.preset, **({"epochs": 1} if a.smoke else {})).with_overrides(a.set)
+
+
 def main(argv=None) -> None:
     a = options(argv)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     clock = _Clock()
-    cfg = Config.preset(a.preset, **({"epochs": 1} if a.smoke else {})).with_overrides(a.set)
+    cfg = config(a)
     bb = load_backbone(cfg, device=a.device)
     lines = tables(a, cfg, bb, FeatureCache(bb), clock)
     print("\n".join(lines))

@@ -28,7 +28,7 @@ from PIL import Image
 
 from bagclip import Config, load_backbone
 from bagclip.data import load_dataset
-from bagclip.data.synth import TARGET_CLASSES, ensure_synth
+from bagclip.data.synth import QUICK, TARGET_CLASSES, ensure_synth
 from bagclip.inference import scorer
 from bagclip.report import to_markdown
 from bagclip.zeroshot import ZeroShot
@@ -201,7 +201,8 @@ def table(results: dict[str, dict]) -> str:
     return to_markdown(pd.DataFrame.from_dict(rows, orient="index").rename_axis("class"))
 
 
-def test_sets(seed: int = 1, n_good: int = 40, n_bad: int = 40, real: bool = False, size: int = 224) -> dict:
+def test_sets(seed: int = 1, n_good: int = 40, n_bad: int = 40, real: bool = False,
+              size: int = QUICK["size"]) -> dict:
     """{title: samples}: the synthetic targets and, with `real`, the real-photo set, drawn at `size`."""
     root = ensure_synth(seed=seed, n_train=1, n_test_good=n_good, n_test_bad=n_bad,
                         categories=list(TARGET_CLASSES), size=size)

@@ -335,7 +335,8 @@ def test_the_benchmarks_set_reaches_the_config_and_keeps_its_own_runs_folder():
     spec.loader.exec_module(bench)
     plain, v3 = bench.options([]), bench.options(["--set", "pretrained=bagclip-mini-v3"])
     assert plain.work == "runs/bench-adapt" and v3.work == "runs/bench-adapt-pretrained-bagclip-mini-v3"
-    assert Config.quick().with_overrides(v3.set).pretrained == "bagclip-mini-v3"
+    assert bench.config(v3).pretrained == "bagclip-mini-v3"
+    assert bench.config(plain) == Config.quick()
     assert bench.options(["--set", "pretrained=x", "--work", "w"]).work == "w"  # an explicit folder wins
     with pytest.raises(ConfigError, match="no_such_field"):
-        Config.quick().with_overrides(bench.options(["--set", "no_such_field=1"]).set)
+        bench.config(bench.options(["--set", "no_such_field=1"]))
