@@ -1,5 +1,6 @@
 """bagclip.viz: every widget callback with at least two non-default values changes what is
 drawn (and the numbers behind it); figures used by reproduce and the lessons render."""
+import base64
 import numpy as np
 import pandas as pd
 import pytest
@@ -347,3 +348,36 @@ def test_score_distributions_figure_per_class():
     assert [ax.get_title().split(":")[0] for ax in one.axes if ax.get_visible()] == ["all"]
     with pytest.raises(ValueError, match="length"):
         viz.score_distributions_figure(scores, labels[:10], classes)
+
+
+@pytest.fixture()
+def ipython_shell(monkeypatch):
+    """A plain IPython shell as get_ipython(), with the kit's PNG formatter registered on it."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from bagclip.viz import base
+
+    monkeypatch.setattr(base, "_FORMATTER", False)
+    shell = InteractiveShell.instance()
+    yield shell
+    InteractiveShell.clear_instance()
+
+
+def test_widgets_hold_their_drawing_as_output_state_from_the_first_view(scene, failures, ipython_shell):
+    """The first drawing is in the Output widget's own `outputs` when the widget is built (not
+    captured output, which a browser can route past a model it does not hold yet), and a
+    control replaces it with the new drawing in one output, never a second one beside it."""
+    image, mask, h = scene
+    ex = viz.SAGExplorer(image, h, G, k=5, mask=mask, k_values=[3, 5, 10], click_cells=4)
+    samples, scores, maps, masks, images, feats = failures
+    g = viz.FailureGallery(samples, scores, maps, masks, images, feats, grid=G, k=4)
+    for view, move in ((ex, lambda: setattr(ex._node_slider, "value", 3)),
+                       (g, lambda: setattr(g._thr, "value", 0.8))):
+        view.widget
+        (first,) = view._out.outputs
+        assert first["output_type"] == "display_data"
+        png = first["data"]["image/png"]  # base64 text, as in a display message (bytes: a broken image)
+        assert isinstance(png, str) and base64.b64decode(png).startswith(b"\x89PNG\r\n\x1a\n")
+        move()
+        (now,) = view._out.outputs
+        assert now["data"]["image/png"] != first["data"]["image/png"]

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from ... import analysis as an
-from ..base import ERROR_COLORS, MAP_CMAP, bare_axes, heatmap, new_figure, overlay, show
+from ..base import ERROR_COLORS, MAP_CMAP, bare_axes, heatmap, new_figure, overlay
 from ..graph import patch_boxes
 from .base import View
 
@@ -196,6 +196,5 @@ class FailureGallery(View):
             self._reset.on_click(lambda _b: self.set_threshold(self.default_threshold))
             self._widget = W.VBox([W.HBox([self._thr, self._reset]), W.HBox([self._cls, self._def, self._kind]),
                                    self._rank, self._out])
-            with self._out:
-                show(self.fig)
+            self._show()
         return self._widget

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from ... import analysis as an
-from ..base import bare_axes, contour, heatmap, new_figure, show
+from ..base import bare_axes, contour, heatmap, new_figure
 from ..graph import draw_patch_graph, patch_boxes
 from .base import View
 
@@ -180,8 +180,7 @@ class SAGExplorer(View):
             help_ = W.HTML("<b>click a cell</b> to pick that patch (red: defect)")
             self._widget = W.HBox([W.VBox([self._node_slider, self._k_slider, help_, self._grid]), self._out])
             self._widget.add_class("bag-sag-explorer")
-            with self._out:
-                show(self.fig)
+            self._show()
         return self._widget
 
     def _on_node(self, v):
